@@ -1,0 +1,260 @@
+// Package config loads and validates the appliance's TOML site configuration.
+package config
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config describes one site: its LAN, its two uplinks, its PBX and who may reach what.
+type Config struct {
+	Site     string              `toml:"site"`
+	LAN      LAN                 `toml:"lan"`
+	Uplink   Uplinks             `toml:"uplink"`
+	PBX      PBX                 `toml:"pbx"`
+	SIPPeers map[string]*SIPPeer `toml:"sip_peers"`
+	Admin    Admin               `toml:"admin"`
+	Forward  map[string]*Forward `toml:"forward"`
+	SIPGuard SIPGuard            `toml:"sipguard"`
+	Notify   Notify              `toml:"notify"`
+	HAL      HAL                 `toml:"hal"`
+
+	// Warnings are said on every start: things that are allowed but risky.
+	Warnings []string `toml:"-"`
+}
+
+// LAN is the office side of the box.
+type LAN struct {
+	Interface string   `toml:"interface"`
+	Addresses []Prefix `toml:"addresses"` // the box's own addresses, with the subnet's prefix length
+}
+
+// Subnets are the LAN's networks, derived from the box's addresses.
+func (l LAN) Subnets() []Prefix {
+	var out []Prefix
+	for _, a := range l.Addresses {
+		out = append(out, Prefix{a.Masked()})
+	}
+	return out
+}
+
+// Uplinks are the fixed line and the modem.
+type Uplinks struct {
+	Primary *Uplink `toml:"primary"`
+	Backup  *Uplink `toml:"backup"`
+}
+
+// All returns the configured uplinks, primary first.
+func (u Uplinks) All() []*Uplink {
+	var out []*Uplink
+	for _, x := range []*Uplink{u.Primary, u.Backup} {
+		if x != nil {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Uplink is one way to the internet.
+type Uplink struct {
+	Name      string   `toml:"name"`      // shown to people: "FTTC", "LTE"
+	Interface string   `toml:"interface"` // e.g. eth1, wwan0, usb0
+	Mode      AddrMode `toml:"mode"`      // static or dhcp
+	Address   Prefix   `toml:"address"`   // static: the box's address with prefix length
+	Gateway   Addr     `toml:"gateway"`
+	Address6  Prefix   `toml:"address6"` // optional static IPv6
+	Gateway6  Addr     `toml:"gateway6"`
+	Role      string   `toml:"-"` // "primary" or "backup"
+}
+
+// PBX is the office's IP-PBX on the LAN and the services forwarded to it.
+type PBX struct {
+	Address              Addr       `toml:"address"`
+	Address6             Addr       `toml:"address6"`
+	SIPPort              Port       `toml:"sip_port"`
+	SIPTransports        []Protocol `toml:"sip_transports"`
+	SIPTLSPort           Port       `toml:"sip_tls_port"`
+	TunnelPort           Port       `toml:"tunnel_port"`
+	TunnelFrom           Source     `toml:"tunnel_from"`
+	RTPPorts             PortRange  `toml:"rtp_ports"`
+	RTPFrom              Source     `toml:"rtp_from"`
+	WebPorts             []Port     `toml:"web_ports"`
+	WebFrom              Source     `toml:"web_from"`
+	AllowSIPFromAnywhere bool       `toml:"allow_sip_from_anywhere"`
+}
+
+// SIPPeer is a named group of networks allowed to send SIP to the PBX.
+type SIPPeer struct {
+	Kind     string   `toml:"kind"` // trunk or office
+	Networks []Prefix `toml:"networks"`
+}
+
+// Admin says who may manage the box.
+type Admin struct {
+	Networks []Prefix `toml:"networks"`
+	SSHPort  Port     `toml:"ssh_port"`
+	WebPorts []Port   `toml:"web_ports"`
+}
+
+// Forward is an extra port forward from the uplinks to a LAN host.
+type Forward struct {
+	Protocol Protocol  `toml:"protocol"`
+	Ports    PortRange `toml:"ports"`
+	To       Addr      `toml:"to"`
+	ToPort   Port      `toml:"to_port"` // 0: same as the first of Ports
+	From     []Prefix  `toml:"from"`
+}
+
+// SIPGuard, Notify and HAL are filled in by later work; they exist so that their sections are accepted.
+type (
+	SIPGuard struct{}
+	Notify   struct{}
+	HAL      struct{}
+)
+
+//go:embed example.toml
+var example []byte
+
+// Example is a complete, commented configuration that passes validation.
+func Example() []byte { return example }
+
+// Load reads and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data; name is the file name used in error messages.
+// Every problem found is returned, each with its file, line, column and field.
+func Parse(name string, data []byte) (*Config, error) {
+	var c Config
+	md, err := toml.Decode(string(data), &c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, Errors{{File: name, Line: pe.Position.Line, Col: pe.Position.Col, Field: pe.LastKey, Msg: unwrapMsg(pe)}}
+		}
+		// Type mismatches come as plain errors that still say the line and key.
+		if m := plainErrRE.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, Errors{{File: name, Line: line, Field: m[2], Msg: m[3]}}
+		}
+		return nil, Errors{{File: name, Msg: err.Error()}}
+	}
+	v := validator{file: name, md: &md, data: string(data)}
+	// A typo must not silently open or close a door: unknown keys are errors. An unknown
+	// section is reported once, not once more for each key in it.
+	unknown := map[string]bool{}
+	for _, k := range md.Undecoded() {
+		unknown[k.String()] = true
+		if len(k) > 1 && unknown[k[:len(k)-1].String()] {
+			continue
+		}
+		v.errf(k.String(), "unknown setting %q", k[len(k)-1])
+	}
+	c.applyDefaults(&md)
+	c.validate(&v)
+	if len(v.errs) > 0 {
+		return nil, v.errs
+	}
+	return &c, nil
+}
+
+var plainErrRE = regexp.MustCompile(`^toml: line (\d+) \(last key "(.*?)"\): (.*)$`)
+
+func unwrapMsg(pe toml.ParseError) string {
+	if pe.Usage != "" {
+		return pe.Message
+	}
+	return strings.TrimPrefix(pe.Message, "toml: ")
+}
+
+// Error is one problem in a configuration file.
+type Error struct {
+	File      string
+	Line, Col int
+	Field     string
+	Msg       string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Col > 0 {
+		fmt.Fprintf(&b, ":%d", e.Col)
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors are all the problems found in one file, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+type validator struct {
+	file string
+	md   *toml.MetaData
+	data string
+	errs Errors
+}
+
+// errf records a problem with the field at path (dotted, as written in the file).
+func (v *validator) errf(path string, format string, args ...any) {
+	line, col := v.position(path)
+	v.errs = append(v.errs, &Error{File: v.file, Line: line, Col: col, Field: path, Msg: fmt.Sprintf(format, args...)})
+	sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
+}
+
+// position finds where a key was written. BurntSushi/toml records every key's position but
+// only exposes it inside its own parse errors, so it is read from MetaData by reflection;
+// TestPositionOfSemanticErrors guards this against a library upgrade. A field that is not in
+// the file (a missing required one) falls back to its closest written parent.
+func (v *validator) position(path string) (line, col int) {
+	ki := reflect.ValueOf(v.md).Elem().FieldByName("keyInfo")
+	if !ki.IsValid() || ki.Kind() != reflect.Map {
+		return 0, 0
+	}
+	for p := path; p != ""; {
+		e := ki.MapIndex(reflect.ValueOf(p))
+		if e.IsValid() {
+			pos := e.FieldByName("pos")
+			line := int(pos.FieldByName("Line").Int())
+			start := int(pos.FieldByName("Start").Int())
+			if line > 0 {
+				return line, start - strings.LastIndexByte(v.data[:min(start, len(v.data))], '\n')
+			}
+		}
+		i := strings.LastIndexByte(p, '.')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0, 0
+}

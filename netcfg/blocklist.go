@@ -1,0 +1,223 @@
+package netcfg
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+)
+
+// Blocked is one entry of the kernel blocklist.
+type Blocked struct {
+	Prefix  netip.Prefix  // a single address is a /32 or /128
+	Expires time.Duration // time left; 0 for a permanent entry
+}
+
+// ErrNotRunning means the appliance's table is not in the kernel (the daemon never applied it).
+var ErrNotRunning = errors.New("the appliance's firewall is not loaded")
+
+// ErrProtected means the address belongs to a trusted SIP peer or an admin network.
+var ErrProtected = errors.New("is a trusted SIP peer or in an admin network: never blocked")
+
+func blockSetFor(p netip.Prefix) (name string, interval bool) {
+	single := p.IsSingleIP()
+	switch {
+	case p.Addr().Is4() && single:
+		return SetBlock4, false
+	case single:
+		return SetBlock6, false
+	case p.Addr().Is4():
+		return SetBlockNet4, true
+	}
+	return SetBlockNet6, true
+}
+
+func (f *Firewall) set(c *nftables.Conn, name string) (*nftables.Set, error) {
+	s, err := c.GetSetByName(nftTable(), name)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, ErrNotRunning
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netcfg: read set %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// Block adds an address or network to the kernel blocklist for d (0: until unblocked),
+// replacing the timeout of an existing entry. Trusted peers and admin networks are refused.
+func (f *Firewall) Block(p netip.Prefix, d time.Duration) error {
+	p = p.Masked()
+	if p.Addr().Zone() != "" || !p.IsValid() {
+		return fmt.Errorf("netcfg: block %s: not an IP address or network", p)
+	}
+	protected, err := f.protected(p)
+	if err != nil {
+		return err
+	}
+	if protected {
+		return fmt.Errorf("netcfg: block %s: %w", p, ErrProtected)
+	}
+	c, err := f.conn()
+	if err != nil {
+		return err
+	}
+	name, interval := blockSetFor(p)
+	s, err := f.set(c, name)
+	if err != nil {
+		return err
+	}
+	list, err := f.Blocklist()
+	if err != nil {
+		return err
+	}
+	for _, b := range list {
+		if b.Prefix == p {
+			// Delete and add in one transaction: re-adding alone keeps the old timeout.
+			if err := c.SetDeleteElements(s, prefixElements(p, interval, 0)); err != nil {
+				return fmt.Errorf("netcfg: block %s: %w", p, err)
+			}
+		}
+	}
+	if err := c.SetAddElements(s, prefixElements(p, interval, d)); err != nil {
+		return fmt.Errorf("netcfg: block %s: %w", p, err)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("netcfg: block %s: %w", p, err)
+	}
+	return nil
+}
+
+// Unblock removes an address or network from the blocklist.
+func (f *Firewall) Unblock(p netip.Prefix) error {
+	p = p.Masked()
+	c, err := f.conn()
+	if err != nil {
+		return err
+	}
+	name, interval := blockSetFor(p)
+	s, err := f.set(c, name)
+	if err != nil {
+		return err
+	}
+	if err := c.SetDeleteElements(s, prefixElements(p, interval, 0)); err != nil {
+		return fmt.Errorf("netcfg: unblock %s: %w", p, err)
+	}
+	if err := c.Flush(); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("netcfg: unblock %s: not blocked", p)
+		}
+		return fmt.Errorf("netcfg: unblock %s: %w", p, err)
+	}
+	return nil
+}
+
+// Blocklist lists the blocked addresses and networks, sorted by address.
+func (f *Firewall) Blocklist() ([]Blocked, error) {
+	c, err := f.conn()
+	if err != nil {
+		return nil, err
+	}
+	var out []Blocked
+	for _, name := range BlockSets {
+		s, err := f.set(c, name)
+		if err != nil {
+			return nil, err
+		}
+		els, err := c.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("netcfg: read set %s: %w", name, err)
+		}
+		out = append(out, decodeElements(els, s.Interval)...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Prefix.Addr().Less(out[j].Prefix.Addr()) })
+	return out, nil
+}
+
+// protected reports whether p overlaps a trusted SIP peer or an admin network in the kernel.
+func (f *Firewall) protected(p netip.Prefix) (bool, error) {
+	c, err := f.conn()
+	if err != nil {
+		return false, err
+	}
+	for _, name := range []string{"sip_peers4", "sip_peers6", "admin4", "admin6"} {
+		s, err := f.set(c, name)
+		if err != nil {
+			return false, err
+		}
+		els, err := c.GetSetElements(s)
+		if err != nil {
+			return false, fmt.Errorf("netcfg: read set %s: %w", name, err)
+		}
+		for _, b := range decodeElements(els, true) {
+			if b.Prefix.Overlaps(p) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// decodeElements turns set elements back into prefixes; interval sets hold each network as
+// a start element and an end element (the first address past it).
+func decodeElements(els []nftables.SetElement, interval bool) []Blocked {
+	var out []Blocked
+	if !interval {
+		for _, e := range els {
+			a, ok := netip.AddrFromSlice(e.Key)
+			if ok {
+				out = append(out, Blocked{Prefix: netip.PrefixFrom(a, a.BitLen()), Expires: e.Expires})
+			}
+		}
+		return out
+	}
+	var starts, ends []nftables.SetElement
+	for _, e := range els {
+		if e.IntervalEnd {
+			ends = append(ends, e)
+		} else {
+			starts = append(starts, e)
+		}
+	}
+	for _, s := range starts {
+		a, ok := netip.AddrFromSlice(s.Key)
+		if !ok {
+			continue
+		}
+		bits := 0 // no end element: the range runs to the top of the address space
+		best := -1
+		for i, e := range ends {
+			b, _ := netip.AddrFromSlice(e.Key)
+			if a.Less(b) && (best < 0 || b.Less(mustAddr(ends[best].Key))) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			bits = prefixLen(a, mustAddr(ends[best].Key))
+		} else {
+			bits = prefixLen(a, netip.Addr{})
+		}
+		out = append(out, Blocked{Prefix: netip.PrefixFrom(a, bits), Expires: s.Expires})
+	}
+	return out
+}
+
+func mustAddr(b []byte) netip.Addr { a, _ := netip.AddrFromSlice(b); return a }
+
+// prefixLen finds the prefix length of the CIDR block [start, end) (end invalid: to the top).
+func prefixLen(start, end netip.Addr) int {
+	for bits := 0; bits <= start.BitLen(); bits++ {
+		p := netip.PrefixFrom(start, bits)
+		if p.Masked().Addr() != start {
+			continue
+		}
+		e, ok := afterPrefix(p)
+		if (!ok && !end.IsValid()) || (ok && e == end) {
+			return bits
+		}
+	}
+	return start.BitLen()
+}
