@@ -75,7 +75,8 @@ func labUp(prefix, cfgPath string, stdout io.Writer) error {
 	}
 	defer logf.Close()
 	// The daemon outlives this command: its own session, output to a file, PID on disk.
-	cmd := exec.Command("ip", "netns", "exec", l.NS(lab.HostBox), self, "run", "--config", conf)
+	cmd := exec.Command("ip", "netns", "exec", l.NS(lab.HostBox), self, "run", "--config", conf,
+		"--state", filepath.Join(dir, "state"), "--control", filepath.Join(dir, "control.sock"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

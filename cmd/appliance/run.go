@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -19,46 +20,70 @@ import (
 	"github.com/officeedge/appliance/netcfg"
 )
 
-const usage = `usage: appliance COMMAND [flags]
+// command is one `appliance` subcommand; files of this package add theirs in init.
+type command struct {
+	summary string // one line for the usage text, after the name
+	run     func(args []string, stdin io.Reader, stdout, stderr io.Writer) error
+}
 
-commands:
-  run --config FILE          run the appliance (applies the firewall, keeps the box configured)
-  check --config FILE        validate a config (- for stdin) and print the firewall it would apply
-  example-config             print a complete, commented example config
-  block ADDR [--for DUR]     block an address or network (e.g. 192.0.2.7, 192.0.2.0/24, --for 1h)
-  unblock ADDR               remove an address or network from the blocklist
-  blocked                    list blocked addresses and networks
-  lab up|down|status         build and run the namespace lab (root)
-  version                    print the version
-`
+var commands = map[string]command{}
+
+func init() {
+	commands["version"] = command{"print the version", func(_ []string, _ io.Reader, stdout, _ io.Writer) error {
+		_, err := fmt.Fprintln(stdout, version.String())
+		return err
+	}}
+	commands["example-config"] = command{"print a complete, commented example config", func(_ []string, _ io.Reader, stdout, _ io.Writer) error {
+		_, err := stdout.Write(config.Example())
+		return err
+	}}
+	commands["check"] = command{"--config FILE: validate a config (- for stdin) and print the firewall it would apply", check}
+	commands["run"] = command{"--config FILE [--state DIR]: run the appliance", runDaemon}
+	for _, c := range []struct{ name, summary string }{
+		{"block", "ADDR [--for DUR]: block an address or network (192.0.2.7, 192.0.2.0/24; --for 1h)"},
+		{"unblock", "ADDR: remove an address or network from the blocklist"},
+		{"blocked", "list blocked addresses and networks"},
+	} {
+		name := c.name
+		commands[name] = command{c.summary, func(args []string, _ io.Reader, stdout, _ io.Writer) error {
+			return blocklist(name, args, stdout)
+		}}
+	}
+	commands["lab"] = command{"up|down|status [--prefix P]: build and run the namespace lab (root)", func(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+		return labCmd(args, stdout, stderr)
+	}}
+}
+
+func usage() string {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("usage: appliance COMMAND [flags]\n\ncommands:\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %-15s %s\n", n, commands[n].summary)
+	}
+	return b.String()
+}
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return errors.New("appliance: no command")
 	}
-	cmd, args := args[0], args[1:]
-	switch cmd {
-	case "version", "--version":
-		fmt.Fprintln(stdout, version.String())
-		return nil
-	case "example-config":
-		_, err := stdout.Write(config.Example())
-		return err
-	case "check":
-		return check(args, stdin, stdout, stderr)
-	case "run":
-		return runDaemon(args, stderr)
-	case "block", "unblock", "blocked":
-		return blocklist(cmd, args, stdout)
-	case "lab":
-		return labCmd(args, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+	name, args := strings.TrimPrefix(args[0], "--"), args[1:]
+	if name == "help" || name == "-h" || name == "h" {
+		fmt.Fprint(stdout, usage())
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("appliance: unknown command %q", cmd)
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprint(stderr, usage())
+		return fmt.Errorf("appliance: unknown command %q", name)
+	}
+	return c.run(args, stdin, stdout, stderr)
 }
 
 // parse parses flags that may stand before or after the positional arguments.
@@ -108,16 +133,23 @@ func check(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func runDaemon(args []string, stderr io.Writer) error {
+func runDaemon(args []string, _ io.Reader, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("config", "/etc/appliance/appliance.toml", "config file")
+	state := fs.String("state", "/var/lib/appliance", "directory for state that survives reboots")
+	control := controlFlag(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	return daemon.Run(ctx, daemon.Options{ConfigPath: *path, Log: log})
+	return daemon.Run(ctx, daemon.Options{ConfigPath: *path, StateDir: *state, ControlSocket: *control, Log: log})
+}
+
+// controlFlag is the --control flag of commands that talk to the running daemon.
+func controlFlag(fs *flag.FlagSet) *string {
+	return fs.String("control", daemon.DefaultControl, "the daemon's control socket")
 }
 
 func blocklist(cmd string, args []string, stdout io.Writer) error {
@@ -165,4 +197,3 @@ func forText(d time.Duration) string {
 	}
 	return " for " + d.String()
 }
-

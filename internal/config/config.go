@@ -24,9 +24,11 @@ type Config struct {
 	SIPPeers map[string]*SIPPeer `toml:"sip_peers"`
 	Admin    Admin               `toml:"admin"`
 	Forward  map[string]*Forward `toml:"forward"`
+	WAN      WAN                 `toml:"wan"`
 	SIPGuard SIPGuard            `toml:"sipguard"`
 	Notify   Notify              `toml:"notify"`
 	HAL      HAL                 `toml:"hal"`
+	Web      Web                 `toml:"web"`
 
 	// Warnings are said on every start: things that are allowed but risky.
 	Warnings []string `toml:"-"`
@@ -114,12 +116,16 @@ type Forward struct {
 	From     []Prefix  `toml:"from"`
 }
 
-// SIPGuard, Notify and HAL are filled in by later work; they exist so that their sections are accepted.
-type (
-	SIPGuard struct{}
-	Notify   struct{}
-	HAL      struct{}
-)
+// section is a part's own block of settings, in a file of its own in this package: it fills
+// in its defaults and checks itself, so parts grow without touching each other.
+type section interface {
+	setDefaults(md *toml.MetaData)
+	check(c *Config, v *validator)
+}
+
+func (c *Config) sections() []section {
+	return []section{&c.WAN, &c.SIPGuard, &c.Notify, &c.HAL, &c.Web}
+}
 
 //go:embed example.toml
 var example []byte

@@ -59,6 +59,9 @@ func (c *Config) applyDefaults(md *toml.MetaData) {
 	if p.WebFrom == "" {
 		p.WebFrom = FromAdmin
 	}
+	for _, s := range c.sections() {
+		s.setDefaults(md)
+	}
 	if !md.IsDefined("admin", "ssh_port") {
 		c.Admin.SSHPort = 22
 	}
@@ -172,6 +175,9 @@ func (c *Config) validate(v *validator) {
 	c.validatePBX(v)
 	c.validatePeers(v)
 	c.validateForwards(v)
+	for _, s := range c.sections() {
+		s.check(c, v)
+	}
 }
 
 // hostAddrErr says why p cannot be an interface address, or "".
