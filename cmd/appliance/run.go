@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sort"
@@ -170,7 +171,7 @@ func blocklist(cmd string, args []string, stdout io.Writer) error {
 			if b.Expires > 0 {
 				exp = "in " + b.Expires.Round(time.Second).String()
 			}
-			fmt.Fprintf(stdout, "%-40s expires %s\n", b.Prefix, exp)
+			fmt.Fprintf(stdout, "%-40s expires %s\n", prefixText(b.Prefix), exp)
 		}
 		return nil
 	}
@@ -187,8 +188,16 @@ func blocklist(cmd string, args []string, stdout io.Writer) error {
 	if err := fw.Block(p.Prefix, *dur); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "blocked %s%s\n", p.Prefix, forText(*dur))
+	fmt.Fprintf(stdout, "blocked %s%s\n", prefixText(p.Prefix), forText(*dur))
 	return nil
+}
+
+// prefixText shows a single address without its /32 or /128.
+func prefixText(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
 }
 
 func forText(d time.Duration) string {
