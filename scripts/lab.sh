@@ -3,6 +3,7 @@
 # network namespaces and runs the appliance in the box's namespace on the built-in lab config;
 # `sudo scripts/lab.sh down` removes it all. `status` says whether it runs.
 set -euo pipefail
+export PATH="$PATH:/usr/local/go/bin"
 cd "$(dirname "$0")/.."
 action=${1:-up}
 shift || true

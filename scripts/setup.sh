@@ -2,6 +2,7 @@
 # Installs what the lab and the tests need on a fresh Debian machine (as root): the Debian
 # packages listed in scripts/apt-packages.txt. Go itself must already be on PATH.
 set -euo pipefail
+export PATH="$PATH:/usr/local/go/bin"
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (sudo)" >&2; exit 1; }
 command -v go >/dev/null || { echo "setup.sh: Go is not on PATH" >&2; exit 1; }

@@ -3,6 +3,7 @@
 # runs every package's tests (unit tests and the namespace tests against the real kernel),
 # then the scripts' own checks in scripts/check.d/ (image boot, package install).
 set -euo pipefail
+export PATH="$PATH:/usr/local/go/bin"
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "test.sh: the namespace tests need root: run with sudo" >&2; exit 1; }
 bash scripts/setup.sh
