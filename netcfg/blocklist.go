@@ -15,6 +15,7 @@ import (
 type Blocked struct {
 	Prefix  netip.Prefix  // a single address is a /32 or /128
 	Expires time.Duration // time left; 0 for a permanent entry
+	Packets uint64        // packets dropped since the entry was added (block sets count per element)
 }
 
 // ErrNotRunning means the appliance's table is not in the kernel (the daemon never applied it).
@@ -70,18 +71,8 @@ func (f *Firewall) Block(p netip.Prefix, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	list, err := f.Blocklist()
-	if err != nil {
-		return err
-	}
-	for _, b := range list {
-		if b.Prefix == p {
-			// Delete and add in one transaction: re-adding alone keeps the old timeout.
-			if err := c.SetDeleteElements(s, prefixElements(p, interval, 0)); err != nil {
-				return fmt.Errorf("netcfg: block %s: %w", p, err)
-			}
-		}
-	}
+	// One add, whatever the blocklist's size: the kernel (6.x, checked by TestBlocklist)
+	// updates the timeout of an entry that is already there.
 	if err := c.SetAddElements(s, prefixElements(p, interval, d)); err != nil {
 		return fmt.Errorf("netcfg: block %s: %w", p, err)
 	}
@@ -169,7 +160,7 @@ func decodeElements(els []nftables.SetElement, interval bool) []Blocked {
 		for _, e := range els {
 			a, ok := netip.AddrFromSlice(e.Key)
 			if ok {
-				out = append(out, Blocked{Prefix: netip.PrefixFrom(a, a.BitLen()), Expires: e.Expires})
+				out = append(out, Blocked{Prefix: netip.PrefixFrom(a, a.BitLen()), Expires: e.Expires, Packets: elemPackets(e)})
 			}
 		}
 		return out
@@ -200,7 +191,7 @@ func decodeElements(els []nftables.SetElement, interval bool) []Blocked {
 		} else {
 			bits = prefixLen(a, netip.Addr{})
 		}
-		out = append(out, Blocked{Prefix: netip.PrefixFrom(a, bits), Expires: s.Expires})
+		out = append(out, Blocked{Prefix: netip.PrefixFrom(a, bits), Expires: s.Expires, Packets: elemPackets(s)})
 	}
 	return out
 }
@@ -220,4 +211,11 @@ func prefixLen(start, end netip.Addr) int {
 		}
 	}
 	return start.BitLen()
+}
+
+func elemPackets(e nftables.SetElement) uint64 {
+	if e.Counter != nil {
+		return e.Counter.Packets
+	}
+	return 0
 }

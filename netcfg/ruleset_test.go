@@ -119,3 +119,5 @@ func TestSplitDropsNestedNetworks(t *testing.T) {
 		t.Errorf("split = %v %v", v4, v6)
 	}
 }
+
+func parseLab() (*config.Config, error) { return config.Parse("lab.toml", lab.Config) }
