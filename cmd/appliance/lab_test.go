@@ -350,6 +350,15 @@ func TestOfficeFirewall(t *testing.T) {
 		if stripCounters(after) != stripCounters(before) {
 			t.Errorf("the ruleset changed after a refused reload")
 		}
+		// A daemon started on the bad file refuses to start and touches nothing.
+		out, err := o.Run(lab.HostBox, bin, "run", "--config", o.config, "--state", t.TempDir(), "--control", "")
+		if err == nil || !strings.Contains(out, o.config+":") || !strings.Contains(out, "sip_peers.trunk.networks") {
+			t.Errorf("a start on a bad config must fail naming the file and field, got %v:\n%s", err, out)
+		}
+		after, _ = o.Run(lab.HostBox, "nft", "list", "table", "inet", "appliance")
+		if stripCounters(after) != stripCounters(before) {
+			t.Errorf("the ruleset changed after a refused start")
+		}
 		if err := os.WriteFile(o.config, lab.Config, 0o644); err != nil {
 			t.Fatal(err)
 		}
