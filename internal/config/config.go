@@ -98,6 +98,9 @@ type PBX struct {
 type SIPPeer struct {
 	Kind     string   `toml:"kind"` // trunk or office
 	Networks []Prefix `toml:"networks"`
+	// Options is where the wan part sends SIP OPTIONS to check the trunk through the active
+	// uplink ("192.0.2.10:5060"); empty: not checked.
+	Options string `toml:"options"`
 }
 
 // Admin says who may manage the box.

@@ -1,0 +1,502 @@
+package wan_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/wan"
+	"github.com/officeedge/appliance/wan/wanlab"
+)
+
+// The lab tests run the real appliance binary in the box namespace of a lab: the daemon
+// applies its firewall (the masquerade) and addresses, and the wan part watches both uplinks
+// over netlink and real probes. Faults are made in the ISPs' namespaces.
+
+var bin string // the appliance, built once
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wantest")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if os.Geteuid() == 0 {
+		if bin, err = wanlab.BuildDaemon(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("wan lab tests need root (network namespaces, nftables, conntrack); run as root, e.g. sudo go test ./wan/")
+	}
+	for _, b := range []string{"ip", "nft", "conntrack"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Fatalf("wan lab tests need %s (packages iproute2, nftables, conntrack): %v", b, err)
+		}
+	}
+}
+
+// traffic is the office's steady traffic during a test: a UDP stream from the phone
+// (50 packets/s, like RTP) and SIP OPTIONS every second from the PBX's port 5060.
+type traffic struct {
+	stream *wanlab.Stream
+	sip    *wanlab.SIPPinger
+}
+
+func start(t *testing.T, wanLines ...string) (*wanlab.Site, *traffic) {
+	t.Helper()
+	requireRoot(t)
+	t.Parallel()
+	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), wanlab.Config(wanLines...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", s.Log())
+		}
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	tr := &traffic{}
+	if tr.stream, err = wanlab.StartStream(s.Lab, 50, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.stream.Close)
+	if tr.sip, err = wanlab.StartSIPPinger(s.Lab, time.Second, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.sip.Close)
+	tr.flowsOn(t, s, wan.Primary, time.Now().Add(-time.Hour))
+	return s, tr
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitActive(t *testing.T, s *wanlab.Site, r wan.Role, d time.Duration) wan.Status {
+	t.Helper()
+	st, err := s.WaitStatus(d, "active "+string(r), func(st wan.Status) bool { return st.Active == r })
+	must(t, err)
+	return st
+}
+
+// flowsOn waits until both office flows run over uplink r (after t0) and checks that no
+// conntrack entry of an office flow is left on the other uplink.
+func (tr *traffic) flowsOn(t *testing.T, s *wanlab.Site, r wan.Role, t0 time.Time) {
+	t.Helper()
+	addr := wanlab.Addr[r]
+	seq := tr.stream.Sent()
+	deadline := time.Now().Add(15 * time.Second)
+	for tr.stream.ArrivedFromSince(addr, seq) < 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the UDP stream does not arrive over %s (%s)", r, addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for {
+		if _, ok := tr.sip.FirstFrom(addr, t0); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no SIP OPTIONS answer over %s (%s)", r, addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	old := wanlab.Addr[map[wan.Role]wan.Role{wan.Primary: wan.Backup, wan.Backup: wan.Primary}[r]]
+	n, stale, err := s.StaleFlows(old)
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("%d office flows still masqueraded to the old uplink %s:\n%s", n, old, stale)
+	}
+}
+
+func TestCarrierLossFailoverAndFailback(t *testing.T) {
+	s, tr := start(t, `stability = "2s"`, `hold_down_max = "1m"`)
+	t0 := time.Now()
+	must(t, s.Carrier(wan.Primary, false))
+	st := waitActive(t, s, wan.Backup, 10*time.Second)
+	if u := wanlab.Uplink(st, wan.Primary); u.State != wan.Down || !strings.Contains(u.Reason, "carrier") {
+		t.Fatalf("primary %s (%s), want down for carrier", u.State, u.Reason)
+	}
+	if _, ok := wanlab.Event(st, "wan.failover", t0); !ok {
+		t.Fatal("no wan.failover event")
+	}
+	tr.flowsOn(t, s, wan.Backup, t0)
+
+	// The line comes back: traffic returns only after the 2 s stability period.
+	t1 := time.Now()
+	must(t, s.Carrier(wan.Primary, true))
+	st = waitActive(t, s, wan.Primary, 20*time.Second)
+	up, _ := wanlab.Event(st, "uplink.up", t1)
+	back, ok := wanlab.Event(st, "wan.failback", t1)
+	if !ok || back.Sub(up) < 2*time.Second {
+		t.Fatalf("failback at %v, primary up at %v: want the 2s stability period between", back, up)
+	}
+	tr.flowsOn(t, s, wan.Primary, t1)
+}
+
+func TestSilentLossFailover(t *testing.T) {
+	// Default probe settings: the line goes silent but keeps its carrier.
+	s, tr := start(t, `stability = "2s"`)
+	t0 := time.Now()
+	must(t, s.Silent(wan.Primary, true))
+	st := waitActive(t, s, wan.Backup, 15*time.Second)
+	u := wanlab.Uplink(st, wan.Primary)
+	if u.State != wan.Down || !strings.Contains(u.Reason, "no answer") || !u.Carrier {
+		t.Fatalf("primary %s (%s, carrier %v), want down for lost probes with carrier", u.State, u.Reason, u.Carrier)
+	}
+	tr.flowsOn(t, s, wan.Backup, t0)
+	t1 := time.Now()
+	must(t, s.Silent(wan.Primary, false))
+	waitActive(t, s, wan.Primary, 20*time.Second)
+	tr.flowsOn(t, s, wan.Primary, t1)
+}
+
+func TestFlappingLineHoldDownDoubles(t *testing.T) {
+	s, tr := start(t, `stability = "2s"`, `hold_down_max = "30s"`)
+	t0 := time.Now()
+	must(t, s.Carrier(wan.Primary, false))
+	waitActive(t, s, wan.Backup, 10*time.Second)
+	tr.flowsOn(t, s, wan.Backup, t0)
+	// The line comes back and dies again before it has been clean for 2 s, twice: each is a
+	// flap, and traffic stays on the backup.
+	for i := range 2 {
+		must(t, s.Carrier(wan.Primary, true))
+		_, err := s.WaitStatus(10*time.Second, "primary up", func(st wan.Status) bool { return wanlab.Uplink(st, wan.Primary).State == wan.Up })
+		must(t, err)
+		must(t, s.Carrier(wan.Primary, false))
+		st, err := s.WaitStatus(10*time.Second, "flap counted", func(st wan.Status) bool { return st.Flaps == i+1 })
+		must(t, err)
+		if st.Active != wan.Backup {
+			t.Fatalf("flap %d: traffic went back to the flapping primary", i+1)
+		}
+	}
+	st, err := s.Status()
+	must(t, err)
+	if st.HoldDown != 8*time.Second {
+		t.Fatalf("hold-down %s after 2 flaps, want 8s (2s doubled twice)", st.HoldDown)
+	}
+	// Stable at last: failback after the 8 s hold-down, not the base 2 s.
+	t1 := time.Now()
+	must(t, s.Carrier(wan.Primary, true))
+	st = waitActive(t, s, wan.Primary, 30*time.Second)
+	up, _ := wanlab.Event(st, "uplink.up", t1)
+	back, _ := wanlab.Event(st, "wan.failback", t1)
+	if back.Sub(up) < 8*time.Second {
+		t.Fatalf("failback %s after the primary came up, want at least the 8s hold-down", back.Sub(up))
+	}
+	tr.flowsOn(t, s, wan.Primary, t1)
+}
+
+func TestDeadTargetAndSlowTargetOnlyDegrade(t *testing.T) {
+	s, tr := start(t, `stability = "2s"`)
+	t0 := time.Now()
+	// ICMP to one target dies (rate-limited or filtered): degraded, never down, no switch.
+	must(t, s.DropICMP(lab.Probe4, true))
+	st, err := s.WaitStatus(15*time.Second, "primary degraded", func(st wan.Status) bool {
+		return wanlab.Uplink(st, wan.Primary).State == wan.Degraded
+	})
+	must(t, err)
+	if u := wanlab.Uplink(st, wan.Primary); !strings.Contains(u.Reason, "icmp:"+lab.Probe4) {
+		t.Fatalf("degraded for %q, want the dead ICMP target named", u.Reason)
+	}
+	// A degraded primary makes the standby probed at full rate.
+	if u := wanlab.Uplink(st, wan.Backup); u.Probing != "fast" {
+		t.Fatalf("backup probing %s while the primary is degraded, want fast", u.Probing)
+	}
+	must(t, s.DropICMP(lab.Probe4, false))
+	_, err = s.WaitStatus(15*time.Second, "primary up", func(st wan.Status) bool { return wanlab.Uplink(st, wan.Primary).State == wan.Up })
+	must(t, err)
+
+	// The DNS target answers slowly (600 ms, under the timeout): degraded, not down.
+	s.DNS.SetDelay(600 * time.Millisecond)
+	st, err = s.WaitStatus(15*time.Second, "primary degraded by a slow target", func(st wan.Status) bool {
+		u := wanlab.Uplink(st, wan.Primary)
+		return u.State == wan.Degraded && strings.Contains(u.Reason, "slow")
+	})
+	must(t, err)
+	s.DNS.SetDelay(0)
+	_, err = s.WaitStatus(20*time.Second, "primary up", func(st wan.Status) bool { return wanlab.Uplink(st, wan.Primary).State == wan.Up })
+	must(t, err)
+	st, err = s.Status()
+	must(t, err)
+	for _, e := range st.Events {
+		if e.Time.After(t0) && (e.Kind == "wan.failover" || e.Kind == "uplink.down") {
+			t.Fatalf("event %s: %s; a dead or slow target must never take the line down", e.Kind, e.Message)
+		}
+	}
+	if st.Active != wan.Primary {
+		t.Fatal("traffic left the primary")
+	}
+	// The standby is back to sparse probing: its expected data is shown.
+	if u := wanlab.Uplink(st, wan.Backup); u.Probing != "standby" || u.StandbyMBMonth <= 0 || u.FullMBMonth <= u.StandbyMBMonth {
+		t.Fatalf("backup probing %s at %.1f MB/month (%.1f at full rate), want standby with its figures", u.Probing, u.StandbyMBMonth, u.FullMBMonth)
+	}
+	tr.flowsOn(t, s, wan.Primary, t0)
+}
+
+func TestBothDownThenBackupReturns(t *testing.T) {
+	// The standby is probed every 2 s here (40 s by default), so its death shows in seconds.
+	s, tr := start(t, `stability = "2s"`, `standby_interval = "2s"`)
+	t0 := time.Now()
+	must(t, s.Silent(wan.Backup, true))
+	_, err := s.WaitStatus(20*time.Second, "backup down", func(st wan.Status) bool { return wanlab.Uplink(st, wan.Backup).State == wan.Down })
+	must(t, err)
+	must(t, s.Carrier(wan.Primary, false))
+	st, err := s.WaitStatus(10*time.Second, "both down", func(st wan.Status) bool { return st.BothDown })
+	must(t, err)
+	if st.Active != wan.Primary {
+		t.Fatal("switched to a dead backup")
+	}
+	if _, ok := wanlab.Event(st, "wan.both_down", t0); !ok {
+		t.Fatal("no wan.both_down event")
+	}
+	// Both are still probed at full rate; the backup coming back takes the traffic.
+	for _, u := range st.Uplinks {
+		if u.Probing != "fast" {
+			t.Fatalf("%s probed %s while both are down", u.Role, u.Probing)
+		}
+	}
+	t1 := time.Now()
+	must(t, s.Silent(wan.Backup, false))
+	waitActive(t, s, wan.Backup, 15*time.Second)
+	tr.flowsOn(t, s, wan.Backup, t1)
+	t2 := time.Now()
+	must(t, s.Carrier(wan.Primary, true))
+	waitActive(t, s, wan.Primary, 20*time.Second)
+	tr.flowsOn(t, s, wan.Primary, t2)
+}
+
+func TestManualOverride(t *testing.T) {
+	s, tr := start(t, `stability = "2s"`)
+	t0 := time.Now()
+	must(t, s.Force(wan.ForceBackup))
+	st := waitActive(t, s, wan.Backup, 5*time.Second)
+	if st.Mode != wan.ForceBackup {
+		t.Fatalf("mode %s", st.Mode)
+	}
+	tr.flowsOn(t, s, wan.Backup, t0)
+	// A healthy primary does not take the traffic back while forced, even when it has been
+	// clean for twice the stability period.
+	must(t, s.WaitOutput("kind=wan.override", time.Second))
+	st, err := s.WaitStatus(10*time.Second, "forced for 4s", func(st wan.Status) bool {
+		at, ok := wanlab.Event(st, "wan.override", t0)
+		return ok && time.Since(at) > 4*time.Second
+	})
+	must(t, err)
+	if st.Active != wan.Backup || wanlab.Uplink(st, wan.Primary).State != wan.Up {
+		t.Fatalf("forced backup: active %s, primary %s", st.Active, wanlab.Uplink(st, wan.Primary).State)
+	}
+	t1 := time.Now()
+	must(t, s.Force(wan.ForcePrim))
+	waitActive(t, s, wan.Primary, 5*time.Second)
+	tr.flowsOn(t, s, wan.Primary, t1)
+	must(t, s.Force(wan.Auto))
+	if _, err := s.WaitStatus(5*time.Second, "auto", func(st wan.Status) bool { return st.Mode == wan.Auto && st.Active == wan.Primary }); err != nil {
+		t.Fatal(err)
+	}
+	// The CLI does the same through the control socket.
+	out, err := exec.Command(bin, "wan", "status", "--control", s.Control).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "active uplink: FTTC (primary), mode auto") || !strings.Contains(string(out), "MB/month on standby") {
+		t.Fatalf("wan status: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin, "wan", "force", "sideways", "--control", s.Control).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not one of auto, primary, backup") {
+		t.Fatalf("wan force sideways: %v\n%s", err, out)
+	}
+}
+
+func TestTrunkDownIsItsOwnAlarm(t *testing.T) {
+	s, _ := start(t, `sip_interval = "300ms"`, `sip_down_after = 2`)
+	_, err := s.WaitStatus(10*time.Second, "trunk up", func(st wan.Status) bool {
+		return len(st.Trunks) == 1 && st.Trunks[0].State == wan.Up && st.Trunks[0].Via == "primary"
+	})
+	must(t, err)
+	t0 := time.Now()
+	s.Trunk.Answer(false)
+	st, err := s.WaitStatus(10*time.Second, "trunk down", func(st wan.Status) bool { return st.Trunks[0].State == wan.Down })
+	must(t, err)
+	must(t, s.WaitOutput("kind=trunk.down", 5*time.Second))
+	if wanlab.Uplink(st, wan.Primary).State != wan.Up || st.Active != wan.Primary {
+		t.Fatal("a silent trunk must not take the uplink down or move traffic")
+	}
+	s.Trunk.Answer(true)
+	st, err = s.WaitStatus(10*time.Second, "trunk up again", func(st wan.Status) bool { return st.Trunks[0].State == wan.Up })
+	must(t, err)
+	if _, ok := wanlab.Event(st, "trunk.up", t0); !ok {
+		t.Fatal("no trunk.up event")
+	}
+}
+
+func TestDHCPBackupLeaseRenewAndAddressChange(t *testing.T) {
+	requireRoot(t)
+	t.Parallel()
+	var dhcp *wanlab.DHCPServer
+	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), wanlab.ConfigDHCPBackup(`stability = "2s"`), func(s *wanlab.Site) (err error) {
+		// The LTE ISP leases the box its address for 4 s: renewals every 2 s.
+		dhcp, err = wanlab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, 4*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", s.Log())
+		}
+		dhcp.Close()
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	st, err := s.Status()
+	must(t, err)
+	if u := wanlab.Uplink(st, wan.Backup); u.Address != lab.BoxLTE4 || u.Gateway != lab.LTEGW4 {
+		t.Fatalf("backup address %s gateway %s, want the lease's %s via %s", u.Address, u.Gateway, lab.BoxLTE4, lab.LTEGW4)
+	}
+	n := dhcp.Count()
+	deadline := time.Now().Add(10 * time.Second)
+	for dhcp.Count() < n+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease was not renewed: %d requests", dhcp.Count())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The ISP moves the box to another address: it follows at the next renewal, and the
+	// office fails over to the new address.
+	_, err = s.Lab.Run(lab.HostLTE, "ip", "addr", "add", "203.0.113.5/30", "dev", "cust0")
+	must(t, err)
+	_, err = s.Lab.Run(lab.HostNet, "ip", "route", "add", "203.0.113.4/30", "via", lab.LTEUp4)
+	must(t, err)
+	dhcp.Offer("203.0.113.6", "203.0.113.5", 30)
+	_, err = s.WaitStatus(15*time.Second, "backup on its new address", func(st wan.Status) bool {
+		u := wanlab.Uplink(st, wan.Backup)
+		return u.Address == "203.0.113.6" && u.Gateway == "203.0.113.5" && u.State == wan.Up
+	})
+	must(t, err)
+	tr := &traffic{}
+	if tr.stream, err = wanlab.StartStream(s.Lab, 50, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.stream.Close)
+	if tr.sip, err = wanlab.StartSIPPinger(s.Lab, time.Second, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.sip.Close)
+	t0 := time.Now()
+	must(t, s.Carrier(wan.Primary, false))
+	waitActive(t, s, wan.Backup, 10*time.Second)
+	seq := tr.stream.Sent()
+	deadline = time.Now().Add(10 * time.Second)
+	for tr.stream.ArrivedFromSince("203.0.113.6", seq) < 10 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream does not arrive over the DHCP backup's new address")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for {
+		if _, ok := tr.sip.FirstFrom("203.0.113.6", t0); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no SIP answer over the DHCP backup's new address")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n, stale, err := s.StaleFlows(lab.BoxWAN4); err != nil || n != 0 {
+		t.Fatalf("stale office flows on the old uplink (%v):\n%s", err, stale)
+	}
+}
+
+func TestSlowLine(t *testing.T) {
+	// Every probe of this line is a DNS query to one of two resolvers whose answers can be
+	// delayed: the whole line gets slow.
+	const alt = "192.0.2.54"
+	requireRoot(t)
+	t.Parallel()
+	var dns2 *wanlab.DNSServer
+	cfg := wanlab.ConfigTargets([]string{"dns:" + lab.Probe4Alt + ":53", "dns:" + alt + ":53"}, `stability = "2s"`)
+	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), cfg, func(s *wanlab.Site) (err error) {
+		if _, err := s.Lab.Run(lab.HostNet, "ip", "addr", "add", alt+"/32", "dev", "lo"); err != nil {
+			return err
+		}
+		dns2, err = wanlab.StartDNS(s.Lab, lab.HostNet, alt+":53")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", s.Log())
+		}
+		dns2.Close()
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	stream, err := wanlab.StartStream(s.Lab, 50, time.Minute)
+	must(t, err)
+	t.Cleanup(stream.Close)
+	t0 := time.Now()
+	// 600 ms: slow but answered within the 1 s timeout. Degraded, and the traffic stays.
+	s.DNS.SetDelay(600 * time.Millisecond)
+	dns2.SetDelay(600 * time.Millisecond)
+	st, err := s.WaitStatus(20*time.Second, "primary degraded as slow", func(st wan.Status) bool {
+		u := wanlab.Uplink(st, wan.Primary)
+		return u.State == wan.Degraded && strings.Count(u.Reason, "slow") == 2
+	})
+	must(t, err)
+	if st.Active != wan.Primary {
+		t.Fatal("a slow but working line lost the traffic")
+	}
+	for _, e := range st.Events {
+		if e.Time.After(t0) && e.Kind == "uplink.down" {
+			t.Fatalf("a slow line was declared down: %s", e.Message)
+		}
+	}
+	// The office's stream keeps flowing over the slow primary.
+	seq := stream.Sent()
+	deadline := time.Now().Add(5 * time.Second)
+	for stream.ArrivedFromSince(lab.BoxWAN4, seq) < 50 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream stopped on the slow primary")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// 1.5 s: beyond the timeout every probe is lost and the line counts as down. The backup
+	// reaches the same slow resolvers, so it is down too: the traffic stays where it is
+	// (never switch to a dead uplink) and both are reported down.
+	s.DNS.SetDelay(1500 * time.Millisecond)
+	dns2.SetDelay(1500 * time.Millisecond)
+	st, err = s.WaitStatus(20*time.Second, "both down", func(st wan.Status) bool { return st.BothDown })
+	must(t, err)
+	if st.Active != wan.Primary {
+		t.Fatal("switched to a backup that is just as dead")
+	}
+	s.DNS.SetDelay(0)
+	dns2.SetDelay(0)
+	_, err = s.WaitStatus(20*time.Second, "both up", func(st wan.Status) bool {
+		return wanlab.Uplink(st, wan.Primary).State == wan.Up && wanlab.Uplink(st, wan.Backup).State == wan.Up
+	})
+	must(t, err)
+}

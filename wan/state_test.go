@@ -1,0 +1,245 @@
+package wan
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/lab"
+)
+
+// clock is a fake clock for the state machines.
+type clock struct{ t time.Time }
+
+func (c *clock) advance(d time.Duration) time.Time { c.t = c.t.Add(d); return c.t }
+
+var th = Thresholds{DownAfter: 3, UpAfter: 3, LossDegraded: 20, RTTDegraded: 400 * time.Millisecond}
+
+// round feeds one probe result per target, 500 ms apart as with the defaults.
+func round(h *Health, c *clock, ok []bool, rtt time.Duration) {
+	for i, o := range ok {
+		h.Result(i, o, rtt, c.advance(500*time.Millisecond/time.Duration(len(ok))))
+	}
+}
+
+func state(h *Health) State { s, _, _ := h.State(); return s }
+
+func TestHealthSilentLineDownAfterThreeLostOnEveryTarget(t *testing.T) {
+	c := &clock{time.Unix(0, 0)}
+	h := NewHealth(th, []string{"a", "b", "c"}, c.t)
+	for range 5 {
+		round(h, c, []bool{true, true, true}, 20*time.Millisecond)
+	}
+	if state(h) != Up {
+		t.Fatalf("state %s, want up", state(h))
+	}
+	round(h, c, []bool{false, false, false}, 0)
+	if state(h) == Down {
+		t.Fatal("one lost probe per target took the line down")
+	}
+	round(h, c, []bool{false, false, false}, 0)
+	if state(h) == Down {
+		t.Fatal("two lost probes per target took the line down")
+	}
+	round(h, c, []bool{false, false, false}, 0)
+	if st, _, reason := h.State(); st != Down || !strings.Contains(reason, "no answer") {
+		t.Fatalf("state %s (%s), want down after three lost on every target", st, reason)
+	}
+	// Back up only after up_after answers in a row.
+	round(h, c, []bool{true, false, false}, 20*time.Millisecond)
+	round(h, c, []bool{true, false, false}, 20*time.Millisecond)
+	if state(h) != Down {
+		t.Fatalf("state %s after two answers, want still down", state(h))
+	}
+	round(h, c, []bool{true, true, true}, 20*time.Millisecond)
+	if st, _, reason := h.State(); st != Up {
+		// The outage's losses must not keep a recovered line degraded (and delay failback).
+		t.Fatalf("state %s (%s) after three answers in a row, want up", st, reason)
+	}
+}
+
+func TestHealthOneDeadOrSlowTargetOnlyDegrades(t *testing.T) {
+	c := &clock{time.Unix(0, 0)}
+	h := NewHealth(th, []string{"a", "b"}, c.t)
+	for range 20 {
+		round(h, c, []bool{true, false}, 20*time.Millisecond)
+	}
+	if st, _, reason := h.State(); st != Degraded || !strings.Contains(reason, "b not answering") {
+		t.Fatalf("state %s (%s), want degraded naming b", st, reason)
+	}
+	h2 := NewHealth(th, []string{"a", "b"}, c.t)
+	for range 10 {
+		h2.Result(0, true, 20*time.Millisecond, c.advance(250*time.Millisecond))
+		h2.Result(1, true, 900*time.Millisecond, c.advance(250*time.Millisecond))
+	}
+	if st, _, reason := h2.State(); st != Degraded || !strings.Contains(reason, "slow") {
+		t.Fatalf("state %s (%s), want degraded for a slow target", st, reason)
+	}
+	// Single lost probes now and then (ICMP rate-limiting) never take it down.
+	h3 := NewHealth(th, []string{"a", "b"}, c.t)
+	for i := range 40 {
+		round(h3, c, []bool{i%3 != 0, i%4 != 0}, 20*time.Millisecond)
+		if state(h3) == Down {
+			t.Fatalf("round %d: down on scattered losses", i)
+		}
+	}
+}
+
+func TestHealthCarrier(t *testing.T) {
+	c := &clock{time.Unix(0, 0)}
+	h := NewHealth(th, []string{"a", "b"}, c.t)
+	round(h, c, []bool{true, true}, time.Millisecond)
+	if !h.Carrier(false, c.advance(time.Millisecond)) || state(h) != Down {
+		t.Fatalf("carrier loss: state %s, want down at once", state(h))
+	}
+	h.Carrier(true, c.advance(time.Second))
+	if state(h) != Down {
+		t.Fatal("carrier back: must stay down until probes answer")
+	}
+	for range 3 {
+		round(h, c, []bool{true, true}, time.Millisecond)
+	}
+	if state(h) != Up {
+		t.Fatalf("state %s, want up", state(h))
+	}
+}
+
+func TestSiteFailoverFailbackHoldDown(t *testing.T) {
+	c := &clock{time.Unix(0, 0)}
+	s := NewSite(60*time.Second, 15*time.Minute, true)
+	apply := func(p, b State) *Decision {
+		d := s.Decide(p, b, c.t)
+		if d != nil {
+			s.Switched(d, c.t)
+		}
+		return d
+	}
+	if d := apply(Up, Up); d != nil {
+		t.Fatalf("switch %+v with both up", d)
+	}
+	if d := apply(Down, Down); d != nil || !s.BothDown {
+		t.Fatalf("both down: decision %+v, both_down %v; never switch to a dead uplink", d, s.BothDown)
+	}
+	if d := apply(Down, Unknown); d != nil {
+		t.Fatalf("switched to an unknown backup: %+v", d)
+	}
+	if d := apply(Down, Up); d == nil || d.Kind != "failover" || s.Active != Backup {
+		t.Fatalf("want failover, got %+v", d)
+	}
+	// Primary back: failback only after 60 s clean.
+	c.advance(time.Second)
+	apply(Up, Up)
+	c.advance(59 * time.Second)
+	if d := apply(Up, Up); d != nil {
+		t.Fatalf("failback before the stability period: %+v", d)
+	}
+	// It relapses: that is a flap, the hold-down doubles.
+	c.advance(500 * time.Millisecond)
+	apply(Down, Up)
+	if s.HoldDown != 2*time.Minute || s.Flaps != 1 {
+		t.Fatalf("hold-down %s flaps %d, want 2m 1", s.HoldDown, s.Flaps)
+	}
+	c.advance(time.Second)
+	apply(Up, Up)
+	c.advance(119 * time.Second)
+	if d := apply(Up, Up); d != nil {
+		t.Fatal("failback before the doubled hold-down")
+	}
+	c.advance(time.Second)
+	if d := apply(Up, Up); d == nil || d.Kind != "failback" {
+		t.Fatalf("want failback, got %+v", d)
+	}
+	// Fails again right after the failback: another flap.
+	c.advance(10 * time.Second)
+	if d := apply(Down, Up); d == nil || d.Kind != "failover" || s.HoldDown != 4*time.Minute {
+		t.Fatalf("want failover with hold-down 4m, got %+v, %s", d, s.HoldDown)
+	}
+	for range 5 {
+		s.flap(c.t)
+	}
+	if s.HoldDown != 15*time.Minute {
+		t.Fatalf("hold-down %s, want capped at 15m", s.HoldDown)
+	}
+	// Backup dies while the primary is merely degraded: go back at once.
+	if d := apply(Degraded, Down); d == nil || d.To != Primary {
+		t.Fatalf("want switch to the degraded primary, got %+v", d)
+	}
+	// Stable for hold_down_max in service: the hold-down resets.
+	c.advance(time.Second)
+	apply(Up, Up)
+	s.lastFailback = c.t
+	c.advance(15 * time.Minute)
+	apply(Up, Up)
+	if s.HoldDown != time.Minute || s.Flaps != 0 {
+		t.Fatalf("hold-down %s flaps %d after a quiet 15m, want reset", s.HoldDown, s.Flaps)
+	}
+}
+
+func TestSiteOverride(t *testing.T) {
+	c := &clock{time.Unix(0, 0)}
+	s := NewSite(time.Minute, 15*time.Minute, true)
+	s.SetMode(ForceBackup)
+	d := s.Decide(Up, Up, c.t)
+	if d == nil || d.To != Backup || d.Kind != "override" {
+		t.Fatalf("force backup: %+v", d)
+	}
+	s.Switched(d, c.t)
+	if d := s.Decide(Up, Up, c.advance(time.Hour)); d != nil {
+		t.Fatalf("forced backup must not fail back: %+v", d)
+	}
+	if d := s.Decide(Up, Down, c.advance(time.Second)); d == nil || d.To != Primary {
+		t.Fatalf("forced backup is dead: want primary, got %+v", d)
+	} else {
+		s.Switched(d, c.t)
+	}
+	s.SetMode(ForcePrim)
+	if d := s.Decide(Up, Up, c.t); d != nil {
+		t.Fatalf("already on primary: %+v", d)
+	}
+	s.SetMode(ForceBackup)
+	if d := s.Decide(Up, Down, c.t); d != nil {
+		t.Fatalf("switched to a dead forced uplink: %+v", d)
+	}
+	s.SetMode(Auto)
+	if d := s.Decide(Up, Up, c.t); d != nil {
+		t.Fatalf("auto on a healthy primary: %+v", d)
+	}
+	if _, err := ParseMode("sideways"); err == nil {
+		t.Fatal("ParseMode accepted nonsense")
+	}
+}
+
+func TestStandbyBudget(t *testing.T) {
+	c, err := config.Parse("example.toml", config.Example()) // [wan] all defaults
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb := float64(MonthlyBytes(c.WAN.ProbeTargets(), c.WAN.StandbyInterval)) / 1e6
+	if mb >= 25 {
+		t.Fatalf("default standby probing is %.1f MB/month, want under 25", mb)
+	}
+	t.Logf("standby probing: %.1f MB/month", mb)
+}
+
+func TestConfig(t *testing.T) {
+	c, err := config.Parse("example.toml", config.Example())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.WAN
+	if w.Interval != 500*time.Millisecond || w.DownAfter != 3 || w.Stability != time.Minute || w.HoldDownMax != 15*time.Minute {
+		t.Fatalf("defaults: %+v", w)
+	}
+	bad := strings.Replace(string(config.Example()), "\n[wan]\n", "\n[wan]\ntargets = [\"icmp:1.1.1.1\", \"ping:8.8.8.8\"]\ndown_after = 1\nstability = \"10s\"\nhold_down_max = \"5s\"\n", 1)
+	_, err = config.Parse("x.toml", []byte(bad))
+	for _, want := range []string{"wan.targets", `"ping:8.8.8.8"`, "wan.down_after", "single lost probe", "wan.hold_down_max"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not say %q", err, want)
+		}
+	}
+	bad = strings.Replace(string(lab.Config), "networks = [\"192.0.2.10\", \"2001:db8:1::10\"]", "networks = [\"192.0.2.10\"]\noptions = \"trunk.example\"", 1)
+	if _, err := config.Parse("x.toml", []byte(bad)); err == nil || !strings.Contains(err.Error(), "sip_peers.trunk.options") {
+		t.Errorf("bad options address: %v", err)
+	}
+}
