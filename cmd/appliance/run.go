@@ -156,6 +156,7 @@ func controlFlag(fs *flag.FlagSet) *string {
 func blocklist(cmd string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	dur := fs.Duration("for", 0, "how long to block (e.g. 30m, 24h); 0 blocks until unblocked")
+	control := controlFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -183,11 +184,16 @@ func blocklist(cmd string, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
 	if cmd == "unblock" {
-		return fw.Unblock(p.Prefix)
+		if err := fw.Unblock(p.Prefix); err != nil {
+			return err
+		}
+		auditCLI(*control, "unblock", prefixText(p.Prefix), "")
+		return nil
 	}
 	if err := fw.Block(p.Prefix, *dur); err != nil {
 		return err
 	}
+	auditCLI(*control, "block", "", prefixText(p.Prefix)+forText(*dur))
 	fmt.Fprintf(stdout, "blocked %s%s\n", prefixText(p.Prefix), forText(*dur))
 	return nil
 }

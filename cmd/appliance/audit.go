@@ -1,0 +1,55 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/officeedge/appliance/internal/audit"
+	"github.com/officeedge/appliance/internal/daemon"
+)
+
+func init() {
+	commands["audit"] = command{"export [--state DIR]: print the audit log as CSV", auditCmd}
+}
+
+func auditCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	state := fs.String("state", "/var/lib/appliance", "the daemon's state directory (read directly when the daemon is not running)")
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || pos[0] != "export" {
+		return errors.New("audit: say `appliance audit export`")
+	}
+	b, err := daemon.Call(*control, "GET", "/audit/export", nil)
+	if err == nil {
+		_, err = stdout.Write(b)
+		return err
+	}
+	// The log is a plain file: it can be read with the daemon stopped too.
+	path := filepath.Join(*state, "audit.log")
+	if _, serr := os.Stat(path); serr != nil {
+		return fmt.Errorf("audit: the daemon does not answer (%v) and there is no %s", err, path)
+	}
+	fmt.Fprintf(stderr, "audit: the daemon does not answer; reading %s\n", path)
+	es, err := audit.Read(path)
+	if err != nil {
+		return err
+	}
+	return audit.WriteCSV(stdout, es)
+}
+
+// auditCLI records a command-line action through the running daemon. It is best effort: the
+// action has happened already, and a stopped daemon must not make it fail.
+func auditCLI(control, what, before, after string) {
+	b, _ := json.Marshal(audit.Entry{Who: cliUser(), From: "console", What: what, Before: before, After: after})
+	_, _ = daemon.Call(control, "POST", "/audit/record", bytes.NewReader(b))
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/web"
+)
+
+func init() {
+	commands["web"] = command{"passwd [--state DIR]: set the status page's password (read from the terminal or stdin)", webCmd}
+	commands["notify"] = command{"test: send a test alert email now", notifyCmd}
+}
+
+func webCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("web", flag.ContinueOnError)
+	state := fs.String("state", "/var/lib/appliance", "the daemon's state directory")
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || pos[0] != "passwd" {
+		return errors.New("web: say `appliance web passwd`")
+	}
+	pw, err := readPassword(stdin, stderr)
+	if err != nil {
+		return err
+	}
+	if err := web.SetPassword(*state, pw); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "password set (argon2id hash in %s/%s); it takes effect at the next login\n", *state, web.PasswordFile)
+	auditCLI(*control, "web.passwd", "", "password changed")
+	return nil
+}
+
+// readPassword reads the password twice from a terminal with echo off, or once from a pipe.
+func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
+	f, isFile := stdin.(*os.File)
+	if isFile {
+		if t, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+			off := *t
+			off.Lflag &^= unix.ECHO
+			if err := unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, &off); err == nil {
+				defer unix.IoctlSetTermios(int(f.Fd()), unix.TCSETS, t)
+				r := bufio.NewReader(f)
+				fmt.Fprint(stderr, "New password: ")
+				a, _ := r.ReadString('\n')
+				fmt.Fprint(stderr, "\nAgain: ")
+				b, _ := r.ReadString('\n')
+				fmt.Fprintln(stderr)
+				if a != b {
+					return "", errors.New("web: the passwords differ")
+				}
+				return strings.TrimRight(a, "\r\n"), nil
+			}
+		}
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", errors.New("web: give the password on standard input")
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+func notifyCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
+	fs := flag.NewFlagSet("notify", flag.ContinueOnError)
+	control := controlFlag(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || pos[0] != "test" {
+		return errors.New("notify: say `appliance notify test`")
+	}
+	b, err := daemon.Call(*control, "POST", "/notify/test", nil)
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(b)
+	return err
+}

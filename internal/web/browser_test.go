@@ -1,0 +1,355 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/officeedge/appliance/internal/audit"
+	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/internal/notify/notifytest"
+)
+
+func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// withSettings puts settings into a section of a config: under its header if the file has
+// one, in a new section at the end otherwise. A setting the section already has is replaced.
+func withSettings(cfg, section string, settings ...string) string {
+	lines := strings.Split(cfg, "\n")
+	start := -1
+	for i, l := range lines {
+		if strings.TrimSpace(l) == "["+section+"]" {
+			start = i
+		}
+	}
+	if start < 0 {
+		return cfg + "\n[" + section + "]\n" + strings.Join(settings, "\n") + "\n"
+	}
+	keys := map[string]bool{}
+	for _, st := range settings {
+		k, _, _ := strings.Cut(st, "=")
+		keys[strings.TrimSpace(k)] = true
+	}
+	var out []string
+	out = append(out, lines[:start+1]...)
+	out = append(out, settings...)
+	inSection := true
+	for _, l := range lines[start+1:] {
+		if strings.HasPrefix(strings.TrimSpace(l), "[") {
+			inSection = false
+		}
+		if k, _, ok := strings.Cut(l, "="); inSection && ok && keys[strings.TrimSpace(k)] {
+			continue
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
+}
+
+// buildAppliance builds the daemon binary the lab runs.
+func buildAppliance(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "appliance")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/officeedge/appliance/cmd/appliance")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build appliance: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// The status page in a real browser: headless Chromium on the office phone's network loads
+// the page from the appliance running in the lab's box, sees a forced failover and a button
+// press appear without a reload, logs in and presses the simulated button.
+func TestBrowserInLab(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (network namespaces, nftables): run the suite with sudo")
+	}
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("this test needs chromium (Debian package chromium): run scripts/setup.sh")
+	}
+	bin := buildAppliance(t)
+	l, err := lab.New(lab.Unique(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab close: %v", err)
+		}
+	})
+	dir := t.TempDir()
+	conf, state, control := filepath.Join(dir, "appliance.toml"), filepath.Join(dir, "state"), filepath.Join(dir, "control.sock")
+	// Health checks to the lab's probe target (answered by the internet core) and a short
+	// stability time, so failback after "automatic" comes within the test's patience.
+	cfg := withSettings(string(lab.Config), "wan", `targets = ["icmp:`+lab.Probe4+`", "tcp:`+lab.Probe4+`:80"]`, `stability = "2s"`)
+	// The office's mail server is on the internet (the admin's host): a real SMTP server
+	// with STARTTLS and AUTH, reached through the box's uplinks.
+	smtpLn, err := l.ListenTCP(lab.HostAdmin, lab.Admin4+":587")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mail := notifytest.Serve(t, smtpLn, net.ParseIP(lab.Admin4))
+	cfg = withSettings(cfg, "notify", fmt.Sprintf("server = %q", mail.Addr), fmt.Sprintf("username = %q", notifytest.User),
+		fmt.Sprintf("password = %q", notifytest.Password), `from = "box@office.example"`,
+		`to = ["it@office.example", "boss@office.example"]`, fmt.Sprintf("ca_file = %q", mail.CAFile), `group = "1s"`)
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const password = "lab password 1"
+	pw := exec.Command(bin, "web", "passwd", "--state", state, "--control", control)
+	pw.Stdin = strings.NewReader(password + "\n")
+	if out, err := pw.CombinedOutput(); err != nil {
+		t.Fatalf("appliance web passwd: %v\n%s", err, out)
+	}
+	d, err := l.Start(lab.HostBox, bin, "run", "--config", conf, "--state", state, "--control", control)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", l.Output(d))
+		}
+	}()
+	page := "http://" + lab.BoxLAN4 + "/"
+
+	// The phone on the LAN reaches the page's API; the attacker on the internet does not.
+	phone := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return l.DialTCP(lab.HostPhone, addr, 3*time.Second)
+	}}}
+	var st struct {
+		Version  string
+		Firewall struct{ Loaded bool }
+		Active   string `json:"active_uplink"`
+	}
+	waitFor(t, "the status API on the LAN", 20*time.Second, func() bool {
+		resp, err := phone.Get(page + "api/status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&st) == nil
+	})
+	if !st.Firewall.Loaded {
+		t.Errorf("status says the firewall is not loaded")
+	}
+	// The admin's host on the internet reaches it on the uplink's address.
+	admin := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return l.DialTCP(lab.HostAdmin, addr, 3*time.Second)
+	}}}
+	if resp, err := admin.Get("http://" + lab.BoxWAN4 + "/api/status"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("the admin network cannot reach the status page on the uplink: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
+	if c, err := l.DialTCP(lab.HostAttacker, lab.BoxWAN4+":80", time.Second); err == nil {
+		c.Close()
+		t.Errorf("the attacker reached the status page's port on the uplink")
+	}
+
+	// One browser for the whole test: Chromium starts slowly on two cores.
+	toR, toW, _ := os.Pipe()
+	fromR, fromW, _ := os.Pipe()
+	br := l.Command(lab.HostPhone, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+		"--user-data-dir="+filepath.Join(dir, "chromium"), "--remote-debugging-pipe", "about:blank")
+	br.ExtraFiles = []*os.File{toR, fromW} // fd 3: commands in, fd 4: answers out
+	var brLog strings.Builder
+	br.Stdout, br.Stderr = io.Discard, &lockedWriter{w: &brLog}
+	br.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := br.Start(); err != nil {
+		t.Fatal(err)
+	}
+	toR.Close()
+	fromW.Close()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-br.Process.Pid, syscall.SIGKILL) // the browser's own process group
+		_ = br.Wait()
+	})
+	c := newCDP(toW, fromR)
+	if err := c.open(page); err != nil {
+		t.Fatalf("open the page in chromium: %v\n%s", err, brLog.String())
+	}
+	waitFor(t, "the page to go live (server-sent events)", 60*time.Second, func() bool { return c.text("#live") == "live" })
+	if got := c.text("#active-uplink"); got != "FTTC" {
+		t.Errorf("active uplink on the page = %q, want FTTC", got)
+	}
+	if _, err := c.eval("window.__noReload = 42"); err != nil {
+		t.Fatal(err)
+	}
+	stillSamePage := func() {
+		t.Helper()
+		if v, _ := c.eval("window.__noReload"); string(v) != "42" {
+			t.Fatal("the page was reloaded")
+		}
+	}
+
+	// Force the failover through the control API: the page follows by itself.
+	waitFor(t, "the wan part to accept forcing the backup", 30*time.Second, func() bool {
+		_, err := daemon.Call(control, "POST", "/wan/force", strings.NewReader("backup"))
+		return err == nil
+	})
+	waitFor(t, "the page to show the modem (LTE) carrying traffic", 30*time.Second, func() bool {
+		return c.text("#active-uplink") == "LTE" && strings.Contains(c.text("#mode"), "forced")
+	})
+	stillSamePage()
+
+	// Log in as a person would: type the password, click the button.
+	if _, err := c.eval(`document.getElementById("password").focus()`); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.typeText(password); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.click("#login"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the actions to appear after login", 30*time.Second, func() bool {
+		v, _ := c.eval(`!document.getElementById("actions").classList.contains("hidden")`)
+		return string(v) == "true"
+	})
+
+	// Press the simulated button on the page: a short press turns forced backup back to
+	// automatic; the press and its result appear on the page.
+	if err := c.click("#press-short"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the button press and automatic mode on the page", 30*time.Second, func() bool {
+		return strings.Contains(c.text("#events"), "hal.button.short") && c.text("#mode") == "automatic failover"
+	})
+	waitFor(t, "failback to the fixed line on the page", 60*time.Second, func() bool { return c.text("#active-uplink") == "FTTC" })
+
+	// The CLI presses the same button: back to forced backup, seen on the page.
+	out, err := exec.Command(bin, "button", "press", "--control", control).CombinedOutput()
+	if err != nil {
+		t.Fatalf("appliance button press: %v\n%s", err, out)
+	}
+	waitFor(t, "the CLI press to force the modem on the page", 30*time.Second, func() bool {
+		return c.text("#active-uplink") == "LTE" && strings.Contains(c.text("#mode"), "forced")
+	})
+	stillSamePage()
+	if got := c.text("#led-uplink .pat"); got != "slow-blink" {
+		t.Errorf("uplink LED on the page = %q, want slow-blink (forced modem)", got)
+	}
+
+	// Block an attacker from the page: the kernel's blocklist (read back over netlink) shows it.
+	if _, err := c.eval(`document.getElementById("block-addr").focus()`); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.typeText(lab.Attacker4); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.click("#block-form button"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the blocked attacker in the page's blocklist", 30*time.Second, func() bool {
+		return strings.Contains(c.text("#blocked"), lab.Attacker4)
+	})
+
+	// A configuration change (reload with SIGHUP) shows on the page and in the audit log.
+	changed := strings.Replace(cfg, `site = "Lab Office"`, `site = "Lab Office (renamed)"`, 1)
+	if err := os.WriteFile(conf, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new site name on the page", 30*time.Second, func() bool { return c.text("#site") == "Lab Office (renamed)" })
+	stillSamePage()
+
+	png, err := c.screenshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(t.TempDir(), "status-page.png")
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+	if out := os.Getenv("APPLIANCE_SCREENSHOT"); out != "" {
+		if err := os.WriteFile(out, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The failback and the configuration change were emailed, over STARTTLS with a login, to
+	// both recipients.
+	waitFor(t, "the alert emails", 30*time.Second, func() bool {
+		var all string
+		for _, m := range mail.Mails() {
+			all += m.Header + m.Body
+		}
+		return strings.Contains(all, "failback") && strings.Contains(all, "config changed")
+	})
+	for _, m := range mail.Mails() {
+		if !m.TLS || m.User != notifytest.User || strings.Join(m.To, ",") != "it@office.example,boss@office.example" {
+			t.Errorf("email tls=%v user=%q to=%v", m.TLS, m.User, m.To)
+		}
+	}
+	t.Logf("%d alert email(s) received; the first:\n%s", len(mail.Mails()), mail.Mails()[0].Body)
+
+	// The audit log exports as CSV from the CLI, through the daemon and, with it stopped, from the file.
+	csv, err := exec.Command(bin, "audit", "export", "--control", control).Output()
+	if err != nil || !strings.HasPrefix(string(csv), "time,who,from,via,what,before,after\n") || !strings.Contains(string(csv), "button.press") {
+		t.Errorf("appliance audit export: %v\n%s", err, csv)
+	}
+	offline, err := exec.Command(bin, "audit", "export", "--control", filepath.Join(dir, "none.sock"), "--state", state).Output()
+	if err != nil || string(offline) != string(csv) {
+		t.Errorf("appliance audit export from the file: %v\n%s", err, offline)
+	}
+
+	// Every press is audited: the web one with the phone's address, the button's result, the CLI's.
+	es, err := audit.Read(filepath.Join(state, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for _, e := range es {
+		seen = append(seen, fmt.Sprintf("%s/%s/%s/%s", e.Via, e.Who, e.From, e.What))
+	}
+	all := strings.Join(seen, "\n")
+	for _, e := range es {
+		if e.Via == "config" && (e.Before != `site = "Lab Office"` || e.After != `site = "Lab Office (renamed)"`) {
+			t.Errorf("config change audited with before %q after %q", e.Before, e.After)
+		}
+	}
+	for _, want := range []string{"web/admin/" + lab.Phone4 + "/login", "web/admin/" + lab.Phone4 + "/button.press", "button/button/box/uplink.force (short press)", "cli/",
+		"web/admin/" + lab.Phone4 + "/block", "config/root (SIGHUP reload)/box/config.changed"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("audit log lacks %s:\n%s", want, all)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,192 @@
+package web
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/officeedge/appliance/internal/config"
+)
+
+// Check is one item of the security and disaster-readiness checklist.
+type Check struct {
+	ID     string `json:"id"`
+	Title  string `json:"title"`
+	Result string `json:"result"` // ok, fail, unknown
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"` // what to do when it is not ok
+}
+
+func wide(p config.Prefix) bool {
+	return (p.Addr().Is4() && p.Bits() < 16) || (p.Addr().Is6() && p.Bits() < 32)
+}
+
+// checklist judges the running config and state; each failed item says what to do.
+func (s *Server) checklist(cfg *config.Config, st *Status) []Check {
+	var out []Check
+	add := func(id, title string, ok bool, detail, fix string) {
+		c := Check{ID: id, Title: title, Result: "ok", Detail: detail}
+		if !ok {
+			c.Result, c.Fix = "fail", fix
+		}
+		out = append(out, c)
+	}
+	unknown := func(id, title, detail, fix string) {
+		out = append(out, Check{ID: id, Title: title, Result: "unknown", Detail: detail, Fix: fix})
+	}
+
+	// SIP limited to trusted peers.
+	sipOpen := cfg.PBX.AllowSIPFromAnywhere && (cfg.PBX.SIPPort != 0 || cfg.PBX.SIPTLSPort != 0)
+	var wideSIP []string
+	for _, n := range config.SortedNames(cfg.SIPPeers) {
+		for _, p := range cfg.SIPPeers[n].Networks {
+			if wide(p) {
+				wideSIP = append(wideSIP, n+" "+p.String())
+			}
+		}
+	}
+	switch {
+	case sipOpen:
+		add("sip-trusted", "SIP reaches the PBX only from trusted peers", false, "pbx.allow_sip_from_anywhere is on: every address on the internet can try passwords on the PBX",
+			"List your SIP trunk provider's and remote offices' addresses under [sip_peers] and set pbx.allow_sip_from_anywhere = false.")
+	case len(wideSIP) > 0:
+		add("sip-trusted", "SIP reaches the PBX only from trusted peers", false, "very wide trusted networks: "+strings.Join(wideSIP, ", "),
+			"Narrow [sip_peers] networks to the provider's documented signalling addresses.")
+	default:
+		add("sip-trusted", "SIP reaches the PBX only from trusted peers", true, fmt.Sprintf("%d trusted peer group(s); everything else is dropped", len(cfg.SIPPeers)), "")
+	}
+
+	// Management closed to the internet.
+	var open []string
+	for _, p := range cfg.Admin.Networks {
+		if wide(p) {
+			open = append(open, p.String())
+		}
+	}
+	if cfg.PBX.WebFrom == config.FromAnywhere && len(cfg.PBX.WebPorts) > 0 {
+		open = append(open, "the PBX's management console (pbx.web_from = anywhere)")
+	}
+	add("mgmt-closed", "SSH and management closed to the internet", len(open) == 0,
+		fmt.Sprintf("SSH and the box's web pages are reachable from the LAN and %d admin network(s) only", len(cfg.Admin.Networks)),
+		"Open to: "+strings.Join(open, "; ")+". Restrict [admin] networks to your admins' fixed addresses and set pbx.web_from = \"admin\".")
+
+	if cfg.PBX.TunnelFrom == config.FromAnywhere && cfg.PBX.TunnelPort != 0 {
+		// The 3CX tunnel is meant for remote phones: reported, not failed.
+		add("tunnel", "PBX tunnel port", true, fmt.Sprintf("port %d is open to anywhere for remote phones; close it (pbx.tunnel_port = 0) if nobody uses it", cfg.PBX.TunnelPort), "")
+	}
+
+	// Blocklist feeds: the sipguard section owns the setting; found by name so the check works
+	// whatever it is called there (feeds, apiban, blocklists...).
+	if n, found := feedsConfigured(cfg.SIPGuard); found {
+		add("feeds", "Blocklist feeds on", n > 0, fmt.Sprintf("%d feed(s) configured", n), "Turn on a blocklist feed of known SIP scanners in [sipguard].")
+	} else {
+		unknown("feeds", "Blocklist feeds on", "this build has no blocklist feed setting", "Update the firmware to one with sipguard blocklist feeds.")
+	}
+
+	// Backup uplink.
+	if cfg.Uplink.Backup == nil {
+		add("backup-uplink", "Backup uplink configured and healthy", false, "no backup uplink: when the line fails, so do the phones",
+			"Connect a 4G/5G modem and configure it under [uplink.backup].")
+	} else {
+		var state string
+		for _, u := range st.Uplinks {
+			if u.Role == "backup" {
+				state = u.State
+			}
+		}
+		switch state {
+		case "up":
+			add("backup-uplink", "Backup uplink configured and healthy", true, cfg.Uplink.Backup.Name+" is up", "")
+		case "down", "degraded":
+			add("backup-uplink", "Backup uplink configured and healthy", false, cfg.Uplink.Backup.Name+" is "+state,
+				"Check the modem: power, SIM credit and signal, and its cable to the box.")
+		default:
+			unknown("backup-uplink", "Backup uplink configured and healthy", cfg.Uplink.Backup.Name+" is configured; no health check has reported yet",
+				"Wait for the first health check; if this stays, check that failover (wan) is running.")
+		}
+	}
+
+	// Email alerts.
+	switch {
+	case !cfg.Notify.Enabled():
+		add("email", "Email alerts configured", false, "nobody is told when the box blocks an attacker or fails over",
+			"Set [notify] server, username, password, from and to, then run `appliance notify test`.")
+	case st.Mail.LastError != "":
+		add("email", "Email alerts configured", false, fmt.Sprintf("%d email(s) queued: %s", st.Mail.Queued, st.Mail.LastError),
+			"Check the SMTP server, port, username and password in [notify].")
+	default:
+		add("email", "Email alerts configured", true, fmt.Sprintf("to %s", strings.Join(cfg.Notify.To, ", ")), "")
+	}
+
+	// Backups: a later part publishes backup.* events.
+	var lastOK time.Time
+	var lastFail string
+	for _, e := range s.o.Bus.Recent(1000) {
+		if strings.HasPrefix(e.Kind, "backup.") {
+			if strings.Contains(e.Kind, "fail") {
+				lastFail = e.Message
+			} else {
+				lastOK, lastFail = e.Time, ""
+			}
+		}
+	}
+	switch {
+	case lastFail != "":
+		add("backups", "Backups configured and recent", false, "the last backup failed: "+lastFail, "See the event log for why; fix it and run a backup by hand.")
+	case !lastOK.IsZero() && st.Time.Sub(lastOK) < 8*24*time.Hour:
+		add("backups", "Backups configured and recent", true, "last backup "+lastOK.UTC().Format(time.RFC3339), "")
+	case !lastOK.IsZero():
+		add("backups", "Backups configured and recent", false, "the last backup is more than a week old", "Check the backup schedule and destination.")
+	default:
+		unknown("backups", "Backups configured and recent", "no backup has been reported since the box started",
+			"Configure backups of the PBX and of this box's configuration (keep a copy off site).")
+	}
+
+	// The page's own login.
+	add("web-password", "Status page password set", s.auth.passwordSet(), "actions on this page need a login",
+		"Run `appliance web passwd` on the box to set it.")
+
+	// The firewall itself.
+	add("firewall", "Firewall loaded", st.Firewall.Loaded, fmt.Sprintf("%s: %d rules", st.Firewall.Table, st.Firewall.Rules),
+		"The firewall table is missing: restart the appliance service and read its log.")
+	return out
+}
+
+// feedsConfigured looks in the sipguard settings for a field about blocklist feeds and
+// counts what it enables.
+func feedsConfigured(sec any) (n int, found bool) {
+	v := reflect.Indirect(reflect.ValueOf(sec))
+	if v.Kind() != reflect.Struct {
+		return 0, false
+	}
+	for i := 0; i < v.NumField(); i++ {
+		name := strings.ToLower(v.Type().Field(i).Name)
+		if !v.Type().Field(i).IsExported() || !(strings.Contains(name, "feed") || strings.Contains(name, "apiban") || strings.Contains(name, "blocklist")) {
+			continue
+		}
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.Slice, reflect.Map:
+			return f.Len(), true
+		case reflect.Bool:
+			if f.Bool() {
+				return 1, true
+			}
+			return 0, true
+		case reflect.String:
+			if f.String() != "" {
+				return 1, true
+			}
+			return 0, true
+		case reflect.Pointer:
+			if !f.IsNil() {
+				return 1, true
+			}
+			return 0, true
+		case reflect.Struct:
+			return 1, true
+		}
+	}
+	return 0, false
+}
