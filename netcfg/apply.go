@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,7 +24,9 @@ type Firewall struct {
 func New(netnsFD int) *Firewall { return &Firewall{netns: netnsFD} }
 
 func (f *Firewall) conn() (*nftables.Conn, error) {
-	var opts []nftables.ConnOption
+	// A big receive buffer: the ruleset batch is acknowledged message by message, and the
+	// generated toll-fraud rules make it long enough to overflow the default one.
+	opts := []nftables.ConnOption{nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(4 << 20) })}
 	if f.netns > 0 {
 		opts = append(opts, nftables.WithNetNSFd(f.netns))
 	}
@@ -59,7 +62,8 @@ func (f *Firewall) Apply(t *Table) error {
 	for _, s := range t.Sets {
 		ns := &nftables.Set{
 			Table: tbl, Name: s.Name, KeyType: keyType(s.Type), Interval: s.Interval,
-			HasTimeout: s.Timeout, Comment: s.Comment,
+			HasTimeout: s.Timeout, Comment: s.Comment, Counter: s.Counter,
+			Dynamic: s.Dynamic, Timeout: s.Expire, Size: s.Size,
 		}
 		if s.Type == TypeIfname {
 			ns.KeyByteOrder = binaryutil.NativeEndian // nft declares ifname keys in host order

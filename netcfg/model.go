@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -39,8 +40,13 @@ type Set struct {
 	Type     SetType
 	Interval bool // elements may be networks
 	Timeout  bool // elements may expire
-	Comment  string
-	Elems    []string
+	Counter  bool // each element counts the packets it matched
+	// Dynamic sets are filled by rules (meters); Expire and Size apply to their elements.
+	Dynamic bool
+	Expire  time.Duration
+	Size    uint32
+	Comment string
+	Elems   []string
 }
 
 // Chain is a base chain.
@@ -411,11 +417,23 @@ func (t *Table) Text() string {
 		if s.Interval {
 			flags = append(flags, "interval")
 		}
+		if s.Dynamic {
+			flags = append(flags, "dynamic")
+		}
 		if s.Timeout {
 			flags = append(flags, "timeout")
 		}
 		if len(flags) > 0 {
 			fmt.Fprintf(&b, "\t\tflags %s\n", strings.Join(flags, ","))
+		}
+		if s.Counter {
+			b.WriteString("\t\tcounter\n")
+		}
+		if s.Expire > 0 {
+			fmt.Fprintf(&b, "\t\ttimeout %ds\n", int(s.Expire.Seconds()))
+		}
+		if s.Size > 0 {
+			fmt.Fprintf(&b, "\t\tsize %d\n", s.Size)
 		}
 		if s.Comment != "" {
 			fmt.Fprintf(&b, "\t\tcomment %q\n", s.Comment)

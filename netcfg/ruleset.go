@@ -66,10 +66,10 @@ func Build(c *config.Config) *Table {
 		{Name: "sip_peers6", Type: TypeIPv6, Interval: true, Elems: v6, Comment: "trusted SIP trunk providers and remote offices"},
 		{Name: "admin4", Type: TypeIPv4, Interval: true, Elems: a4, Comment: "admin networks"},
 		{Name: "admin6", Type: TypeIPv6, Interval: true, Elems: a6, Comment: "admin networks"},
-		{Name: SetBlock4, Type: TypeIPv4, Timeout: true, Comment: "blocked addresses"},
-		{Name: SetBlock6, Type: TypeIPv6, Timeout: true, Comment: "blocked addresses"},
-		{Name: SetBlockNet4, Type: TypeIPv4, Interval: true, Timeout: true, Comment: "blocked networks"},
-		{Name: SetBlockNet6, Type: TypeIPv6, Interval: true, Timeout: true, Comment: "blocked networks"},
+		{Name: SetBlock4, Type: TypeIPv4, Timeout: true, Counter: true, Comment: "blocked addresses"},
+		{Name: SetBlock6, Type: TypeIPv6, Timeout: true, Counter: true, Comment: "blocked addresses"},
+		{Name: SetBlockNet4, Type: TypeIPv4, Interval: true, Timeout: true, Counter: true, Comment: "blocked networks"},
+		{Name: SetBlockNet6, Type: TypeIPv6, Interval: true, Timeout: true, Counter: true, Comment: "blocked networks"},
 	}
 	svcs := services(c)
 	for _, name := range config.SortedNames(c.Forward) {
@@ -88,6 +88,7 @@ func Build(c *config.Config) *Table {
 			{Match: []Match{NFProto("ipv4"), OifIn("uplinks")}, Verdict: Masquerade, Comment: "office to the internet"},
 		}},
 	}
+	sipguardRules(c, t) // netcfg/sipguard.go
 	return t
 }
 

@@ -1,0 +1,235 @@
+package sipguard
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/mdlayher/packet"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+type ipInfo struct {
+	src, dst     netip.Addr
+	sport, dport uint16
+	tcp          bool
+	tlsSYN       bool // a new connection to the TLS port: counted, not readable
+	payload      []byte
+}
+
+// decodeIP reads the IPv4/IPv6 and UDP/TCP headers of a raw packet. Fragments after the
+// first, unknown protocols and short packets are refused.
+func decodeIP(b []byte, tlsPort uint16) (ipInfo, bool) {
+	var ip ipInfo
+	if len(b) < 20 {
+		return ip, false
+	}
+	var proto byte
+	var l4 []byte
+	switch b[0] >> 4 {
+	case 4:
+		ihl := int(b[0]&0x0f) * 4
+		tot := int(binary.BigEndian.Uint16(b[2:4]))
+		if ihl < 20 || len(b) < ihl || binary.BigEndian.Uint16(b[6:8])&0x1fff != 0 {
+			return ip, false
+		}
+		if tot >= ihl && tot < len(b) {
+			b = b[:tot] // Ethernet padding
+		}
+		proto = b[9]
+		ip.src = netip.AddrFrom4([4]byte(b[12:16]))
+		ip.dst = netip.AddrFrom4([4]byte(b[16:20]))
+		l4 = b[ihl:]
+	case 6:
+		if len(b) < 40 {
+			return ip, false
+		}
+		proto = b[6]
+		ip.src = netip.AddrFrom16([16]byte(b[8:24]))
+		ip.dst = netip.AddrFrom16([16]byte(b[24:40]))
+		l4 = b[40:]
+		if pl := int(binary.BigEndian.Uint16(b[4:6])); pl < len(l4) {
+			l4 = l4[:pl]
+		}
+	default:
+		return ip, false
+	}
+	switch proto {
+	case unix.IPPROTO_UDP:
+		if len(l4) < 8 {
+			return ip, false
+		}
+		ip.sport, ip.dport = binary.BigEndian.Uint16(l4[0:2]), binary.BigEndian.Uint16(l4[2:4])
+		ip.payload = l4[8:]
+	case unix.IPPROTO_TCP:
+		if len(l4) < 20 {
+			return ip, false
+		}
+		ip.tcp = true
+		ip.sport, ip.dport = binary.BigEndian.Uint16(l4[0:2]), binary.BigEndian.Uint16(l4[2:4])
+		off := int(l4[12]>>4) * 4
+		if off < 20 || off > len(l4) {
+			return ip, false
+		}
+		flags := l4[13]
+		if tlsPort != 0 && ip.dport == tlsPort {
+			ip.tlsSYN = flags&0x12 == 0x02
+			return ip, true
+		}
+		if tlsPort != 0 && ip.sport == tlsPort {
+			return ip, true
+		}
+		ip.payload = l4[off:]
+	default:
+		return ip, false
+	}
+	return ip, true
+}
+
+// Filter is the in-kernel classic BPF program for a cooked (SOCK_DGRAM) packet socket: it
+// passes only first fragments of UDP/TCP over IPv4/IPv6 to or from one of ports, so the
+// kernel copies nothing else to user space.
+func Filter(ports []uint16) ([]bpf.RawInstruction, error) {
+	type jmp struct {
+		at    int
+		label string
+		true_ bool
+	}
+	var prog []bpf.Instruction
+	var fix []jmp
+	labels := map[string]int{}
+	emit := func(i bpf.Instruction) int { prog = append(prog, i); return len(prog) - 1 }
+	jeq := func(v uint32, ifTrue string) {
+		fix = append(fix, jmp{emit(bpf.JumpIf{Cond: bpf.JumpEqual, Val: v}), ifTrue, true})
+	}
+	ja := func(l string) { fix = append(fix, jmp{emit(bpf.Jump{}), l, false}) }
+	label := func(l string) { labels[l] = len(prog) }
+	portChecks := func(load func(off uint32) bpf.Instruction) {
+		for _, off := range []uint32{0, 2} {
+			emit(load(off))
+			for _, p := range ports {
+				jeq(uint32(p), "accept")
+			}
+		}
+		ja("drop")
+	}
+	emit(bpf.LoadAbsolute{Off: 0, Size: 1})
+	emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0})
+	jeq(0x40, "v4")
+	jeq(0x60, "v6")
+	ja("drop")
+	label("v4")
+	emit(bpf.LoadAbsolute{Off: 6, Size: 2})
+	emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0x1fff})
+	jeq(0, "v4proto")
+	ja("drop")
+	label("v4proto")
+	emit(bpf.LoadAbsolute{Off: 9, Size: 1})
+	jeq(unix.IPPROTO_UDP, "v4ports")
+	jeq(unix.IPPROTO_TCP, "v4ports")
+	ja("drop")
+	label("v4ports")
+	emit(bpf.LoadMemShift{Off: 0})
+	portChecks(func(off uint32) bpf.Instruction { return bpf.LoadIndirect{Off: off, Size: 2} })
+	label("v6")
+	emit(bpf.LoadAbsolute{Off: 6, Size: 1})
+	jeq(unix.IPPROTO_UDP, "v6ports")
+	jeq(unix.IPPROTO_TCP, "v6ports")
+	ja("drop")
+	label("v6ports")
+	portChecks(func(off uint32) bpf.Instruction { return bpf.LoadAbsolute{Off: 40 + off, Size: 2} })
+	label("drop")
+	emit(bpf.RetConstant{Val: 0})
+	label("accept")
+	emit(bpf.RetConstant{Val: 65535})
+	for _, f := range fix {
+		to, ok := labels[f.label]
+		if !ok {
+			return nil, fmt.Errorf("sipguard: bpf label %s", f.label)
+		}
+		skip := to - f.at - 1
+		if skip < 0 || skip > 255 && f.true_ {
+			return nil, fmt.Errorf("sipguard: bpf program too long for %d ports", len(ports))
+		}
+		switch i := prog[f.at].(type) {
+		case bpf.JumpIf:
+			i.SkipTrue = uint8(skip)
+			prog[f.at] = i
+		case bpf.Jump:
+			i.Skip = uint32(skip)
+			prog[f.at] = i
+		}
+	}
+	return bpf.Assemble(prog)
+}
+
+// Capturer is a packet socket on one interface with the SIP filter attached.
+type Capturer struct {
+	c    *packet.Conn
+	name string
+}
+
+// Listen opens the capture socket. It belongs to the network namespace of the calling
+// thread, so a test can open it inside the lab's box namespace and read it from anywhere.
+//
+// sipguard listens on the LAN interface: every SIP packet to or from the PBX crosses it exactly
+// once (requests from the internet on their way out to the PBX, after DNAT; the PBX's answers
+// and its own requests to trunks on their way in), and only after the kernel blocklist in
+// the raw prerouting hook. A blocked source therefore costs nothing here: its packets never
+// reach the LAN, so they are never copied to user space. Uplinks can be added (interfaces
+// in [sipguard]) to also watch traffic the forward chain refuses anyway.
+func Listen(ifname string, ports []uint16) (*Capturer, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("sipguard: capture on %s: %w", ifname, err)
+	}
+	prog, err := Filter(ports)
+	if err != nil {
+		return nil, err
+	}
+	c, err := packet.Listen(ifi, packet.Datagram, unix.ETH_P_ALL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sipguard: capture on %s: %w", ifname, err)
+	}
+	if err := c.SetBPF(prog); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("sipguard: capture on %s: filter: %w", ifname, err)
+	}
+	return &Capturer{c: c, name: ifname}, nil
+}
+
+// Serve hands every captured packet to g until ctx ends; it closes the socket.
+func (cp *Capturer) Serve(ctx context.Context, g *Guard) error {
+	defer cp.c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = cp.c.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	buf := make([]byte, 65536)
+	for {
+		n, _, err := cp.c.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("sipguard: capture on %s: %w", cp.name, err)
+		}
+		g.Handle(time.Now(), buf[:n])
+	}
+}
+
+// Capture listens on ifname and serves g until ctx ends.
+func Capture(ctx context.Context, ifname string, ports []uint16, g *Guard) error {
+	cp, err := Listen(ifname, ports)
+	if err != nil {
+		return err
+	}
+	return cp.Serve(ctx, g)
+}

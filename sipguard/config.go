@@ -1,0 +1,42 @@
+package sipguard
+
+import (
+	"net/netip"
+
+	"github.com/officeedge/appliance/internal/config"
+)
+
+// ThresholdsFrom turns [sipguard] into detector settings, filling in the built-in lists.
+func ThresholdsFrom(c *config.Config) Thresholds {
+	s := c.SIPGuard
+	t := Thresholds{
+		ScannerAgents: s.ScannerAgents,
+		AuthFailures:  s.AuthFailures, AuthWindow: s.AuthWindow,
+		Challenges: s.UnansweredChallenges,
+		EnumUsers:  s.EnumUsers, EnumWindow: s.EnumWindow,
+		FloodRate:   s.FloodRate,
+		CallsPerMin: s.CallsPerMinute, Concurrent: s.ConcurrentCalls,
+		DenyPrefixes: s.DenyPrefixes,
+		HomeCountry:  s.HomeCountry,
+	}
+	t.ScannerAgents = append(append([]string(nil), t.ScannerAgents...), s.ExtraScannerAgents...)
+	for _, p := range c.LAN.Subnets() {
+		t.Local = append(t.Local, p.Prefix)
+	}
+	for _, p := range c.SIPNetworks() {
+		t.Trusted = append(t.Trusted, p.Prefix)
+	}
+	return t
+}
+
+// ProtectedFrom lists the networks never blocked: trusted SIP peers and admin networks.
+func ProtectedFrom(c *config.Config) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range c.SIPNetworks() {
+		out = append(out, p.Prefix)
+	}
+	for _, p := range c.Admin.Networks {
+		out = append(out, p.Prefix)
+	}
+	return out
+}

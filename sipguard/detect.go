@@ -1,0 +1,486 @@
+package sipguard
+
+import (
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/officeedge/appliance/internal/config"
+)
+
+// Kind is what a detector found.
+type Kind uint8
+
+// Kinds of finding.
+const (
+	KindNone        Kind = iota
+	KindScanner          // a known scanner's User-Agent
+	KindBruteForce       // credentials rejected again and again
+	KindChallenges       // challenge after challenge never answered with credentials
+	KindEnumeration      // many distinct users answered 404/403
+	KindFlood            // request rate over the limit
+	KindTollFraud        // INVITE to a denied destination
+	KindCallRate         // calls per minute over the cap
+	KindConcurrent       // concurrent calls over the cap
+	KindWeakAuth         // posture: an extension whose auth name is its number
+	KindFeed             // listed by a community blocklist
+	KindManual           // blocked by hand
+)
+
+var kindNames = [...]string{"none", "scanner", "brute-force", "unanswered-challenges", "enumeration", "flood", "toll-fraud", "call-rate", "concurrent-calls", "weak-auth-name", "community-list", "manual"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// Blocks reports whether a finding of this kind blocks its actor (unless protected).
+func (k Kind) Blocks() bool { return k != KindNone && k != KindWeakAuth }
+
+// Finding is a detector's verdict on an actor. What views the triggering message.
+type Finding struct {
+	Kind  Kind
+	Actor netip.Addr
+	Count int    // events counted towards the threshold
+	What  []byte // the scanner name, the dialled number, the user...
+}
+
+// Thresholds are the detectors' settings (from [sipguard]).
+type Thresholds struct {
+	ScannerAgents []string // lower case substrings of User-Agent
+	AuthFailures  int
+	AuthWindow    time.Duration
+	Challenges    int // unanswered challenges in AuthWindow
+	EnumUsers     int // distinct users answered 404/403 in EnumWindow
+	EnumWindow    time.Duration
+	FloodRate     int // requests per second per source
+	CallsPerMin   int
+	Concurrent    int
+	DenyPrefixes  []string // digits after the international prefix: "881", "1876"
+	HomeCountry   string   // non-empty: only this country code may be dialled internationally
+	// Local networks hold the office's own hosts (the PBX, extensions): their findings
+	// are reported, never blocked, and only destination checks apply to them.
+	Local []netip.Prefix
+	// Trusted peers (trunks, remote offices) carry the office's own calls: the call caps do
+	// not apply to them; their other findings are alerts, never blocks (see Guard).
+	Trusted []netip.Prefix
+}
+
+// DefaultScannerAgents and DefaultDenyPrefixes are the built-in lists (kept in package
+// config, which fills them in when [sipguard] does not set its own).
+var (
+	DefaultScannerAgents = config.DefaultScannerAgents
+	DefaultDenyPrefixes  = config.DefaultDenyPrefixes
+)
+
+// window counts events in a fixed time window.
+type window struct {
+	start int64
+	n     uint32
+}
+
+func (w *window) add(now int64, span time.Duration) int {
+	if now-w.start > int64(span) {
+		w.start, w.n = now, 0
+	}
+	w.n++
+	return int(w.n)
+}
+
+func (w *window) count(now int64, span time.Duration) int {
+	if now-w.start > int64(span) {
+		return 0
+	}
+	return int(w.n)
+}
+
+type pending struct{ call, cseq uint32 }
+
+// source is what the engine keeps per source address; sized to keep 100k sources in a few
+// tens of MB.
+type source struct {
+	first, last int64
+	flood       window
+	fails       window
+	chal        window
+	cred        window
+	enumW       window
+	callMin     window
+	pend        [8]pending
+	pendAuth    uint8 // bit i: pend[i] carried credentials
+	pendI       uint8
+	enumN       uint8
+	done        bool // already acted upon: stop re-reporting
+	enum        [16]uint32
+	calls       [8]uint32
+	Counts      Counts
+}
+
+// Counts are what was seen from a source, for reports.
+type Counts struct {
+	Requests, Responses, Register, Invite, Options, Other uint32
+	Challenged, Forbidden, NotFound, OK                   uint32
+}
+
+// Engine runs the detectors over parsed messages. It is not safe for concurrent use: the
+// capture loop owns it.
+type Engine struct {
+	T       Thresholds
+	sources map[netip.Addr]*source
+	agents  []string
+	deny    []string
+}
+
+// NewEngine returns an engine with the given thresholds.
+func NewEngine(t Thresholds) *Engine {
+	e := &Engine{sources: make(map[netip.Addr]*source)}
+	e.SetThresholds(t)
+	return e
+}
+
+// SetThresholds replaces the thresholds; what was counted so far is kept.
+func (e *Engine) SetThresholds(t Thresholds) {
+	e.T = t
+	e.agents = e.agents[:0]
+	for _, a := range t.ScannerAgents {
+		if a = strings.ToLower(strings.TrimSpace(a)); a != "" {
+			e.agents = append(e.agents, a)
+		}
+	}
+	e.deny = t.DenyPrefixes
+}
+
+// Sources is the number of sources tracked.
+func (e *Engine) Sources() int { return len(e.sources) }
+
+// Counts returns what was seen from a source.
+func (e *Engine) Counts(a netip.Addr) (c Counts, first, last time.Time, ok bool) {
+	s := e.sources[a]
+	if s == nil {
+		return c, first, last, false
+	}
+	return s.Counts, time.Unix(0, s.first).UTC(), time.Unix(0, s.last).UTC(), true
+}
+
+// Forget drops a source's state (after an unblock, or when it went quiet).
+func (e *Engine) Forget(a netip.Addr) { delete(e.sources, a) }
+
+// Expire forgets sources not seen since before.
+func (e *Engine) Expire(before time.Time) {
+	b := before.UnixNano()
+	for a, s := range e.sources {
+		if s.last < b {
+			delete(e.sources, a)
+		}
+	}
+}
+
+func (e *Engine) local(a netip.Addr) bool { return inPrefixes(e.T.Local, a) }
+
+func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) source(a netip.Addr, now int64) *source {
+	s := e.sources[a]
+	if s == nil {
+		s = &source{first: now}
+		e.sources[a] = s
+	}
+	s.last = now
+	return s
+}
+
+func hash32(b []byte) uint32 {
+	h := uint32(2166136261)
+	for _, c := range b {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h
+}
+
+// Observe runs the detectors on one message from src to dst at time now. Identity is the
+// packet's source address (for a response: the address it answers), never a header.
+func (e *Engine) Observe(src, dst netip.Addr, now time.Time, m *Msg) Finding {
+	t := now.UnixNano()
+	if m.Request {
+		return e.request(src, t, m)
+	}
+	return e.response(dst, t, m)
+}
+
+func (e *Engine) request(a netip.Addr, now int64, m *Msg) Finding {
+	s := e.source(a, now)
+	s.Counts.Requests++
+	invite := EqualFold(m.Method, "INVITE")
+	switch {
+	case invite:
+		s.Counts.Invite++
+	case EqualFold(m.Method, "REGISTER"):
+		s.Counts.Register++
+	case EqualFold(m.Method, "OPTIONS"):
+		s.Counts.Options++
+	default:
+		s.Counts.Other++
+	}
+	local := e.local(a)
+	if invite {
+		// Destination checks apply to everyone, the office's own PBX included.
+		if num := dialled(m); num != nil && e.denied(num) {
+			return Finding{Kind: KindTollFraud, Actor: a, Count: 1, What: num}
+		}
+	}
+	if local {
+		if m.Auth && weakAuth(m) {
+			return Finding{Kind: KindWeakAuth, Actor: a, What: m.AuthUser}
+		}
+		return Finding{}
+	}
+	if s.done {
+		return Finding{}
+	}
+	for _, ag := range e.agents {
+		if containsFold(m.UserAgent, ag) {
+			return Finding{Kind: KindScanner, Actor: a, Count: 1, What: m.UserAgent}
+		}
+	}
+	if e.T.FloodRate > 0 {
+		if n := s.flood.add(now, time.Second); n > e.T.FloodRate {
+			return Finding{Kind: KindFlood, Actor: a, Count: n, What: m.Method}
+		}
+	}
+	// Remember the request so its answer can be matched (Call-ID and CSeq number).
+	i := s.pendI % uint8(len(s.pend))
+	s.pend[i] = pending{hash32(m.CallID), m.CSeq}
+	if m.Auth {
+		s.pendAuth |= 1 << i
+		s.cred.add(now, e.T.AuthWindow)
+	} else {
+		s.pendAuth &^= 1 << i
+	}
+	s.pendI++
+	if m.Auth && weakAuth(m) {
+		return Finding{Kind: KindWeakAuth, Actor: a, What: m.AuthUser}
+	}
+	if invite && !inPrefixes(e.T.Trusted, a) {
+		call := hash32(m.CallID)
+		if !s.hasCall(call) {
+			if e.T.CallsPerMin > 0 {
+				if n := s.callMin.add(now, time.Minute); n > e.T.CallsPerMin {
+					return Finding{Kind: KindCallRate, Actor: a, Count: n, What: dialled(m)}
+				}
+			}
+			if n := s.addCall(call); e.T.Concurrent > 0 && n > e.T.Concurrent {
+				return Finding{Kind: KindConcurrent, Actor: a, Count: n, What: dialled(m)}
+			}
+		}
+	} else if EqualFold(m.Method, "BYE") || EqualFold(m.Method, "CANCEL") {
+		s.endCall(hash32(m.CallID))
+	}
+	return Finding{}
+}
+
+func (s *source) hasCall(h uint32) bool {
+	for _, c := range s.calls {
+		if c == h && h != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// addCall records a call and returns how many are up. Slots are few: a source with more
+// calls than slots is over any sane cap anyway.
+func (s *source) addCall(h uint32) int {
+	if h == 0 {
+		h = 1
+	}
+	n := 1
+	placed := false
+	for i, c := range s.calls {
+		if c != 0 {
+			n++
+		} else if !placed {
+			s.calls[i] = h
+			placed = true
+		}
+	}
+	if !placed {
+		n = len(s.calls) + 1
+	}
+	return n
+}
+
+func (s *source) endCall(h uint32) {
+	for i, c := range s.calls {
+		if c == h {
+			s.calls[i] = 0
+		}
+	}
+}
+
+func (e *Engine) response(a netip.Addr, now int64, m *Msg) Finding {
+	s := e.sources[a]
+	if s == nil || e.local(a) {
+		return Finding{}
+	}
+	s.last = now
+	s.Counts.Responses++
+	// Which request does this answer?
+	call := hash32(m.CallID)
+	auth, found := false, false
+	for i, p := range s.pend {
+		if p.call == call && p.cseq == m.CSeq {
+			auth, found = s.pendAuth&(1<<i) != 0, true
+			break
+		}
+	}
+	invite := EqualFold(m.CSeqMethod, "INVITE")
+	switch {
+	case m.Status >= 200 && m.Status < 300:
+		s.Counts.OK++
+	case m.Status == 401 || m.Status == 407:
+		s.Counts.Challenged++
+	case m.Status == 403:
+		s.Counts.Forbidden++
+	case m.Status == 404:
+		s.Counts.NotFound++
+	}
+	if invite && m.Status >= 300 {
+		s.endCall(call)
+	}
+	if s.done || !found {
+		return Finding{}
+	}
+	switch m.Status {
+	case 401, 407, 403:
+		if auth {
+			if n := s.fails.add(now, e.T.AuthWindow); e.T.AuthFailures > 0 && n >= e.T.AuthFailures {
+				return Finding{Kind: KindBruteForce, Actor: a, Count: n, What: m.ToUser}
+			}
+			return Finding{}
+		}
+		if m.Status == 403 {
+			return e.enumerate(s, a, now, m)
+		}
+		n := s.chal.add(now, e.T.AuthWindow)
+		if un := n - s.cred.count(now, e.T.AuthWindow); e.T.Challenges > 0 && un >= e.T.Challenges {
+			return Finding{Kind: KindChallenges, Actor: a, Count: un, What: m.ToUser}
+		}
+	case 404:
+		return e.enumerate(s, a, now, m)
+	}
+	return Finding{}
+}
+
+func (e *Engine) enumerate(s *source, a netip.Addr, now int64, m *Msg) Finding {
+	if e.T.EnumUsers <= 0 {
+		return Finding{}
+	}
+	if now-s.enumW.start > int64(e.T.EnumWindow) {
+		s.enumW.start, s.enumN = now, 0
+	}
+	h := hash32(m.ToUser)
+	for _, u := range s.enum[:s.enumN] {
+		if u == h {
+			return Finding{}
+		}
+	}
+	if int(s.enumN) < len(s.enum) {
+		s.enum[s.enumN] = h
+		s.enumN++
+	}
+	if n := int(s.enumN); n >= e.T.EnumUsers || n == len(s.enum) {
+		return Finding{Kind: KindEnumeration, Actor: a, Count: n, What: m.ToUser}
+	}
+	return Finding{}
+}
+
+// MarkDone stops further findings on a source (it has been acted upon).
+func (e *Engine) MarkDone(a netip.Addr) {
+	if s := e.sources[a]; s != nil {
+		s.done = true
+	}
+}
+
+// dialled is the number an INVITE asks for: the request URI's user, else To's.
+func dialled(m *Msg) []byte {
+	if len(m.RUser) > 0 {
+		return m.RUser
+	}
+	return m.ToUser
+}
+
+// weakAuth: the auth name is the extension's own number (From's user), as the seeds warn.
+func weakAuth(m *Msg) bool {
+	if len(m.AuthUser) == 0 || len(m.AuthUser) != len(m.FromUser) {
+		return false
+	}
+	for i, c := range m.AuthUser {
+		if c < '0' || c > '9' || m.FromUser[i] != c {
+			return false
+		}
+	}
+	return true
+}
+
+// intlDigits strips visual separators and an international prefix (+, 00, 011) from a
+// dialled number; intl says whether one was present.
+func intlDigits(num []byte, buf *[32]byte) (d []byte, intl bool) {
+	n := 0
+	for i, c := range num {
+		if c == '+' && i == 0 {
+			intl = true
+			continue
+		}
+		if c >= '0' && c <= '9' {
+			if n < len(buf) {
+				buf[n] = c
+				n++
+			}
+			continue
+		}
+		if c == '-' || c == '.' || c == '(' || c == ')' || c == ' ' {
+			continue
+		}
+		break
+	}
+	d = buf[:n]
+	if !intl {
+		switch {
+		case len(d) > 3 && string(d[:3]) == "011":
+			d, intl = d[3:], true
+		case len(d) > 2 && string(d[:2]) == "00":
+			d, intl = d[2:], true
+		}
+	}
+	return d, intl
+}
+
+// denied reports whether an international number goes to a denied destination.
+func (e *Engine) denied(num []byte) bool {
+	var buf [32]byte
+	d, intl := intlDigits(num, &buf)
+	if !intl || len(d) == 0 {
+		return false
+	}
+	if e.T.HomeCountry != "" && !hasPrefix(d, e.T.HomeCountry) {
+		return true
+	}
+	for _, p := range e.deny {
+		if hasPrefix(d, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }

@@ -1,0 +1,27 @@
+// Package sipguard watches SIP signalling to and from the PBX and blocks attackers in the kernel.
+//
+// Data path. Capture listens on the LAN interface with a cooked AF_PACKET socket and an
+// in-kernel classic BPF filter (SIP and SIP-TLS ports, UDP and TCP, IPv4 and IPv6): the
+// kernels we ship have no NFLOG or NFQUEUE. Every SIP packet to or from the PBX crosses the
+// LAN interface once, after the raw-prerouting blocklist, so a blocked source costs nothing
+// in user space. TLS cannot be read: new connections are counted.
+//
+// Per packet (Guard.Handle, no allocation): decode IP/UDP/TCP, copy into a shared evidence
+// ring, scan the SIP header block (Parse), run the detectors (Engine.Observe). Identity is
+// always the packet's source address (for a response: the address it answers), never a
+// header, so a forged From/Via/Contact cannot get the trunk blocked.
+//
+// Detectors (thresholds in [sipguard]): scanner User-Agents (first packet), brute force
+// (401/403/407 answers to requests that carried credentials), challenges never answered,
+// extension enumeration (distinct users answered 404, or 403 without credentials), request
+// flood, toll fraud (INVITEs to denied destinations; calls per minute and concurrent calls
+// per internet source), and the posture check (auth name equal to the extension number).
+//
+// Verdicts go to a worker: netcfg blocklist with escalating timeouts (1h, 24h, 7d by
+// default), conntrack entries of the source deleted, an event, blocks.json (restored into
+// the kernel at start), and, a few seconds later, a pcapng of the source's recent packets
+// and an abuse report. Trusted peers, admin networks and office hosts are never blocked:
+// they raise alerts. Kernel backstops (netcfg/sipguard.go): a per-source packet-rate meter
+// on the SIP port and a payload match dropping UDP INVITEs to denied destinations on their
+// way out to the internet.
+package sipguard

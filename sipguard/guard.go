@@ -1,0 +1,585 @@
+package sipguard
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/officeedge/appliance/internal/events"
+	"github.com/officeedge/appliance/internal/store"
+	"github.com/officeedge/appliance/netcfg"
+)
+
+// Firewall is the kernel blocklist (netcfg.Firewall).
+type Firewall interface {
+	Block(p netip.Prefix, d time.Duration) error
+	Unblock(p netip.Prefix) error
+	Blocklist() ([]netcfg.Blocked, error)
+}
+
+// Options configure a Guard.
+type Options struct {
+	Thresholds Thresholds
+	Firewall   Firewall
+	// ForgetFlows deletes the connection tracking entries of a source, so an established
+	// UDP flow cannot carry on past the block (nil: skipped).
+	ForgetFlows func(a netip.Addr) error
+	Bus         *events.Bus
+	Log         *slog.Logger
+	StateDir    string         // blocks.json and evidence/ go here ("" keeps nothing)
+	Protected   []netip.Prefix // trusted SIP peers and admin networks: alert, never block
+	BlockTimes  []time.Duration
+	// EvidenceAfter is how long a blocked source's packets keep being recorded for its pcap.
+	EvidenceAfter time.Duration
+	Abuse         *AbuseLookup // nil: no RDAP abuse contact lookups
+	Site          string
+	TLSPort       uint16 // SIP over TLS: new connections are counted, not read
+}
+
+// Entry is one source blocked by sipguard.
+type Entry struct {
+	Prefix   netip.Prefix `json:"prefix"`
+	Reason   string       `json:"reason"`
+	Detail   string       `json:"detail,omitempty"`
+	Since    time.Time    `json:"since"`
+	Expires  time.Time    `json:"expires"` // zero: until unblocked
+	Offense  int          `json:"offense"` // 1 for a first block
+	Evidence string       `json:"evidence,omitempty"`
+	Report   string       `json:"report,omitempty"`
+	// Filled in when listed.
+	Dropped   uint64 `json:"dropped"`
+	InKernel  bool   `json:"in_kernel"`
+	Remaining string `json:"remaining,omitempty"`
+}
+
+type offense struct {
+	N    int       `json:"n"`
+	Last time.Time `json:"last"`
+}
+
+type persisted struct {
+	Blocks   map[string]*Entry   `json:"blocks"`
+	Offenses map[string]*offense `json:"offenses"`
+}
+
+type action struct {
+	f      Finding
+	what   string
+	sample string
+	at     time.Time
+}
+
+// Guard watches packets, runs the detectors and blocks offenders.
+type Guard struct {
+	o Options
+
+	mu     sync.Mutex // engine, ring, stats: taken per packet by the capture loop
+	eng    *Engine
+	ring   *ring
+	msg    Msg
+	Stats  Stats
+	warned map[string]time.Time // findings reported without a block, to say them once
+
+	acts chan action
+	bg   sync.WaitGroup // evidence writers
+
+	smu   sync.Mutex // st
+	st    persisted
+	feeds map[string]map[netip.Prefix]bool // community lists in force
+}
+
+// Stats are running totals.
+type Stats struct {
+	Packets, SIP, Malformed, TLS, Findings, Blocks, Alerts, Dropped uint64
+}
+
+// ErrActionQueueFull means findings arrive faster than blocks can be written.
+var ErrActionQueueFull = errors.New("sipguard: action queue full")
+
+// New makes a Guard and restores the persisted blocklist into the kernel.
+func New(o Options) (*Guard, error) {
+	if len(o.BlockTimes) == 0 {
+		o.BlockTimes = []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Bus == nil {
+		o.Bus = events.New(100)
+	}
+	g := &Guard{
+		o: o, eng: NewEngine(o.Thresholds), ring: newRing(4<<20, 16384),
+		warned: map[string]time.Time{}, acts: make(chan action, 4096),
+		st: persisted{Blocks: map[string]*Entry{}, Offenses: map[string]*offense{}},
+	}
+	if err := g.restore(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *Guard) statePath() string {
+	if g.o.StateDir == "" {
+		return ""
+	}
+	return filepath.Join(g.o.StateDir, "blocks.json")
+}
+
+// restore reads blocks.json and puts entries that have not expired back in the kernel.
+func (g *Guard) restore() error {
+	p := g.statePath()
+	if p == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Join(g.o.StateDir, "evidence"), 0o700); err != nil {
+		return fmt.Errorf("sipguard: state directory: %w", err)
+	}
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sipguard: read blocklist: %w", err)
+	}
+	var st persisted
+	if err := json.Unmarshal(data, &st); err != nil {
+		// Keep the bad file for a person to look at; start empty rather than not at all.
+		_ = os.Rename(p, p+".bad")
+		g.o.Log.Error("sipguard: blocklist file unreadable, kept as .bad", "err", err)
+		return nil
+	}
+	if st.Blocks == nil {
+		st.Blocks = map[string]*Entry{}
+	}
+	if st.Offenses == nil {
+		st.Offenses = map[string]*offense{}
+	}
+	now := time.Now()
+	for k, e := range st.Blocks {
+		var d time.Duration
+		if !e.Expires.IsZero() {
+			if d = e.Expires.Sub(now); d <= 0 {
+				delete(st.Blocks, k)
+				continue
+			}
+		}
+		if err := g.o.Firewall.Block(e.Prefix, d.Round(time.Second)+time.Second); err != nil {
+			g.o.Log.Error("sipguard: restore block", "prefix", e.Prefix, "err", err)
+		}
+	}
+	g.st = st
+	g.o.Log.Info("sipguard: blocklist restored", "entries", len(st.Blocks))
+	return nil
+}
+
+func (g *Guard) save() {
+	p := g.statePath()
+	if p == "" {
+		return
+	}
+	g.smu.Lock()
+	data, err := json.MarshalIndent(&g.st, "", " ")
+	g.smu.Unlock()
+	if err == nil {
+		err = store.WriteFile(p, data, 0o600)
+	}
+	if err != nil {
+		g.o.Log.Error("sipguard: save blocklist", "err", err)
+	}
+}
+
+// SetThresholds takes new detector settings (on reload).
+func (g *Guard) SetThresholds(t Thresholds, protected []netip.Prefix) {
+	g.mu.Lock()
+	g.eng.SetThresholds(t)
+	g.o.Protected = protected
+	g.mu.Unlock()
+}
+
+func (g *Guard) protected(a netip.Addr) bool {
+	for _, p := range g.o.Protected {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Handle analyses one raw IP packet (IPv4 or IPv6) seen at time now. It never panics on
+// malformed input and does not allocate unless a detector fires.
+func (g *Guard) Handle(now time.Time, pkt []byte) {
+	ip, ok := decodeIP(pkt, g.o.TLSPort)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.Stats.Packets++
+	if !ok {
+		g.Stats.Malformed++
+		return
+	}
+	if ip.tlsSYN {
+		g.Stats.TLS++
+		return
+	}
+	if len(ip.payload) == 0 {
+		return
+	}
+	g.ring.add(ip.src, ip.dst, now, pkt)
+	if err := Parse(ip.payload, &g.msg); err != nil && !errors.Is(err, ErrTruncated) {
+		g.Stats.Malformed++
+		return
+	}
+	g.Stats.SIP++
+	f := g.eng.Observe(ip.src, ip.dst, now, &g.msg)
+	if f.Kind == KindNone {
+		return
+	}
+	g.finding(now, f, ip.payload)
+}
+
+// finding decides what to do and queues the slow part (kernel, disk) for the worker.
+func (g *Guard) finding(now time.Time, f Finding, payload []byte) {
+	g.Stats.Findings++
+	switch {
+	case f.Kind == KindWeakAuth:
+		// A weakness is reported once.
+		if _, done := g.warned[string(f.What)]; done {
+			return
+		}
+		g.warned[string(f.What)] = now
+	case g.eng.local(f.Actor) || g.protected(f.Actor):
+		// Office hosts and trusted peers are never blocked, so they keep being reported:
+		// once per call for a toll-fraud attempt (retransmissions of the same INVITE are
+		// one attempt), otherwise once per kind every 10 minutes.
+		k := f.Actor.String() + "|" + f.Kind.String()
+		if f.Kind == KindTollFraud {
+			k += "|" + string(g.msg.CallID)
+		}
+		if t, done := g.warned[k]; done && now.Sub(t) < 10*time.Minute {
+			return
+		}
+		if len(g.warned) > 10000 {
+			clear(g.warned)
+		}
+		g.warned[k] = now
+	default:
+		// One action per source: later packets in flight must not queue it again.
+		g.eng.MarkDone(f.Actor)
+	}
+	a := action{f: f, what: printable(f.What), sample: printable(payload), at: now}
+	a.f.What = nil
+	select {
+	case g.acts <- a:
+	default:
+		g.o.Log.Error("sipguard: action dropped", "err", ErrActionQueueFull, "actor", f.Actor)
+	}
+}
+
+func printable(b []byte) string {
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 32 && r != '\n' && r != '\t' || r == 127 {
+			return '.'
+		}
+		return r
+	}, strings.ReplaceAll(string(b), "\r\n", "\n"))
+}
+
+// Run works through findings until ctx ends, then waits for evidence still being written.
+func (g *Guard) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			g.bg.Wait()
+			return nil
+		case a := <-g.acts:
+			g.act(ctx, a)
+		case now := <-tick.C:
+			g.mu.Lock()
+			g.eng.Expire(now.Add(-10 * time.Minute))
+			g.mu.Unlock()
+			g.expireEntries(now)
+		}
+	}
+}
+
+func (g *Guard) expireEntries(now time.Time) {
+	g.smu.Lock()
+	changed := false
+	for k, e := range g.st.Blocks {
+		if !e.Expires.IsZero() && now.After(e.Expires) {
+			delete(g.st.Blocks, k)
+			changed = true
+			g.o.Bus.Publish(events.Event{Kind: "sipguard.unblock", Severity: events.Info, Source: "sipguard",
+				Message: fmt.Sprintf("%s unblocked: its %s block expired", e.Prefix, e.Reason), Fields: map[string]string{"addr": e.Prefix.String()}})
+		}
+	}
+	g.smu.Unlock()
+	if changed {
+		g.save()
+	}
+}
+
+func eventKind(k Kind) string {
+	switch k {
+	case KindTollFraud, KindCallRate, KindConcurrent:
+		return "sipguard.tollfraud"
+	case KindFlood:
+		return "sipguard.flood"
+	case KindScanner:
+		return "sipguard.scanner"
+	case KindWeakAuth:
+		return "sipguard.posture"
+	}
+	return "sipguard.attack"
+}
+
+func (g *Guard) act(ctx context.Context, a action) {
+	f := a.f
+	fields := map[string]string{"addr": f.Actor.String(), "reason": f.Kind.String(), "detail": a.what, "count": fmt.Sprint(f.Count)}
+	if f.Kind == KindWeakAuth {
+		g.o.Bus.Publish(events.Event{Kind: "sipguard.posture", Severity: events.Warn, Source: "sipguard", Fields: fields,
+			Message: fmt.Sprintf("extension %s authenticates with its own number as auth name: give it a separate, random auth ID", a.what)})
+		return
+	}
+	if g.protected(f.Actor) {
+		g.mu.Lock()
+		g.Stats.Alerts++
+		g.mu.Unlock()
+		g.o.Bus.Publish(events.Event{Kind: "sipguard.peer", Severity: events.Alert, Source: "sipguard", Fields: fields,
+			Message: fmt.Sprintf("trusted peer %s misbehaving (%s: %s); trusted peers are never blocked", f.Actor, f.Kind, a.what)})
+		return
+	}
+	if g.eng.local(f.Actor) {
+		g.mu.Lock()
+		g.Stats.Alerts++
+		g.mu.Unlock()
+		g.o.Bus.Publish(events.Event{Kind: eventKind(f.Kind), Severity: events.Alert, Source: "sipguard", Fields: fields,
+			Message: fmt.Sprintf("%s from office host %s: %s (the kernel drops UDP INVITEs to denied destinations)", f.Kind, f.Actor, a.what)})
+		return
+	}
+	switch f.Kind {
+	case KindTollFraud, KindCallRate, KindConcurrent:
+		g.o.Bus.Publish(events.Event{Kind: "sipguard.tollfraud", Severity: events.Alert, Source: "sipguard", Fields: fields,
+			Message: fmt.Sprintf("toll-fraud attempt from %s: %s %s", f.Actor, f.Kind, a.what)})
+	case KindScanner, KindFlood:
+		g.o.Bus.Publish(events.Event{Kind: eventKind(f.Kind), Severity: events.Warn, Source: "sipguard", Fields: fields,
+			Message: fmt.Sprintf("%s from %s: %s", f.Kind, f.Actor, a.what)})
+	}
+	g.block(ctx, f.Actor, f.Kind, a.what, a.at)
+}
+
+// Offense returns the block duration for an address's next offense.
+func (g *Guard) nextTimeout(key string, now time.Time) (time.Duration, int) {
+	o := g.st.Offenses[key]
+	if o == nil || now.Sub(o.Last) > 30*24*time.Hour {
+		o = &offense{}
+		g.st.Offenses[key] = o
+	}
+	o.N++
+	o.Last = now
+	i := o.N - 1
+	if i >= len(g.o.BlockTimes) {
+		i = len(g.o.BlockTimes) - 1
+	}
+	return g.o.BlockTimes[i], o.N
+}
+
+func (g *Guard) block(ctx context.Context, a netip.Addr, k Kind, what string, seen time.Time) {
+	p := netip.PrefixFrom(a, a.BitLen())
+	key := p.String()
+	g.smu.Lock()
+	d, n := g.nextTimeout(key, seen)
+	g.smu.Unlock()
+	now := time.Now()
+	e := &Entry{Prefix: p, Reason: k.String(), Detail: what, Since: now, Expires: now.Add(d), Offense: n}
+	base := ""
+	if g.o.StateDir != "" {
+		base = filepath.Join(g.o.StateDir, "evidence", now.UTC().Format("20060102T150405Z")+"-"+strings.ReplaceAll(a.String(), ":", "_"))
+		e.Evidence, e.Report = base+".pcapng", base+".txt"
+	}
+	// The entry goes in first, so a listing never shows the kernel's entry without its reason.
+	g.smu.Lock()
+	g.st.Blocks[key] = e
+	g.smu.Unlock()
+	if err := g.o.Firewall.Block(p, d); err != nil {
+		g.smu.Lock()
+		delete(g.st.Blocks, key)
+		g.smu.Unlock()
+		g.o.Log.Error("sipguard: block", "addr", a, "err", err)
+		g.o.Bus.Publish(events.Event{Kind: "sipguard.error", Severity: events.Alert, Source: "sipguard",
+			Message: fmt.Sprintf("could not block %s (%s): %v", a, k, err)})
+		return
+	}
+	if g.o.ForgetFlows != nil {
+		if err := g.o.ForgetFlows(a); err != nil {
+			g.o.Log.Warn("sipguard: delete conntrack entries", "addr", a, "err", err)
+		}
+	}
+	g.mu.Lock()
+	g.Stats.Blocks++
+	g.mu.Unlock()
+	g.save()
+	g.o.Log.Info("sipguard: blocked", "addr", a, "reason", k, "detail", what, "for", d, "latency", time.Since(seen))
+	g.o.Bus.Publish(events.Event{Kind: "sipguard.block", Severity: events.Alert, Source: "sipguard",
+		Message: fmt.Sprintf("blocked %s for %s: %s (%s), offense %d", a, d, k, what, n),
+		Fields:  map[string]string{"addr": a.String(), "reason": k.String(), "detail": what, "for": d.String(), "evidence": e.Evidence}})
+	if base != "" {
+		g.bg.Add(1)
+		go func() { defer g.bg.Done(); g.evidence(ctx, e, base, seen) }()
+	}
+}
+
+// evidence waits for the next few seconds of the source's packets, then writes the pcap and
+// the abuse report. It runs beside detection and never holds it up.
+func (g *Guard) evidence(ctx context.Context, e *Entry, base string, seen time.Time) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(g.o.EvidenceAfter):
+	}
+	a := e.Prefix.Addr()
+	g.mu.Lock()
+	pkts := g.ring.of(a, 64)
+	counts, first, last, _ := g.eng.Counts(a)
+	g.mu.Unlock()
+	var buf strings.Builder
+	if err := WritePcapng(&buf, pkts); err != nil {
+		g.o.Log.Error("sipguard: evidence", "err", err)
+		return
+	}
+	if err := store.WriteFile(base+".pcapng", []byte(buf.String()), 0o600); err != nil {
+		g.o.Log.Error("sipguard: evidence", "err", err)
+		return
+	}
+	sum := sha256.Sum256([]byte(buf.String()))
+	reg, rdap := RIR(a)
+	r := &Report{Offender: a, Reason: e.Reason, Detail: e.Detail, Registry: reg, RDAP: rdap, Counts: counts,
+		First: first, Last: last, BlockedAt: e.Since, BlockedFor: e.Expires.Sub(e.Since), Pcap: filepath.Base(base + ".pcapng"),
+		PcapSHA256: hex.EncodeToString(sum[:]), Box: g.o.Site}
+	if first.IsZero() {
+		r.First, r.Last = seen, seen
+	}
+	for _, p := range pkts {
+		if len(r.Samples) == 3 {
+			break
+		}
+		if ip, ok := decodeIP(p.Data, g.o.TLSPort); ok && ip.src == a && len(ip.payload) > 0 {
+			r.Samples = append(r.Samples, printable(ip.payload[:min(len(ip.payload), 600)]))
+		}
+	}
+	if g.o.Abuse != nil {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		r.AbuseContact, _ = g.o.Abuse.Contact(lctx, a)
+		cancel()
+	}
+	if err := store.WriteFile(base+".txt", []byte(r.Text()), 0o600); err != nil {
+		g.o.Log.Error("sipguard: abuse report", "err", err)
+	}
+}
+
+// Unblock lifts a block and forgets the source's counters.
+func (g *Guard) Unblock(p netip.Prefix) error {
+	p = p.Masked()
+	err := g.o.Firewall.Unblock(p)
+	g.smu.Lock()
+	_, had := g.st.Blocks[p.String()]
+	delete(g.st.Blocks, p.String())
+	g.smu.Unlock()
+	g.mu.Lock()
+	g.eng.Forget(p.Addr())
+	g.mu.Unlock()
+	if had {
+		g.save()
+		err = nil
+	}
+	if err == nil {
+		g.o.Bus.Publish(events.Event{Kind: "sipguard.unblock", Severity: events.Info, Source: "sipguard", Message: fmt.Sprintf("%s unblocked", p),
+			Fields: map[string]string{"addr": p.String()}})
+	}
+	return err
+}
+
+// Blocked lists sipguard's blocks merged with the kernel's list (expiry and drop counts
+// come from the kernel; entries added by hand or by a community list show as such).
+func (g *Guard) Blocked() ([]Entry, error) {
+	kl, kerr := g.o.Firewall.Blocklist()
+	g.smu.Lock()
+	out := map[string]Entry{}
+	for k, e := range g.st.Blocks {
+		out[k] = *e
+	}
+	g.smu.Unlock()
+	for _, b := range kl {
+		k := b.Prefix.String()
+		e, ok := out[k]
+		if !ok {
+			e = Entry{Prefix: b.Prefix, Reason: "manual or community list"}
+			if f := g.feedOf(b.Prefix); f != "" {
+				e.Reason = "community-list " + f
+			}
+		}
+		e.InKernel = true
+		e.Dropped = b.Packets
+		if b.Expires > 0 {
+			e.Remaining = b.Expires.Round(time.Second).String()
+			e.Expires = time.Now().Add(b.Expires)
+		} else {
+			e.Expires = time.Time{}
+		}
+		out[k] = e
+	}
+	list := make([]Entry, 0, len(out))
+	for _, e := range out {
+		list = append(list, e)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Prefix.Addr().Less(list[j].Prefix.Addr()) })
+	return list, kerr
+}
+
+// Snapshot returns the running totals and number of sources tracked.
+func (g *Guard) Snapshot() (Stats, int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.Stats, g.eng.Sources()
+}
+
+// ForgetPersisted removes a block from the state file of a Guard that is not running (the
+// CLI's unblock without a daemon); it reports whether there was one.
+func ForgetPersisted(dir string, p netip.Prefix) (bool, error) {
+	path := filepath.Join(dir, "blocks.json")
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var st persisted
+	if err := json.Unmarshal(data, &st); err != nil {
+		return false, fmt.Errorf("sipguard: %s: %w", path, err)
+	}
+	k := p.Masked().String()
+	if _, ok := st.Blocks[k]; !ok {
+		return false, nil
+	}
+	delete(st.Blocks, k)
+	data, err = json.MarshalIndent(&st, "", " ")
+	if err != nil {
+		return false, err
+	}
+	return true, store.WriteFile(path, data, 0o600)
+}
