@@ -3,7 +3,6 @@ package netcfg
 import (
 	"errors"
 	"net/netip"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -14,24 +13,13 @@ import (
 
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/internal/lab/labtest"
 )
-
-// requireRoot fails loudly: machines and CI run as root, and a namespace test must never
-// silently skip there.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root (network namespaces, nftables): run the suite with sudo")
-	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Fatal("this test needs the nft binary to read the kernel's ruleset: apt-get install nftables")
-	}
-}
 
 // testNS makes an empty network namespace for one test and returns its name and a Firewall in it.
 func testNS(t *testing.T, suffix string) (string, *Firewall) {
 	t.Helper()
-	requireRoot(t)
+	labtest.RequireRoot(t, "nft")
 	name := lab.Unique(t) + "-" + suffix
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add %s: %v: %s", name, err, out)

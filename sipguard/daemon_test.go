@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/internal/lab/labtest"
 )
 
 // TestDaemonAndCLI runs the real `appliance run` in the box namespace: the daemon's
@@ -19,21 +20,13 @@ import (
 // daemon restarting; without a daemon the CLI falls back to the kernel's list.
 func TestDaemonAndCLI(t *testing.T) {
 	t.Parallel()
-	requireLab(t)
+	labtest.RequireRoot(t, "nft", "kamailio", "sipp", "svmap", "svwar", "svcrack", "timeout")
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "appliance")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/appliance").CombinedOutput(); err != nil {
 		t.Fatalf("build appliance: %v\n%s", err, out)
 	}
-	l, err := lab.New(lab.Unique(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
+	l := labtest.New(t)
 	text := strings.Replace(string(lab.Config), "[pbx]\n", "[pbx]\nallow_sip_from_anywhere = true\n", 1)
 	text = strings.Replace(text, "[sipguard]\n", "[sipguard]\nevidence_after = \"1s\"\n", 1)
 	conf := filepath.Join(dir, "appliance.toml")
@@ -46,7 +39,7 @@ func TestDaemonAndCLI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "the daemon to start", 30*time.Second, func() bool { return strings.Contains(l.Output(cmd), "appliance running") })
+		labtest.WaitFor(t, "the daemon to start", 30*time.Second, func() bool { return strings.Contains(l.Output(cmd), "appliance running") })
 		return cmd
 	}
 	daemon := start()
@@ -73,7 +66,7 @@ func TestDaemonAndCLI(t *testing.T) {
 	send("sipcli/v1.8")
 	var out string
 	row := regexp.MustCompile(`192\.0\.2\.66/32\s+scanner\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+(\d+)`)
-	waitFor(t, "the scanner in `appliance blocked`", 10*time.Second, func() bool {
+	labtest.WaitFor(t, "the scanner in `appliance blocked`", 10*time.Second, func() bool {
 		out, _ = blocked()
 		return row.MatchString(out)
 	})
@@ -98,7 +91,7 @@ func TestDaemonAndCLI(t *testing.T) {
 			t.Logf("appliance blocked:\n%s\nkernel:\n%s", out, k)
 		}
 	}()
-	waitFor(t, "5 dropped packets", 5*time.Second, func() bool {
+	labtest.WaitFor(t, "5 dropped packets", 5*time.Second, func() bool {
 		out, _ = blocked()
 		m := row.FindStringSubmatch(out)
 		n, _ := strconv.Atoi(m[3])
@@ -119,7 +112,7 @@ func TestDaemonAndCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	daemon = start()
-	waitFor(t, "the block restored", 10*time.Second, func() bool {
+	labtest.WaitFor(t, "the block restored", 10*time.Second, func() bool {
 		out, _ = blocked()
 		return row.MatchString(out)
 	})

@@ -20,6 +20,7 @@ import (
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/sipguard"
 )
@@ -31,18 +32,6 @@ import (
 const wan = lab.BoxWAN4 // where the office's SIP service is reached from the internet
 
 var applyMu sync.Mutex // serialises rulesets applied by parallel tests
-
-func requireLab(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("sipguard lab tests need root (network namespaces, nftables, AF_PACKET): run as root")
-	}
-	for _, tool := range []string{"ip", "nft", "kamailio", "sipp", "svmap", "svwar", "svcrack", "timeout"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("sipguard lab tests need %s (Debian packages kamailio, sip-tester, sipvicious, nftables): %v", tool, err)
-		}
-	}
-}
 
 type site struct {
 	t    *testing.T
@@ -61,16 +50,8 @@ type site struct {
 // PBX and sipguard in the box. extra is appended to the [sipguard] section.
 func newSite(t *testing.T, extra string) *site {
 	t.Helper()
-	requireLab(t)
-	l, err := lab.New(lab.Unique(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
+	labtest.RequireRoot(t, "nft", "kamailio", "sipp", "svmap", "svwar", "svcrack", "timeout")
+	l := labtest.New(t)
 	if err := l.ConfigureBox(); err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +386,7 @@ func TestSIPViciousToolsBlocked(t *testing.T) {
 	}
 
 	// Evidence: a pcapng and an abuse report naming the registry.
-	waitFor(t, "the abuse report", 10*time.Second, func() bool {
+	labtest.WaitFor(t, "the abuse report", 10*time.Second, func() bool {
 		m, _ := filepath.Glob(filepath.Join(s.dir, "state", "evidence", "*.txt"))
 		return len(m) == 3
 	})
@@ -433,7 +414,7 @@ func TestSIPViciousToolsBlocked(t *testing.T) {
 
 func assertEvent(t *testing.T, s *site, kind, reason string) {
 	t.Helper()
-	waitFor(t, kind+" event", 5*time.Second, func() bool {
+	labtest.WaitFor(t, kind+" event", 5*time.Second, func() bool {
 		for _, e := range s.events(kind) {
 			if reason == "" || e.Fields["reason"] == reason {
 				return true
@@ -441,17 +422,6 @@ func assertEvent(t *testing.T, s *site, kind, reason string) {
 		}
 		return false
 	})
-}
-
-func waitFor(t *testing.T, what string, within time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func scenario(name string) string {
@@ -698,7 +668,7 @@ func TestEnumerationBlocked(t *testing.T) {
 		_, _ = c.Write([]byte("REGISTER sip:" + wan + " SIP/2.0\r\nCall-ID: after" + strconv.Itoa(i) + "\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"))
 	}
 	// Once the box has dropped all ten, none of them can still be on its way to the PBX.
-	waitFor(t, "the box to drop 10 more packets", 5*time.Second, func() bool { return s.blocked()[attacker].Packets >= dropped+10 })
+	labtest.WaitFor(t, "the box to drop 10 more packets", 5*time.Second, func() bool { return s.blocked()[attacker].Packets >= dropped+10 })
 	if n := s.count(lab.HostPBX, "regs"); n != at {
 		t.Errorf("%d REGISTERs reached the PBX after the verdict", n-at)
 	}

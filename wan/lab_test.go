@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/wan"
 	"github.com/officeedge/appliance/wan/wanlab"
 )
@@ -37,18 +38,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("wan lab tests need root (network namespaces, nftables, conntrack); run as root, e.g. sudo go test ./wan/")
-	}
-	for _, b := range []string{"ip", "nft", "conntrack"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Fatalf("wan lab tests need %s (packages iproute2, nftables, conntrack): %v", b, err)
-		}
-	}
-}
-
 // traffic is the office's steady traffic during a test: a UDP stream from the phone
 // (50 packets/s, like RTP) and SIP OPTIONS every second from the PBX's port 5060.
 type traffic struct {
@@ -58,7 +47,7 @@ type traffic struct {
 
 func start(t *testing.T, wanLines ...string) (*wanlab.Site, *traffic) {
 	t.Helper()
-	requireRoot(t)
+	labtest.RequireRoot(t, "nft", "conntrack")
 	t.Parallel()
 	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), wanlab.Config(wanLines...))
 	if err != nil {
@@ -348,7 +337,7 @@ func TestTrunkDownIsItsOwnAlarm(t *testing.T) {
 }
 
 func TestDHCPBackupLeaseRenewAndAddressChange(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t, "nft", "conntrack")
 	t.Parallel()
 	var dhcp *wanlab.DHCPServer
 	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), wanlab.ConfigDHCPBackup(`stability = "2s"`), func(s *wanlab.Site) (err error) {
@@ -431,7 +420,7 @@ func TestSlowLine(t *testing.T) {
 	// Every probe of this line is a DNS query to one of two resolvers whose answers can be
 	// delayed: the whole line gets slow.
 	const alt = "192.0.2.54"
-	requireRoot(t)
+	labtest.RequireRoot(t, "nft", "conntrack")
 	t.Parallel()
 	var dns2 *wanlab.DNSServer
 	cfg := wanlab.ConfigTargets([]string{"dns:" + lab.Probe4Alt + ":53", "dns:" + alt + ":53"}, `stability = "2s"`)

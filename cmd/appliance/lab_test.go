@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/internal/lab/labtest"
 )
 
 // office is a lab with the appliance running in its box namespace.
@@ -26,30 +27,10 @@ type office struct {
 	started int // how many "appliance running" lines the daemon's output had at the last start
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root (network namespaces, nftables): run the suite with sudo")
-	}
-	for _, tool := range []string{"ip", "nft", "sipp"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("this test needs %s: run scripts/setup.sh", tool)
-		}
-	}
-}
-
 func newOffice(t *testing.T) *office {
 	t.Helper()
-	requireRoot(t)
-	l, err := lab.New(lab.Unique(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
+	labtest.RequireRoot(t, "nft", "sipp")
+	l := labtest.New(t)
 	o := &office{Lab: l, t: t, dir: t.TempDir()}
 	o.config = filepath.Join(o.dir, "appliance.toml")
 	if err := os.WriteFile(o.config, lab.Config, 0o644); err != nil {
@@ -73,7 +54,7 @@ func (o *office) start() {
 
 func (o *office) waitLog(want string) {
 	o.t.Helper()
-	waitFor(o.t, "the daemon to log "+strconv.Quote(want), 20*time.Second, func() bool {
+	labtest.WaitFor(o.t, "the daemon to log "+strconv.Quote(want), 20*time.Second, func() bool {
 		return strings.Contains(o.Output(o.daemon), want)
 	})
 }
@@ -111,7 +92,7 @@ func (o *office) hits(chain, comment string) int {
 // waitHits waits until the rule's counter has grown by at least n.
 func (o *office) waitHits(chain, comment string, before, n int) {
 	o.t.Helper()
-	waitFor(o.t, fmt.Sprintf("%d more hits on %s %q", n, chain, comment), 10*time.Second, func() bool {
+	labtest.WaitFor(o.t, fmt.Sprintf("%d more hits on %s %q", n, chain, comment), 10*time.Second, func() bool {
 		return o.hits(chain, comment) >= before+n
 	})
 }
@@ -318,7 +299,7 @@ func TestOfficeFirewall(t *testing.T) {
 		o.send(lab.HostTrunk, lab.Trunk4, net.JoinHostPort(lab.BoxWAN4, "9000"), "trunk-marker")
 		rtp.expectOnly(t, "trunk-marker")
 
-		waitFor(t, "the block to expire", 15*time.Second, func() bool {
+		labtest.WaitFor(t, "the block to expire", 15*time.Second, func() bool {
 			return !strings.Contains(o.cli("blocked"), lab.Attacker4)
 		})
 		if !o.canConnect(lab.HostAttacker, tunnel) {
@@ -397,7 +378,7 @@ func stripCounters(s string) string { return countersRE.ReplaceAllString(s, "cou
 // TestLabUpDown is the README's lab command: up starts the appliance in the lab and says where
 // to look; down stops it and removes every namespace.
 func TestLabUpDown(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t, "nft", "sipp")
 	prefix := lab.Unique(t)
 	t.Cleanup(func() { _ = exec.Command(bin, "lab", "down", "--prefix", prefix).Run() })
 	out, err := exec.Command(bin, "lab", "up", "--prefix", prefix).CombinedOutput()

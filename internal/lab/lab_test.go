@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -14,21 +13,8 @@ import (
 	"time"
 
 	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/internal/lab/labtest"
 )
-
-// requireRoot fails, never skips: CI runs as root, and a silently skipped
-// lab test would hide a broken lab.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("lab tests need root (network namespaces); run as root, e.g. sudo go test ./internal/lab/")
-	}
-	for _, bin := range []string{"ip", "ping", "nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("lab tests need %s (packages iproute2, iputils-ping, nftables): %v", bin, err)
-		}
-	}
-}
 
 func newLab(t *testing.T, prefix string) *lab.Lab {
 	t.Helper()
@@ -84,7 +70,7 @@ func masquerade(t *testing.T, l *lab.Lab) {
 }
 
 func TestLab(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t, "ping", "nft")
 	prefix := lab.Unique(t)
 	l := newLab(t, prefix)
 	if got := len(namespaces(t, prefix)); got != len(lab.Hosts) {
@@ -226,7 +212,7 @@ func waitGone(t *testing.T, pid int) {
 }
 
 func TestTwoLabs(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t, "ping", "nft")
 	prefixes := []string{lab.Unique(t) + "a", lab.Unique(t) + "b"}
 	labs := make([]*lab.Lab, len(prefixes))
 	errs := make([]error, len(prefixes))
@@ -262,7 +248,7 @@ func TestTwoLabs(t *testing.T) {
 }
 
 func TestAttachClose(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t, "ping", "nft")
 	prefix := lab.Unique(t)
 	l := newLab(t, prefix)
 	stray := l.Command(lab.HostNet, "sleep", "600")
@@ -286,7 +272,7 @@ func TestAttachClose(t *testing.T) {
 }
 
 func TestNewRejectsExisting(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t, "ping", "nft")
 	prefix := lab.Unique(t)
 	newLab(t, prefix)
 	if _, err := lab.New(prefix); err == nil {
@@ -312,7 +298,7 @@ func TestUnique(t *testing.T) {
 
 // A New that fails half-way removes what it built and nothing else.
 func TestNewFailureTearsDown(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t, "ping", "nft")
 	prefix := lab.Unique(t)
 	last := lab.Attach(prefix).NS(lab.Hosts[len(lab.Hosts)-1])
 	if out, err := exec.Command("ip", "netns", "add", last).CombinedOutput(); err != nil {

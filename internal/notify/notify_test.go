@@ -11,6 +11,7 @@ import (
 
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/events"
+	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/internal/notify/notifytest"
 )
 
@@ -33,17 +34,6 @@ func testConfig(t *testing.T, server, caFile string) *config.Config {
 	cfg.Notify = config.Notify{Server: server, Username: notifytest.User, Password: notifytest.Password,
 		From: "box@example.net", To: []string{"it@example.net", "boss@example.net"}, CAFile: caFile, Group: time.Second}
 	return cfg
-}
-
-func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func startNotifier(t *testing.T, cfg *config.Config, dir string, bus *events.Bus) (stop func()) {
@@ -75,7 +65,7 @@ func TestGroupedAlertOverSTARTTLS(t *testing.T) {
 	bus.Publish(events.Event{Kind: "sipguard.block", Severity: events.Alert, Source: "sipguard", Message: "192.0.2.66 blocked", Fields: map[string]string{"addr": "192.0.2.66", "reason": "INVITE flood"}})
 	bus.Publish(events.Event{Kind: "uplink.probe", Source: "wan", Message: "routine, not mailed"})
 
-	waitFor(t, "the grouped email", 20*time.Second, func() bool { return len(ms.Mails()) > 0 })
+	labtest.WaitFor(t, "the grouped email", 20*time.Second, func() bool { return len(ms.Mails()) > 0 })
 	m := ms.Mails()[0]
 	if !m.TLS || m.User != notifytest.User {
 		t.Errorf("email sent with tls=%v as %q, want STARTTLS and AUTH", m.TLS, m.User)
@@ -97,7 +87,7 @@ func TestGroupedAlertOverSTARTTLS(t *testing.T) {
 		t.Error("a routine event was mailed")
 	}
 	// The burst was one email, and the queue is empty once it is sent.
-	waitFor(t, "the queue to empty", 10*time.Second, func() bool {
+	labtest.WaitFor(t, "the queue to empty", 10*time.Second, func() bool {
 		q, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 		return len(q) == 0
 	})
@@ -139,7 +129,7 @@ func TestQueueSurvivesOutageAndRestart(t *testing.T) {
 	defer unsub()
 	stop := startNotifier(t, cfg, dir, bus)
 	bus.Publish(events.Event{Kind: "trunk.down", Severity: events.Alert, Source: "sipguard", Message: "trunk acme unreachable", Fields: map[string]string{"trunk": "acme"}})
-	waitFor(t, "the failure to be reported", 20*time.Second, func() bool {
+	labtest.WaitFor(t, "the failure to be reported", 20*time.Second, func() bool {
 		for {
 			select {
 			case e := <-failed:
@@ -161,11 +151,11 @@ func TestQueueSurvivesOutageAndRestart(t *testing.T) {
 	cfg.Notify.CAFile = ms.CAFile
 	stop = startNotifier(t, cfg, dir, events.New(10))
 	defer stop()
-	waitFor(t, "the queued email", 20*time.Second, func() bool { return len(ms.Mails()) == 1 })
+	labtest.WaitFor(t, "the queued email", 20*time.Second, func() bool { return len(ms.Mails()) == 1 })
 	if m := ms.Mails()[0]; !strings.Contains(m.Body, "trunk acme unreachable") {
 		t.Errorf("body:\n%s", m.Body)
 	}
-	waitFor(t, "the queue to empty", 10*time.Second, func() bool {
+	labtest.WaitFor(t, "the queue to empty", 10*time.Second, func() bool {
 		q, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 		return len(q) == 0
 	})

@@ -19,19 +19,9 @@ import (
 	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/internal/notify/notifytest"
 )
-
-func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // withSettings puts settings into a section of a config: under its header if the file has
 // one, in a new section at the end otherwise. A setting the section already has is replaced.
@@ -91,15 +81,7 @@ func TestBrowserInLab(t *testing.T) {
 		t.Fatal("this test needs chromium (Debian package chromium): run scripts/setup.sh")
 	}
 	bin := buildAppliance(t)
-	l, err := lab.New(lab.Unique(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab close: %v", err)
-		}
-	})
+	l := labtest.New(t)
 	dir := t.TempDir()
 	conf, state, control := filepath.Join(dir, "appliance.toml"), filepath.Join(dir, "state"), filepath.Join(dir, "control.sock")
 	// Health checks to the lab's probe target (answered by the internet core) and a short
@@ -144,7 +126,7 @@ func TestBrowserInLab(t *testing.T) {
 		Firewall struct{ Loaded bool }
 		Active   string `json:"active_uplink"`
 	}
-	waitFor(t, "the status API on the LAN", 20*time.Second, func() bool {
+	labtest.WaitFor(t, "the status API on the LAN", 20*time.Second, func() bool {
 		resp, err := phone.Get(page + "api/status")
 		if err != nil {
 			return false
@@ -192,7 +174,7 @@ func TestBrowserInLab(t *testing.T) {
 	if err := c.open(page); err != nil {
 		t.Fatalf("open the page in chromium: %v\n%s", err, brLog.String())
 	}
-	waitFor(t, "the page to go live (server-sent events)", 60*time.Second, func() bool { return c.text("#live") == "live" })
+	labtest.WaitFor(t, "the page to go live (server-sent events)", 60*time.Second, func() bool { return c.text("#live") == "live" })
 	if got := c.text("#active-uplink"); got != "FTTC" {
 		t.Errorf("active uplink on the page = %q, want FTTC", got)
 	}
@@ -207,11 +189,11 @@ func TestBrowserInLab(t *testing.T) {
 	}
 
 	// Force the failover through the control API: the page follows by itself.
-	waitFor(t, "the wan part to accept forcing the backup", 30*time.Second, func() bool {
+	labtest.WaitFor(t, "the wan part to accept forcing the backup", 30*time.Second, func() bool {
 		_, err := daemon.Call(control, "POST", "/wan/force", strings.NewReader("backup"))
 		return err == nil
 	})
-	waitFor(t, "the page to show the modem (LTE) carrying traffic", 30*time.Second, func() bool {
+	labtest.WaitFor(t, "the page to show the modem (LTE) carrying traffic", 30*time.Second, func() bool {
 		return c.text("#active-uplink") == "LTE" && strings.Contains(c.text("#mode"), "forced")
 	})
 	stillSamePage()
@@ -226,7 +208,7 @@ func TestBrowserInLab(t *testing.T) {
 	if err := c.click("#login"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the actions to appear after login", 30*time.Second, func() bool {
+	labtest.WaitFor(t, "the actions to appear after login", 30*time.Second, func() bool {
 		v, _ := c.eval(`!document.getElementById("actions").classList.contains("hidden")`)
 		return string(v) == "true"
 	})
@@ -236,17 +218,17 @@ func TestBrowserInLab(t *testing.T) {
 	if err := c.click("#press-short"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the button press and automatic mode on the page", 30*time.Second, func() bool {
+	labtest.WaitFor(t, "the button press and automatic mode on the page", 30*time.Second, func() bool {
 		return strings.Contains(c.text("#events"), "hal.button.short") && c.text("#mode") == "automatic failover"
 	})
-	waitFor(t, "failback to the fixed line on the page", 60*time.Second, func() bool { return c.text("#active-uplink") == "FTTC" })
+	labtest.WaitFor(t, "failback to the fixed line on the page", 60*time.Second, func() bool { return c.text("#active-uplink") == "FTTC" })
 
 	// The CLI presses the same button: back to forced backup, seen on the page.
 	out, err := exec.Command(bin, "button", "press", "--control", control).CombinedOutput()
 	if err != nil {
 		t.Fatalf("appliance button press: %v\n%s", err, out)
 	}
-	waitFor(t, "the CLI press to force the modem on the page", 30*time.Second, func() bool {
+	labtest.WaitFor(t, "the CLI press to force the modem on the page", 30*time.Second, func() bool {
 		return c.text("#active-uplink") == "LTE" && strings.Contains(c.text("#mode"), "forced")
 	})
 	stillSamePage()
@@ -264,7 +246,7 @@ func TestBrowserInLab(t *testing.T) {
 	if err := c.click("#block-form button"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the blocked attacker in the page's blocklist", 30*time.Second, func() bool {
+	labtest.WaitFor(t, "the blocked attacker in the page's blocklist", 30*time.Second, func() bool {
 		return strings.Contains(c.text("#blocked"), lab.Attacker4)
 	})
 
@@ -276,7 +258,7 @@ func TestBrowserInLab(t *testing.T) {
 	if err := d.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the new site name on the page", 30*time.Second, func() bool { return c.text("#site") == "Lab Office (renamed)" })
+	labtest.WaitFor(t, "the new site name on the page", 30*time.Second, func() bool { return c.text("#site") == "Lab Office (renamed)" })
 	stillSamePage()
 
 	png, err := c.screenshot()
@@ -296,7 +278,7 @@ func TestBrowserInLab(t *testing.T) {
 
 	// The failback and the configuration change were emailed, over STARTTLS with a login, to
 	// both recipients.
-	waitFor(t, "the alert emails", 30*time.Second, func() bool {
+	labtest.WaitFor(t, "the alert emails", 30*time.Second, func() bool {
 		var all string
 		for _, m := range mail.Mails() {
 			all += m.Header + m.Body
