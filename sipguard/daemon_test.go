@@ -65,7 +65,7 @@ func TestDaemonAndCLI(t *testing.T) {
 	}
 	send("sipcli/v1.8")
 	var out string
-	row := regexp.MustCompile(`192\.0\.2\.66/32\s+scanner\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+(\d+)`)
+	row := regexp.MustCompile(`192\.0\.2\.66\s+scanner\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+(\d+)`)
 	labtest.WaitFor(t, "the scanner in `appliance blocked`", 10*time.Second, func() bool {
 		out, _ = blocked()
 		return row.MatchString(out)
@@ -104,7 +104,7 @@ func TestDaemonAndCLI(t *testing.T) {
 		t.Logf("stop: %v", err)
 	}
 	out, errOut := blocked()
-	if !strings.Contains(out, "192.0.2.66/32") || !strings.Contains(errOut, "kernel's list") {
+	if !strings.Contains(out, "192.0.2.66 ") || !strings.Contains(errOut, "kernel's list") {
 		t.Errorf("fallback listing:\n%s\n%s", out, errOut)
 	}
 	// A reboot loses the kernel table; the restarted daemon puts the block back.

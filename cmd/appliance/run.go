@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/daemon"
@@ -40,16 +38,6 @@ func init() {
 	}}
 	commands["check"] = command{"--config FILE: validate a config (- for stdin) and print the firewall it would apply", check}
 	commands["run"] = command{"--config FILE [--state DIR]: run the appliance", runDaemon}
-	for _, c := range []struct{ name, summary string }{
-		{"block", "ADDR [--for DUR]: block an address or network (192.0.2.7, 192.0.2.0/24; --for 1h)"},
-		{"unblock", "ADDR: remove an address or network from the blocklist"},
-		{"blocked", "list blocked addresses and networks"},
-	} {
-		name := c.name
-		commands[name] = command{c.summary, func(args []string, _ io.Reader, stdout, _ io.Writer) error {
-			return blocklist(name, args, stdout)
-		}}
-	}
 	commands["lab"] = command{"up|down|status [--prefix P]: build and run the namespace lab (root)", func(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return labCmd(args, stdout, stderr)
 	}}
@@ -151,64 +139,4 @@ func runDaemon(args []string, _ io.Reader, _, stderr io.Writer) error {
 // controlFlag is the --control flag of commands that talk to the running daemon.
 func controlFlag(fs *flag.FlagSet) *string {
 	return fs.String("control", daemon.DefaultControl, "the daemon's control socket")
-}
-
-func blocklist(cmd string, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	dur := fs.Duration("for", 0, "how long to block (e.g. 30m, 24h); 0 blocks until unblocked")
-	control := controlFlag(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	fw := netcfg.New(0)
-	if cmd == "blocked" {
-		list, err := fw.Blocklist()
-		if err != nil {
-			return err
-		}
-		for _, b := range list {
-			exp := "never"
-			if b.Expires > 0 {
-				exp = "in " + b.Expires.Round(time.Second).String()
-			}
-			fmt.Fprintf(stdout, "%-40s expires %s\n", prefixText(b.Prefix), exp)
-		}
-		return nil
-	}
-	if len(pos) != 1 {
-		return fmt.Errorf("%s: give one address or network", cmd)
-	}
-	var p config.Prefix
-	if err := p.UnmarshalText([]byte(pos[0])); err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
-	}
-	if cmd == "unblock" {
-		if err := fw.Unblock(p.Prefix); err != nil {
-			return err
-		}
-		auditCLI(*control, "unblock", prefixText(p.Prefix), "")
-		return nil
-	}
-	if err := fw.Block(p.Prefix, *dur); err != nil {
-		return err
-	}
-	auditCLI(*control, "block", "", prefixText(p.Prefix)+forText(*dur))
-	fmt.Fprintf(stdout, "blocked %s%s\n", prefixText(p.Prefix), forText(*dur))
-	return nil
-}
-
-// prefixText shows a single address without its /32 or /128.
-func prefixText(p netip.Prefix) string {
-	if p.IsSingleIP() {
-		return p.Addr().String()
-	}
-	return p.String()
-}
-
-func forText(d time.Duration) string {
-	if d == 0 {
-		return " until unblocked"
-	}
-	return " for " + d.String()
 }
