@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"sync"
 
@@ -91,6 +92,8 @@ func (s *sipGuardService) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = s.g.Run(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.forgetUnblocked(ctx) }()
 	var err error
 	select {
 	case <-ctx.Done():
@@ -99,6 +102,26 @@ func (s *sipGuardService) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return err
+}
+
+// forgetUnblocked makes sipguard forget a source unblocked elsewhere (the status page):
+// otherwise the next start would restore the block from sipguard's state.
+func (s *sipGuardService) forgetUnblocked(ctx context.Context) {
+	ch, unsub := s.app.Bus.Subscribe(64)
+	defer unsub()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-ch:
+			if e.Kind != "block.manual.unblock" {
+				continue
+			}
+			if p, err := netip.ParsePrefix(e.Fields["addr"]); err == nil {
+				_ = s.g.Unblock(p) // already out of the kernel: this clears sipguard's record
+			}
+		}
+	}
 }
 
 // Reload takes new thresholds; capture interfaces and feeds change at the next start.
