@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	commands["web"] = command{"passwd [--state DIR]: set the status page's password (read from the terminal or stdin)", webCmd}
+	commands["web"] = command{"passwd [--state DIR] [--print]: set the status page's password (read from the terminal or stdin); --print shows the hash for [web] password_hash instead", webCmd}
 	commands["notify"] = command{"test: send a test alert email now", notifyCmd}
 }
 
@@ -24,6 +24,7 @@ func webCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("web", flag.ContinueOnError)
 	state := fs.String("state", "/var/lib/appliance", "the daemon's state directory")
 	control := controlFlag(fs)
+	print := fs.Bool("print", false, "print the hash for [web] password_hash instead of setting it on this box")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -34,6 +35,14 @@ func webCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	pw, err := readPassword(stdin, stderr)
 	if err != nil {
 		return err
+	}
+	if *print {
+		h, err := web.HashPassword(pw)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "password_hash = %q\n", h)
+		return nil
 	}
 	if err := web.SetPassword(*state, pw); err != nil {
 		return err

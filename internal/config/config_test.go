@@ -174,3 +174,10 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestWebPasswordHashMustBeAHash(t *testing.T) {
+	_, err := Parse("t.toml", []byte(base+"[web]\npassword_hash = \"hunter22\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "web.password_hash: not an argon2id hash") {
+		t.Fatalf("a clear-text password must be refused, got %v", err)
+	}
+}

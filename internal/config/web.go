@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -24,6 +25,9 @@ type Web struct {
 	// MaxFailures wrong passwords from one address lock it out for Lockout.
 	MaxFailures int           `toml:"max_failures"`
 	Lockout     time.Duration `toml:"lockout"`
+	// PasswordHash is the login's argon2id hash (`appliance web passwd --print`), for an image
+	// where nobody can run `appliance web passwd` on the box. Never the password itself.
+	PasswordHash string `toml:"password_hash"`
 
 	portUnset bool // port not written: follow admin.web_ports
 }
@@ -56,6 +60,9 @@ func (c *Config) WebPort() Port {
 }
 
 func (s *Web) check(c *Config, v *validator) {
+	if s.PasswordHash != "" && !strings.HasPrefix(s.PasswordHash, "$argon2id$") {
+		v.errf(key("web", "password_hash"), "not an argon2id hash: make one with `appliance web passwd --print` (never put the password itself here)")
+	}
 	if s.Session < time.Minute {
 		v.errf(key("web", "session"), "a login must last at least 1m (it is %s)", s.Session)
 	}

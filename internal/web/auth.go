@@ -98,6 +98,9 @@ type auth struct {
 	stateDir string
 	now      func() time.Time
 	limits   func() (session, lockout time.Duration, max int)
+	// configHash is [web] password_hash: the way to set a password on an image without a
+	// shell. A password set on the box (the state file) wins over it.
+	configHash func() string
 
 	verifyMu sync.Mutex // one argon2 computation at a time: 64 MiB each
 	mu       sync.Mutex
@@ -114,8 +117,18 @@ func token() string {
 }
 
 func (a *auth) passwordSet() bool {
-	_, err := os.Stat(a.stateDir + "/" + PasswordFile)
-	return err == nil
+	return a.passwordHash() != ""
+}
+
+// passwordHash is the login's argon2id hash, "" when none is set.
+func (a *auth) passwordHash() string {
+	if b, err := os.ReadFile(a.stateDir + "/" + PasswordFile); err == nil {
+		return string(b)
+	}
+	if a.configHash != nil {
+		return a.configHash()
+	}
+	return ""
 }
 
 var (
@@ -136,12 +149,12 @@ func (a *auth) login(addr netip.Addr, pw string) (id, csrf string, lockedFor tim
 	}
 	a.mu.Unlock()
 
-	hash, err := os.ReadFile(a.stateDir + "/" + PasswordFile)
-	if err != nil {
+	hash := a.passwordHash()
+	if hash == "" {
 		return "", "", 0, errNoPassword
 	}
 	a.verifyMu.Lock()
-	ok := verifyPassword(string(hash), pw)
+	ok := verifyPassword(hash, pw)
 	a.verifyMu.Unlock()
 
 	a.mu.Lock()

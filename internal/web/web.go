@@ -103,7 +103,8 @@ func New(o Options) *Server {
 		limits: func() (time.Duration, time.Duration, int) {
 			w := o.Config().Web
 			return w.Session, w.Lockout, w.MaxFailures
-		}}
+		},
+		configHash: func() string { return o.Config().Web.PasswordHash }}
 	// Subscribe before reading the past, so nothing falls between the two (an event published
 	// in that instant is seen twice, which only repeats a line of history).
 	s.events, s.unsub = o.Bus.Subscribe(1024)

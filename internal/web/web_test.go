@@ -447,3 +447,26 @@ func BenchmarkPasswordVerify(b *testing.B) {
 		}
 	}
 }
+
+// TestPasswordFromConfig is the image's way in: no shell to run `appliance web passwd`, so the
+// hash comes from [web] password_hash; a password set on the box wins over it.
+func TestPasswordFromConfig(t *testing.T) {
+	e := newEnv(t)
+	h, err := HashPassword("from the config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.s.o.Config().Web.PasswordHash = h
+	if w := login(t, e, lan, "from the config", nil); w.Code != 200 {
+		t.Fatalf("login with the config's password: %d %s", w.Code, w.Body)
+	}
+	if err := SetPassword(e.dir, "set on the box"); err != nil {
+		t.Fatal(err)
+	}
+	if w := login(t, e, lan, "from the config", nil); w.Code == 200 {
+		t.Errorf("the config's password still logs in after a password was set on the box")
+	}
+	if w := login(t, e, lan, "set on the box", nil); w.Code != 200 {
+		t.Errorf("login with the box's password: %d %s", w.Code, w.Body)
+	}
+}
