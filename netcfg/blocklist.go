@@ -62,21 +62,9 @@ func (f *Firewall) Block(p netip.Prefix, d time.Duration) error {
 	if protected {
 		return fmt.Errorf("netcfg: block %s: %w", p, ErrProtected)
 	}
-	c, err := f.conn()
-	if err != nil {
-		return err
-	}
-	name, interval := blockSetFor(p)
-	s, err := f.set(c, name)
-	if err != nil {
-		return err
-	}
 	// One add, whatever the blocklist's size: the kernel (6.x, checked by TestBlocklist)
 	// updates the timeout of an entry that is already there.
-	if err := c.SetAddElements(s, prefixElements(p, interval, d)); err != nil {
-		return fmt.Errorf("netcfg: block %s: %w", p, err)
-	}
-	if err := c.Flush(); err != nil {
+	if err := f.changeBlock(p, d, (*nftables.Conn).SetAddElements); err != nil {
 		return fmt.Errorf("netcfg: block %s: %w", p, err)
 	}
 	return nil
@@ -85,6 +73,18 @@ func (f *Firewall) Block(p netip.Prefix, d time.Duration) error {
 // Unblock removes an address or network from the blocklist.
 func (f *Firewall) Unblock(p netip.Prefix) error {
 	p = p.Masked()
+	err := f.changeBlock(p, 0, (*nftables.Conn).SetDeleteElements)
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("netcfg: unblock %s: not blocked", p)
+	}
+	if err != nil {
+		return fmt.Errorf("netcfg: unblock %s: %w", p, err)
+	}
+	return nil
+}
+
+// changeBlock adds p to, or deletes it from, the blocklist set of its kind in one transaction.
+func (f *Firewall) changeBlock(p netip.Prefix, d time.Duration, op func(*nftables.Conn, *nftables.Set, []nftables.SetElement) error) error {
 	c, err := f.conn()
 	if err != nil {
 		return err
@@ -94,16 +94,10 @@ func (f *Firewall) Unblock(p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	if err := c.SetDeleteElements(s, prefixElements(p, interval, 0)); err != nil {
-		return fmt.Errorf("netcfg: unblock %s: %w", p, err)
+	if err := op(c, s, prefixElements(p, interval, d)); err != nil {
+		return err
 	}
-	if err := c.Flush(); err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("netcfg: unblock %s: not blocked", p)
-		}
-		return fmt.Errorf("netcfg: unblock %s: %w", p, err)
-	}
-	return nil
+	return c.Flush()
 }
 
 // Blocklist lists the blocked addresses and networks, sorted by address.
