@@ -198,7 +198,13 @@ func TestOfficeFirewall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// sipp's UAS binds at start; the UAC retransmits over UDP and TCP retries connect.
+			// The caller starts only once the PBX listens: a TCP connect that meets a closed
+			// port ends sipp's call at once.
+			ssArgs := map[string]string{"u1": "-Hlun", "t1": "-Hltn"}[transport]
+			labtest.WaitFor(t, "sipp's UAS to listen on the PBX ("+transport+")", 10*time.Second, func() bool {
+				out, _ := o.Run(lab.HostPBX, "ss", ssArgs, "sport = :5060")
+				return strings.Contains(out, lab.PBX4+":5060")
+			})
 			uac, err := o.Run(lab.HostTrunk, "sipp", "-sn", "uac", wan, "-i", lab.Trunk4, "-t", transport, "-m", "1", "-nostdin", "-timeout", "30s", "-max_reconnect", "10", "-reconnect_sleep", "200")
 			if err != nil {
 				t.Fatalf("the trunk's call (%s) failed: %v\n%s\nPBX side:\n%s", transport, err, uac, o.Output(uas))
