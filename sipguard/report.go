@@ -14,9 +14,10 @@ import (
 )
 
 // The IANA RDAP bootstrap data ships in the binary so that every report names the regional
-// registry holding the offender's address without any lookup. This build could not download
-// the published files, so rdap_ipv4.json and rdap_ipv6.json are hand-written subsets in the
-// same format (see their description); drop in the published files to complete them.
+// registry holding the offender's address without any lookup. This build cannot download the
+// published files, so rdap_ipv4.json and rdap_ipv6.json are IANA's registry rebuilt in its own
+// format from a public copy of its services (see their description); drop in the published
+// files when IANA changes them.
 var (
 	//go:embed rdap_ipv4.json
 	bootstrap4 []byte
