@@ -201,7 +201,13 @@ func (f *Firewall) blockElements() (map[string][]nftables.SetElement, error) {
 			return nil, fmt.Errorf("netcfg: read set %s: %w", name, err)
 		}
 		for _, e := range els {
-			e.Timeout, e.Expires = e.Expires, 0 // 0 stays 0: a permanent entry
+			// A permanent entry has no timeout and stays permanent. One with a timeout that
+			// is about to run out is listed with 0 ms left: carried over as 0 it would become
+			// permanent, so it gets the smallest timeout instead.
+			if e.Timeout != 0 && e.Expires < time.Millisecond {
+				e.Expires = time.Millisecond
+			}
+			e.Timeout, e.Expires = e.Expires, 0
 			out[name] = append(out[name], e)
 		}
 	}

@@ -55,6 +55,11 @@ func (f *Firewall) Block(p netip.Prefix, d time.Duration) error {
 	if p.Addr().Zone() != "" || !p.IsValid() {
 		return fmt.Errorf("netcfg: block %s: not an IP address or network", p)
 	}
+	// The kernel counts timeouts in whole milliseconds and takes 0 as "never": a shorter
+	// time would silently become a permanent block, a negative one a huge timeout.
+	if d < 0 || (d > 0 && d < time.Millisecond) {
+		return fmt.Errorf("netcfg: block %s: duration %s: give 0 (until unblocked) or at least 1ms", p, d)
+	}
 	protected, err := f.protected(p)
 	if err != nil {
 		return err

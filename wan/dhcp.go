@@ -30,7 +30,7 @@ func runDHCP(ctx context.Context, log *slog.Logger, role Role, dev string, metri
 	cur.role = role
 	drop := func() {
 		if cur.addr.IsValid() {
-			if err := setLeaseAddr(dev, cur.addr, netip.Prefix{}, 0); err != nil {
+			if err := setLeaseAddr(dev, netip.Prefix{}, cur.addr, 0); err != nil {
 				log.Warn("wan: dhcp: remove address", "dev", dev, "err", err)
 			}
 			cur.addr, cur.gw = netip.Prefix{}, netip.Addr{}
@@ -64,11 +64,13 @@ func runDHCP(ctx context.Context, log *slog.Logger, role Role, dev string, metri
 				break
 			}
 			valid := l.ACK.IPAddressLeaseTime(time.Hour)
+			// Every ACK, renewals included, restarts the address's lifetime in the kernel:
+			// otherwise it would expire one lease time after the first ACK.
+			if err := setLeaseAddr(dev, next.addr, cur.addr, valid); err != nil {
+				log.Warn("wan: dhcp: apply lease", "dev", dev, "err", err)
+				break
+			}
 			if next.addr != cur.addr || next.gw != cur.gw {
-				if err := setLeaseAddr(dev, next.addr, cur.addr, valid); err != nil {
-					log.Warn("wan: dhcp: apply lease", "dev", dev, "err", err)
-					break
-				}
 				if next.gw.IsValid() {
 					if err := ownRoute(dev, next.gw, metric); err != nil {
 						log.Warn("wan: dhcp: route", "dev", dev, "err", err)

@@ -193,11 +193,8 @@ func (h *Health) eval(now time.Time) bool {
 		// The losses of the outage say nothing about the line that is back: judge it afresh,
 		// or it would count as degraded (and delay the failback) until they age out.
 		for _, t := range h.targets {
-			if t.consecOK > 0 {
-				t.results = t.results[len(t.results)-t.consecOK:]
-			} else {
-				t.results = nil
-			}
+			// up_after may exceed the window: keep at most what the window holds.
+			t.results = t.results[len(t.results)-min(t.consecOK, len(t.results)):]
 		}
 	case Unknown:
 		if !anyOK {

@@ -1,6 +1,7 @@
 package wan
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -241,5 +242,43 @@ func TestConfig(t *testing.T) {
 	bad = strings.Replace(string(lab.Config), "networks = [\"192.0.2.10\", \"2001:db8:1::10\"]", "networks = [\"192.0.2.10\"]\noptions = \"trunk.example\"", 1)
 	if _, err := config.Parse("x.toml", []byte(bad)); err == nil || !strings.Contains(err.Error(), "sip_peers.trunk.options") {
 		t.Errorf("bad options address: %v", err)
+	}
+}
+
+func TestHealthUpAfterLongerThanTheWindow(t *testing.T) {
+	// up_after is not capped by the config: more answers in a row than the window keeps
+	// must bring the line back, not crash the daemon.
+	long := th
+	long.UpAfter = window + 5
+	c := &clock{time.Unix(0, 0)}
+	h := NewHealth(long, []string{"a"}, c.t)
+	for range 3 {
+		round(h, c, []bool{false}, 0)
+	}
+	if state(h) != Down {
+		t.Fatalf("state %s, want down", state(h))
+	}
+	for range long.UpAfter {
+		round(h, c, []bool{true}, 20*time.Millisecond)
+	}
+	if st, _, reason := h.State(); st != Up {
+		t.Fatalf("state %s (%s) after %d answers in a row, want up", st, reason, long.UpAfter)
+	}
+}
+
+func TestForceAfterStopDoesNotHang(t *testing.T) {
+	// The button forces through an in-process request without a deadline: once Run has
+	// returned, Force must fail instead of waiting forever for a loop that is gone.
+	s := &Service{forceCh: make(chan Mode), stopped: make(chan struct{})}
+	close(s.stopped)
+	done := make(chan error, 1)
+	go func() { done <- s.Force(context.Background(), ForceBackup) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Force on a stopped wan part succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Force on a stopped wan part hangs")
 	}
 }

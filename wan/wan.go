@@ -3,6 +3,7 @@ package wan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -35,6 +36,7 @@ type Service struct {
 	leases  chan lease
 	forceCh chan Mode
 	cfgCh   chan *config.Config
+	stopped chan struct{} // closed when Run returns: nothing takes a Force any more
 }
 
 type uplink struct {
@@ -73,7 +75,7 @@ func New(cfg *config.Config, bus *events.Bus, log *slog.Logger) *Service {
 	s := &Service{
 		log: log, bus: bus, cfg: cfg.WAN, ups: map[Role]*uplink{},
 		results: make(chan probeResult, 256), leases: make(chan lease, 4),
-		forceCh: make(chan Mode), cfgCh: make(chan *config.Config, 1),
+		forceCh: make(chan Mode), cfgCh: make(chan *config.Config, 1), stopped: make(chan struct{}),
 	}
 	s.site = NewSite(cfg.WAN.Stability, cfg.WAN.HoldDownMax, cfg.Uplink.Backup != nil)
 	now := time.Now()
@@ -139,6 +141,9 @@ func (s *Service) Force(ctx context.Context, m Mode) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-s.stopped:
+		// The button's in-process request has no deadline: it must not hang a stopping daemon.
+		return errors.New("wan: stopped")
 	}
 }
 
@@ -147,6 +152,7 @@ func (s *Service) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
+		close(s.stopped)
 		cancel()
 		wg.Wait()
 		for _, u := range s.ups {

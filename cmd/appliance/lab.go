@@ -31,6 +31,10 @@ func labCmd(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return errors.New("lab: say up, down or status")
 	}
+	// The prefix names a directory that `lab down` removes: "../.." must never reach it.
+	if err := lab.CheckPrefix(*prefix); err != nil {
+		return err
+	}
 	switch pos[0] {
 	case "up":
 		return labUp(*prefix, *cfgPath, stdout)
@@ -138,7 +142,9 @@ func waitForLog(path string, pid int, want string, timeout time.Duration) error 
 func labDown(prefix string, stdout io.Writer) error {
 	dir := labDir(prefix)
 	if b, err := os.ReadFile(filepath.Join(dir, "appliance.pid")); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+		// A stale PID file may name a process that reused the PID: only one inside the lab's
+		// box is the lab's appliance.
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && inNetns(pid, lab.Attach(prefix).NS(lab.HostBox)) {
 			stopPID(pid)
 		}
 	}
@@ -150,6 +156,15 @@ func labDown(prefix string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "lab %s is down: daemon stopped, namespaces removed\n", prefix)
 	return nil
+}
+
+// inNetns says whether process pid runs in the named network namespace.
+func inNetns(pid int, ns string) bool {
+	var a, b syscall.Stat_t
+	if syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &a) != nil || syscall.Stat(filepath.Join("/run/netns", ns), &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
 // stopPID ends a process: SIGTERM, then SIGKILL if it is still there after a few seconds.
@@ -175,7 +190,7 @@ func labStatus(prefix string, stdout io.Writer) error {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	state := "running"
-	if syscall.Kill(pid, 0) != nil {
+	if !inNetns(pid, lab.Attach(prefix).NS(lab.HostBox)) {
 		state = "NOT running (the firewall stays loaded; see the log)"
 	}
 	fmt.Fprintf(stdout, "lab %s: appliance PID %d %s\n  log: %s\n", prefix, pid, state, filepath.Join(dir, "appliance.log"))

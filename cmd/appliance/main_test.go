@@ -129,3 +129,14 @@ func TestStaticBuilds(t *testing.T) {
 		})
 	}
 }
+
+func TestLabRefusesAPrefixThatIsAPath(t *testing.T) {
+	// `lab down` removes /run/appliance-lab/PREFIX: a prefix with a path in it must be refused
+	// before anything is touched (a harmless path here, should the check ever regress).
+	for _, action := range []string{"up", "down", "status"} {
+		_, _, err := runCLI("", "lab", action, "--prefix", "x/../y")
+		if err == nil || !strings.Contains(err.Error(), "must be 1-12 of [a-z0-9]") {
+			t.Errorf("lab %s --prefix x/../y: %v, want the prefix refused", action, err)
+		}
+	}
+}

@@ -182,10 +182,10 @@ func (s *WAN) check(c *Config, v *validator) {
 		if p.Options == "" {
 			continue
 		}
-		if _, err := netip.ParseAddrPort(p.Options); err != nil {
-			if a, err2 := netip.ParseAddr(p.Options); err2 != nil || !a.Is4() {
-				v.errf(key("sip_peers", n, "options"), "%q is not an IPv4 address[:port] to send SIP OPTIONS to (like \"192.0.2.10:5060\")", p.Options)
-			}
+		// The check leaves over IPv4 (udp4) only: an IPv6 or port-0 target would never answer
+		// and report the trunk down forever.
+		if ap, ok := p.OptionsAddr(); !ok || !ap.Addr().Is4() || ap.Port() == 0 {
+			v.errf(key("sip_peers", n, "options"), "%q is not an IPv4 address[:port] to send SIP OPTIONS to (like \"192.0.2.10:5060\")", p.Options)
 		}
 	}
 }

@@ -72,6 +72,11 @@ func Register(name string, f Factory) { factories[name] = f }
 // when it returns, or if the process dies: the box fails closed. SIGHUP reloads the file; a
 // bad file is reported and the running firewall stays as it was.
 func Run(ctx context.Context, o Options) error {
+	// Caught from the start: a SIGHUP's default action would kill a daemon still starting.
+	// One that comes early is acted on once the parts run.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := config.Load(o.ConfigPath)
 	if err != nil {
 		return err
@@ -87,12 +92,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var (
 		wg      sync.WaitGroup
 		errOnce sync.Once
 		runErr  error
 	)
+	// On every return, the started parts stop and finish their cleanup (wan hands the routes
+	// back) before the process can exit, also when a later part fails to start.
+	defer func() { cancel(); wg.Wait() }()
 	fail := func(err error) { errOnce.Do(func() { runErr = err; cancel() }) }
 	var svcs []Service
 	names := make([]string, 0, len(factories))
@@ -126,9 +133,6 @@ func Run(ctx context.Context, o Options) error {
 	}
 	o.Log.Info("appliance running", "config", o.ConfigPath, "pid", os.Getpid())
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():

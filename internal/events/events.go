@@ -86,9 +86,7 @@ func (b *Bus) Subscribe(buffer int) (<-chan Event, func()) {
 func (b *Bus) Recent(n int) []Event {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if n > len(b.recent) {
-		n = len(b.recent)
-	}
+	n = max(0, min(n, len(b.recent))) // a negative n asks for nothing rather than panicking
 	return append([]Event(nil), b.recent[len(b.recent)-n:]...)
 }
 

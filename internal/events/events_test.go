@@ -39,3 +39,11 @@ func TestSlowSubscriberNeverBlocks(t *testing.T) {
 		t.Fatalf("dropped = %d, want 999", b.Dropped())
 	}
 }
+
+func TestRecentWithNegativeCount(t *testing.T) {
+	b := New(3)
+	b.Publish(Event{Kind: "a"})
+	if r := b.Recent(-1); len(r) != 0 {
+		t.Fatalf("Recent(-1) = %+v, want nothing", r)
+	}
+}

@@ -51,12 +51,21 @@ type proc struct {
 
 var validPrefix = regexp.MustCompile(`^[a-z0-9]{1,12}$`)
 
+// CheckPrefix says whether prefix can name a lab: it becomes part of namespace names and of
+// paths (`appliance lab` keeps its files under it), so it is kept to a short [a-z0-9] word.
+func CheckPrefix(prefix string) error {
+	if !validPrefix.MatchString(prefix) {
+		return fmt.Errorf("lab: prefix %q must be 1-12 of [a-z0-9]", prefix)
+	}
+	return nil
+}
+
 // New builds a complete lab. The namespaces must not exist yet (tear down a
 // leftover lab with Attach(prefix).Close()). On error, whatever was built is
 // torn down again.
 func New(prefix string) (*Lab, error) {
-	if !validPrefix.MatchString(prefix) {
-		return nil, fmt.Errorf("lab: new: prefix %q must be 1-12 of [a-z0-9]", prefix)
+	if err := CheckPrefix(prefix); err != nil {
+		return nil, err
 	}
 	l := &Lab{Prefix: prefix, procs: map[*exec.Cmd]*proc{}}
 	if err := l.build(); err != nil {
