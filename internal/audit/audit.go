@@ -2,7 +2,6 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
@@ -101,11 +100,11 @@ func Read(path string) ([]Entry, error) {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	var out []Entry
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
+	// Split by hand, not with a bufio.Scanner: its line limit would end the reading at the
+	// first very long line and silently drop every entry after it.
+	for line := range bytes.Lines(b) {
 		var e Entry
-		if json.Unmarshal(sc.Bytes(), &e) == nil && !e.Time.IsZero() {
+		if json.Unmarshal(line, &e) == nil && !e.Time.IsZero() {
 			out = append(out, e)
 		}
 	}

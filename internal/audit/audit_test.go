@@ -50,6 +50,27 @@ func TestRecordTornExport(t *testing.T) {
 	}
 }
 
+// A very long entry (a big config change) neither hides nor loses the entries after it.
+func TestLongEntry(t *testing.T) {
+	l := Open(filepath.Join(t.TempDir(), "audit.log"))
+	at := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	for i, e := range []Entry{
+		{Time: at, What: "config.changed", After: strings.Repeat("x", 2<<20)},
+		{Time: at.Add(time.Minute), What: "block", After: "192.0.2.1"},
+	} {
+		if err := l.Record(e); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	es, err := l.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || len(es[0].After) != 2<<20 || es[1].What != "block" {
+		t.Fatalf("got %d entries, want the long one and the one after it", len(es))
+	}
+}
+
 func mustRead(t *testing.T, p string) string {
 	b, err := os.ReadFile(p)
 	if err != nil {

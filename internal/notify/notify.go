@@ -150,11 +150,23 @@ func (n *Notifier) Run(ctx context.Context) error {
 	if n.Log == nil {
 		n.Log = slog.Default()
 	}
+	// A write cut short by a power loss leaves its temporary file (store.WriteFile's
+	// ".ID.json.tmp*"), which is never a message: nothing else would ever remove it.
+	if tmps, err := filepath.Glob(filepath.Join(n.Dir, ".*.json.tmp*")); err == nil {
+		for _, p := range tmps {
+			_ = os.Remove(p)
+		}
+	}
 	n.wake = make(chan struct{}, 1)
 	ch, unsub := n.Bus.Subscribe(4096)
 	defer unsub()
 	close(n.startedCh())
-	go n.sender(ctx)
+	// No send goes on after Run returns, however it ends.
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { n.sender(sctx) })
+	defer wg.Wait()
+	defer cancel() // before the wait
 
 	var (
 		pending []events.Event
@@ -385,8 +397,9 @@ func Send(ctx context.Context, cfg *config.Config, m Message) error {
 		return fmt.Errorf("notify: connect to %s: %w", nc.Server, err)
 	}
 	// Deadlines on the raw connection too: the greeting and STARTTLS happen before the
-	// client's own timeouts apply.
+	// client's own timeouts apply. The end of ctx ends the exchange at once.
 	_ = conn.SetDeadline(time.Now().Add(time.Minute))
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
 	var c *smtp.Client
 	if nc.InsecureNoTLS {
 		c = smtp.NewClient(conn)

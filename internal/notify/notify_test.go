@@ -2,8 +2,11 @@ package notify
 
 import (
 	"context"
+	"errors"
+	"io"
 	"mime"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -146,6 +149,11 @@ func TestQueueSurvivesOutageAndRestart(t *testing.T) {
 		t.Fatalf("queue holds %d messages, want 1", len(q))
 	}
 	stop() // the daemon restarts (or the box loses power: the queue file is already synced)
+	// A message whose write the power cut short: its temporary file goes at the restart.
+	torn := filepath.Join(dir, ".123-abc.json.tmp456")
+	if err := os.WriteFile(torn, []byte(`{"id":"123-`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	ms := startMailServer(t, addr)
 	cfg.Notify.CAFile = ms.CAFile
@@ -159,6 +167,9 @@ func TestQueueSurvivesOutageAndRestart(t *testing.T) {
 		q, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 		return len(q) == 0
 	})
+	if _, err := os.Stat(torn); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the torn write's temporary file is still in the queue (%v)", err)
+	}
 }
 
 func TestCategory(t *testing.T) {
@@ -186,5 +197,40 @@ func BenchmarkCompose10000(b *testing.B) {
 		if m.Events != 10000 {
 			b.Fatal(m.Events)
 		}
+	}
+}
+
+// A mail server that accepts the connection and then says nothing does not keep a send going
+// after the notifier stops: the connection is closed when Run returns.
+func TestStopDuringSilentServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	dir := filepath.Join(t.TempDir(), "mailq")
+	cfg := testConfig(t, ln.Addr().String(), "")
+	n := &Notifier{Config: func() *config.Config { return cfg }, Dir: dir, Bus: events.New(10)}
+	if err := n.Enqueue(Message{Created: time.Now(), Subject: "s", Body: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	stop := startNotifier(t, cfg, dir, n.Bus)
+	var c net.Conn
+	select {
+	case c = <-accepted:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the notifier never connected to the mail server")
+	}
+	defer c.Close()
+	stop()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("the notifier's connection is still open after it stopped (read: %v)", err)
 	}
 }

@@ -67,7 +67,7 @@ func verifyPassword(encoded, pw string) bool {
 	}
 	var m, t uint32
 	var p uint8
-	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || m > 1<<20 || t > 10 || p == 0 {
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || m > 1<<20 || t == 0 || t > 10 || p == 0 { // argon2 panics on t or p of 0
 		return false
 	}
 	b64 := base64.RawStdEncoding
@@ -83,7 +83,6 @@ func verifyPassword(encoded, pw string) bool {
 type session struct {
 	csrf    string
 	expires time.Time
-	addr    netip.Addr
 }
 
 type failures struct {
@@ -102,10 +101,20 @@ type auth struct {
 	// shell. A password set on the box (the state file) wins over it.
 	configHash func() string
 
-	verifyMu sync.Mutex // one argon2 computation at a time: 64 MiB each
+	verifyMu sync.Mutex // one login at a time: argon2 takes 64 MiB, and see login
 	mu       sync.Mutex
 	sessions map[string]*session
-	fails    map[netip.Addr]*failures
+	fails    map[netip.Prefix]*failures // by lockKey
+}
+
+// lockKey is what a lockout applies to: an IPv4 address, or an IPv6 address's /64 (a host
+// picks any address in its /64 at will, and would get a fresh count with each).
+func lockKey(a netip.Addr) netip.Prefix {
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
 }
 
 const cookieName = "appliance_session"
@@ -140,9 +149,15 @@ var (
 // login checks a password from addr and returns a new session's cookie value and CSRF token.
 func (a *auth) login(addr netip.Addr, pw string) (id, csrf string, lockedFor time.Duration, err error) {
 	ttl, lockout, max := a.limits()
+	// The lockout check, the verification and the count of a failure are one step: checked
+	// apart, many attempts sent at once all pass the check before the first failure is
+	// counted, and the lockout would not bound the guesses.
+	a.verifyMu.Lock()
+	defer a.verifyMu.Unlock()
 	now := a.now()
+	lk := lockKey(addr)
 	a.mu.Lock()
-	f := a.fails[addr]
+	f := a.fails[lk]
 	if f != nil && now.Before(f.until) {
 		a.mu.Unlock()
 		return "", "", f.until.Sub(now), errLocked
@@ -153,17 +168,15 @@ func (a *auth) login(addr netip.Addr, pw string) (id, csrf string, lockedFor tim
 	if hash == "" {
 		return "", "", 0, errNoPassword
 	}
-	a.verifyMu.Lock()
 	ok := verifyPassword(hash, pw)
-	a.verifyMu.Unlock()
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !ok {
-		f := a.fails[addr]
+		f := a.fails[lk]
 		if f == nil || now.Sub(f.lastAt) > lockout {
 			f = &failures{}
-			a.fails[addr] = f
+			a.fails[lk] = f
 		}
 		f.count++
 		f.lastAt = now
@@ -173,14 +186,14 @@ func (a *auth) login(addr netip.Addr, pw string) (id, csrf string, lockedFor tim
 		}
 		return "", "", 0, errBadLogin
 	}
-	delete(a.fails, addr)
+	delete(a.fails, lk)
 	for k, s := range a.sessions { // forget expired sessions
 		if now.After(s.expires) {
 			delete(a.sessions, k)
 		}
 	}
 	id, csrf = token(), token()
-	a.sessions[id] = &session{csrf: csrf, expires: now.Add(ttl), addr: addr}
+	a.sessions[id] = &session{csrf: csrf, expires: now.Add(ttl)}
 	return id, csrf, 0, nil
 }
 

@@ -99,7 +99,7 @@ func New(o Options) *Server {
 		o.Now = time.Now
 	}
 	s := &Server{o: o, mux: http.NewServeMux(), model: newModel(), clients: map[chan struct{}]struct{}{}, counts: map[[2]string]uint64{}}
-	s.auth = &auth{stateDir: o.StateDir, now: o.Now, sessions: map[string]*session{}, fails: map[netip.Addr]*failures{},
+	s.auth = &auth{stateDir: o.StateDir, now: o.Now, sessions: map[string]*session{}, fails: map[netip.Prefix]*failures{},
 		limits: func() (time.Duration, time.Duration, int) {
 			w := o.Config().Web
 			return w.Session, w.Lockout, w.MaxFailures
@@ -664,28 +664,30 @@ func (s *Server) blockFiles(key string) (pcap, report string) {
 }
 
 // stateFile opens path only if it lies in the state directory: the paths come from events.
+// os.OpenInRoot also refuses a symbolic link that leads out of it.
 func (s *Server) stateFile(path string) (*os.File, error) {
-	if path == "" {
-		return nil, os.ErrNotExist
-	}
-	path, ok := s.inState(path)
+	rel, ok := s.inState(path)
 	if !ok {
-		return nil, errors.New("not in the state directory")
+		return nil, fmt.Errorf("web: %q is not in the state directory", path)
 	}
-	return os.Open(path)
+	return os.OpenInRoot(s.o.StateDir, rel)
 }
 
-// inState resolves path (relative ones from the state directory) and says whether it lies in it.
+// inState resolves path (relative ones from the state directory) and says whether it lies in
+// it, returning it relative to the state directory.
 func (s *Server) inState(path string) (string, bool) {
 	if path == "" {
 		return "", false
 	}
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(s.o.StateDir, path)
+	state, err := filepath.Abs(s.o.StateDir)
+	if err != nil {
+		return "", false
 	}
-	state, _ := filepath.Abs(s.o.StateDir)
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(state, path)
+	}
 	rel, err := filepath.Rel(state, filepath.Clean(path))
-	return path, err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+	return rel, err == nil && filepath.IsLocal(rel)
 }
 
 // BlockedView is one blocklist entry with what is known of why.
@@ -806,14 +808,12 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 
 const maxStreams = 32
 
+// sseWriteTimeout bounds one write of the event stream (a variable for the tests).
+var sseWriteTimeout = 30 * time.Second
+
 // handleSSE pushes the status to an open page whenever something changes (and every 5 s, for
 // the counters), at most 4 times a second.
 func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		httpError(w, 500, "streaming unsupported")
-		return
-	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -831,14 +831,21 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 		delete(s.clients, ch)
 		s.mu.Unlock()
 	}()
+	// A page that stops reading (a laptop gone to sleep) would block a write for as long as
+	// its connection stays open, holding one of the streams: each write gets a deadline.
+	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{})
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
 		b, _ := json.Marshal(s.status())
+		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
 		if _, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", b); err != nil {
 			return
 		}
-		fl.Flush()
+		if rc.Flush() != nil {
+			return
+		}
 		select {
 		case <-r.Context().Done():
 			return

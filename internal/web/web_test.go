@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -372,6 +373,48 @@ func TestEventStream(t *testing.T) {
 	t.Fatal("the stream never showed the failover")
 }
 
+// A page that stops reading its event stream does not hold a stream forever: the write
+// times out and the stream's slot is freed, while its connection is still open.
+func TestEventStreamStalledClient(t *testing.T) {
+	e := newEnv(t)
+	defer func(d time.Duration) { sseWriteTimeout = d }(sseWriteTimeout)
+	sseWriteTimeout = 200 * time.Millisecond
+	// Big snapshots, so that a few of them fill the socket buffers.
+	for i := 0; i < 50; i++ {
+		e.bus.Publish(events.Event{Kind: "test.big", Message: strings.Repeat("x", 64<<10)})
+	}
+	srv := httptest.NewServer(e.s.Handler())
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := conn.Write([]byte("GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	streams := func() int {
+		e.s.mu.Lock()
+		defer e.s.mu.Unlock()
+		return len(e.s.clients)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for streams() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if streams() != 1 {
+		t.Fatal("the event stream never opened")
+	}
+	for streams() != 0 && time.Now().Before(deadline) {
+		e.s.Changed()
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := streams(); n != 0 {
+		t.Fatalf("%d stream(s) still held by a client that reads nothing", n)
+	}
+}
+
 func readFile(p string) (string, error) {
 	b, err := os.ReadFile(p)
 	return string(b), err
@@ -415,6 +458,42 @@ func TestEvidenceAndReport(t *testing.T) {
 	}
 	if w := e.req("GET", "/api/evidence?addr=192.0.2.67", lan, "", sess); w.Code != 404 || strings.Contains(w.Body.String(), "root:") {
 		t.Errorf("evidence outside the state directory: %d %q", w.Code, w.Body)
+	}
+	// A symbolic link in the state directory that leads out of it is not followed.
+	if err := os.Symlink("/etc", filepath.Join(e.dir, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	entries[1]["evidence"] = filepath.Join(e.dir, "etc", "passwd")
+	if w := e.req("GET", "/api/evidence?addr=192.0.2.67", lan, "", sess); w.Code != 404 || strings.Contains(w.Body.String(), "root:") {
+		t.Errorf("evidence through a symlink out of the state directory: %d %q", w.Code, w.Body)
+	}
+}
+
+// Wrong passwords sent all at once are counted as they are checked: the lockout bounds the
+// guesses however many requests are in flight, and none of the late ones is even checked.
+func TestLockoutConcurrent(t *testing.T) {
+	e := newEnv(t)
+	if err := SetPassword(e.dir, "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes <- login(t, e, lan, "wrong password", nil).Code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[401] != 2 || count[429] != n-2 {
+		t.Errorf("%d wrong passwords at once from one address: answers %v, want 2x401 then 429 (max_failures 3)", n, count)
 	}
 }
 
@@ -468,5 +547,43 @@ func TestPasswordFromConfig(t *testing.T) {
 	}
 	if w := login(t, e, lan, "set on the box", nil); w.Code != 200 {
 		t.Errorf("login with the box's password: %d %s", w.Code, w.Body)
+	}
+}
+
+// A garbled hash (a typo in [web] password_hash, a damaged state file) refuses every password
+// and never panics.
+func TestPasswordHashGarbled(t *testing.T) {
+	salt, key := "c2FsdHNhbHRzYWx0c2FsdA", "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U"
+	for _, h := range []string{
+		"", "$argon2id$", "$argon2i$v=19$m=65536,t=2,p=2$" + salt + "$" + key,
+		"$argon2id$v=19$m=65536,t=0,p=2$" + salt + "$" + key,
+		"$argon2id$v=19$m=65536,t=2,p=0$" + salt + "$" + key,
+		"$argon2id$v=19$m=65536,t=2,p=2$" + salt + "$",
+		"$argon2id$v=19$m=65536,t=2,p=2$!!$" + key,
+		"$argon2id$v=19$m=99999999,t=2,p=2$" + salt + "$" + key,
+	} {
+		if verifyPassword(h, "correct horse") {
+			t.Errorf("%q accepted a password", h)
+		}
+	}
+}
+
+// An IPv6 host picks any address of its /64: a lockout holds for the whole /64, not for the
+// one address that guessed.
+func TestLockoutIPv6Slash64(t *testing.T) {
+	e := newEnv(t)
+	if err := SetPassword(e.dir, "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	for i, from := range []string{"fd00:1::a", "fd00:1::b", "fd00:1::c"} {
+		if w := login(t, e, from, "wrong password", nil); w.Code != map[bool]int{true: 429, false: 401}[i == 2] {
+			t.Errorf("wrong password #%d from %s: %d", i+1, from, w.Code)
+		}
+	}
+	if w := login(t, e, "fd00:1::d", "correct horse", nil); w.Code != 429 {
+		t.Errorf("right password from another address of the locked /64: %d, want 429", w.Code)
+	}
+	if w := login(t, e, lan, "correct horse", nil); w.Code != 200 {
+		t.Errorf("right password from the IPv4 LAN: %d, want 200", w.Code)
 	}
 }

@@ -14,8 +14,13 @@ t0=$(date +%s)
 work=$(mktemp -d /tmp/deb-test.XXXXXX)
 chroot=$work/root
 cleanup() {
-  mountpoint -q "$chroot/proc" && umount "$chroot/proc"
-  rm -rf "$work"
+  # Every mount in the root, deepest first: ours (proc) and any debootstrap left when it was
+  # stopped mid-way (proc, sys, a bind of /dev); rm never crosses into one that stayed.
+  local m
+  for m in $(awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/self/mounts | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
@@ -69,13 +74,20 @@ echo "deb-test: installed; version, check, conffile and unit OK"
 # here, so setpriv drops the rest, and the daemon runs in a network namespace of its own
 # (the example config's LAN, eth0, is a veth there; nothing in it reaches outside).
 ns=debtest-$$
-ip netns add "$ns"
 daemon=""
-stop_daemon() {
-  [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null
+stop_daemon() { # SIGTERM, SIGKILL after 10 s: bounded
+  if [ -n "$daemon" ] && kill "$daemon" 2>/dev/null; then
+    for _ in $(seq 1 50); do
+      kill -0 "$daemon" 2>/dev/null || break
+      sleep 0.2
+    done
+    kill -KILL "$daemon" 2>/dev/null || true
+    wait "$daemon" 2>/dev/null || true
+  fi
   ip netns del "$ns" 2>/dev/null || true
 }
 trap 'stop_daemon; cleanup' EXIT
+ip netns add "$ns"
 ip -n "$ns" link add eth0 type veth peer name eth0peer
 mkdir -p "$work/state"
 ip netns exec "$ns" setpriv --bounding-set=-all,+net_admin,+net_raw --inh-caps=-all,+net_admin,+net_raw \
