@@ -199,7 +199,9 @@ func (w *webService) Run(ctx context.Context) error {
 		}
 		stop()
 		shctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = hs.Shutdown(shctx)
+		if hs.Shutdown(shctx) != nil {
+			_ = hs.Close() // connections still open after the grace period must not outlive the listener
+		}
 		cancel()
 		if ctx.Err() != nil {
 			return nil
