@@ -134,11 +134,13 @@ func sipguardRules(c *config.Config, t *Table) {
 		{Match: []Match{UDPPayloadNotPrefix("INVITE ")}, Verdict: Return, Comment: "not a SIP INVITE over UDP"},
 	}}
 	for _, form := range intlForms {
-		if home != "" {
-			ch.Rules = append(ch.Rules, Rule{Match: append([]Match{Proto("udp")}, invite(form+home)...), Verdict: Return, Comment: "home country"})
-		}
+		// Denied destinations first: one may lie inside the home country code (+1876
+		// within +1), and sipguard denies it there too.
 		for _, d := range deny {
 			ch.Rules = append(ch.Rules, Rule{Match: append([]Match{Proto("udp")}, invite(form+d)...), Verdict: Drop, Comment: "toll fraud: denied destination +" + d})
+		}
+		if home != "" {
+			ch.Rules = append(ch.Rules, Rule{Match: append([]Match{Proto("udp")}, invite(form+home)...), Verdict: Return, Comment: "home country"})
 		}
 		if home != "" {
 			ch.Rules = append(ch.Rules, Rule{Match: append([]Match{Proto("udp")}, invite(form)...), Verdict: Drop, Comment: "toll fraud: outside the home country"})

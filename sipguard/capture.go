@@ -56,6 +56,25 @@ func decodeIP(b []byte, tlsPort uint16) (ipInfo, bool) {
 		if pl := int(binary.BigEndian.Uint16(b[4:6])); pl < len(l4) {
 			l4 = l4[:pl]
 		}
+		// Skip extension headers: the kernel forwards SIP behind a Destination Options or
+		// Hop-by-Hop header, so an attacker adding one must not slip past detection.
+		for i := 0; i < 8; i++ {
+			switch proto {
+			case 0, 43, 60: // hop-by-hop, routing, destination options: (len+1)*8 bytes
+				if len(l4) < 8 || len(l4) < (int(l4[1])+1)*8 {
+					return ip, false
+				}
+				proto, l4 = l4[0], l4[(int(l4[1])+1)*8:]
+				continue
+			case 44: // fragment: only the first one has the transport header
+				if len(l4) < 8 || binary.BigEndian.Uint16(l4[2:4])&^7 != 0 {
+					return ip, false
+				}
+				proto, l4 = l4[0], l4[8:]
+				continue
+			}
+			break
+		}
 	default:
 		return ip, false
 	}
@@ -93,7 +112,8 @@ func decodeIP(b []byte, tlsPort uint16) (ipInfo, bool) {
 
 // Filter is the in-kernel classic BPF program for a cooked (SOCK_DGRAM) packet socket: it
 // passes only first fragments of UDP/TCP over IPv4/IPv6 to or from one of ports, so the
-// kernel copies nothing else to user space.
+// kernel copies nothing else to user space; IPv6 packets with extension headers all pass
+// (Capturer checks their ports once decodeIP has skipped the headers).
 func Filter(ports []uint16) ([]bpf.RawInstruction, error) {
 	type jmp struct {
 		at    int
@@ -140,6 +160,10 @@ func Filter(ports []uint16) ([]bpf.RawInstruction, error) {
 	emit(bpf.LoadAbsolute{Off: 6, Size: 1})
 	jeq(unix.IPPROTO_UDP, "v6ports")
 	jeq(unix.IPPROTO_TCP, "v6ports")
+	// Extension headers have no fixed length for classic BPF to skip: user space does.
+	for _, h := range []uint32{0, 43, 60, 44} {
+		jeq(h, "accept")
+	}
 	ja("drop")
 	label("v6ports")
 	portChecks(func(off uint32) bpf.Instruction { return bpf.LoadAbsolute{Off: 40 + off, Size: 2} })
@@ -170,8 +194,9 @@ func Filter(ports []uint16) ([]bpf.RawInstruction, error) {
 
 // Capturer is a packet socket on one interface with the SIP filter attached.
 type Capturer struct {
-	c    *packet.Conn
-	name string
+	c     *packet.Conn
+	name  string
+	ports []uint16
 }
 
 // Listen opens the capture socket. It belongs to the network namespace of the calling
@@ -200,7 +225,7 @@ func Listen(ifname string, ports []uint16) (*Capturer, error) {
 		c.Close()
 		return nil, fmt.Errorf("sipguard: capture on %s: filter: %w", ifname, err)
 	}
-	return &Capturer{c: c, name: ifname}, nil
+	return &Capturer{c: c, name: ifname, ports: ports}, nil
 }
 
 // Serve hands every captured packet to g until ctx ends; it closes the socket.
@@ -221,8 +246,29 @@ func (cp *Capturer) Serve(ctx context.Context, g *Guard) error {
 			}
 			return fmt.Errorf("sipguard: capture on %s: %w", cp.name, err)
 		}
+		if !sipPorts(buf[:n], cp.ports) {
+			continue
+		}
 		g.Handle(time.Now(), buf[:n])
 	}
+}
+
+// sipPorts does, for an IPv6 packet with extension headers, the port check the BPF filter
+// could not; every other packet the filter passed is to or from a SIP port already.
+func sipPorts(b []byte, ports []uint16) bool {
+	if len(b) < 40 || b[0]>>4 != 6 || b[6] == unix.IPPROTO_UDP || b[6] == unix.IPPROTO_TCP {
+		return true
+	}
+	ip, ok := decodeIP(b, 0)
+	if !ok {
+		return true // counted as malformed
+	}
+	for _, p := range ports {
+		if ip.sport == p || ip.dport == p {
+			return true
+		}
+	}
+	return false
 }
 
 // Capture listens on ifname and serves g until ctx ends.

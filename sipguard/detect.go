@@ -124,18 +124,29 @@ type Counts struct {
 	Challenged, Forbidden, NotFound, OK                   uint32
 }
 
+// MaxSources bounds the sources an engine tracks (about 320 bytes each, plus the map): a
+// flood of distinct, possibly forged, source addresses must not grow memory without limit.
+const MaxSources = 1 << 17
+
+// sourceChunk is how many source records are allocated at once, so a new source costs an
+// allocation only once in a while, never per packet.
+const sourceChunk = 512
+
 // Engine runs the detectors over parsed messages. It is not safe for concurrent use: the
 // capture loop owns it.
 type Engine struct {
 	T       Thresholds
+	Max     int // sources tracked at most (MaxSources by default); beyond, a random one is evicted
 	sources map[netip.Addr]*source
+	free    []*source // records of forgotten sources, for reuse
+	slab    []source  // records not handed out yet
 	agents  []string
 	deny    []string
 }
 
 // NewEngine returns an engine with the given thresholds.
 func NewEngine(t Thresholds) *Engine {
-	e := &Engine{sources: make(map[netip.Addr]*source)}
+	e := &Engine{sources: make(map[netip.Addr]*source), Max: MaxSources}
 	e.SetThresholds(t)
 	return e
 }
@@ -165,7 +176,12 @@ func (e *Engine) Counts(a netip.Addr) (c Counts, first, last time.Time, ok bool)
 }
 
 // Forget drops a source's state (after an unblock, or when it went quiet).
-func (e *Engine) Forget(a netip.Addr) { delete(e.sources, a) }
+func (e *Engine) Forget(a netip.Addr) {
+	if s := e.sources[a]; s != nil {
+		delete(e.sources, a)
+		e.free = append(e.free, s)
+	}
+}
 
 // Expire forgets sources not seen since before.
 func (e *Engine) Expire(before time.Time) {
@@ -173,6 +189,7 @@ func (e *Engine) Expire(before time.Time) {
 	for a, s := range e.sources {
 		if s.last < b {
 			delete(e.sources, a)
+			e.free = append(e.free, s)
 		}
 	}
 }
@@ -191,10 +208,38 @@ func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 func (e *Engine) source(a netip.Addr, now int64) *source {
 	s := e.sources[a]
 	if s == nil {
-		s = &source{first: now}
+		s = e.record()
+		*s = source{first: now}
 		e.sources[a] = s
 	}
 	s.last = now
+	return s
+}
+
+// record finds room for a new source: a forgotten record, a fresh one from the slab, or,
+// when the engine is full, the record of a source picked at random (map iteration starts at
+// a random place), so a flood of new addresses costs a bounded amount of memory.
+func (e *Engine) record() *source {
+	max := e.Max
+	if max <= 0 {
+		max = MaxSources
+	}
+	if len(e.sources) >= max {
+		for a, s := range e.sources {
+			delete(e.sources, a)
+			return s
+		}
+	}
+	if n := len(e.free); n > 0 {
+		s := e.free[n-1]
+		e.free = e.free[:n-1]
+		return s
+	}
+	if len(e.slab) == 0 {
+		e.slab = make([]source, sourceChunk)
+	}
+	s := &e.slab[0]
+	e.slab = e.slab[1:]
 	return s
 }
 
@@ -231,6 +276,12 @@ func (e *Engine) request(a netip.Addr, now int64, m *Msg) Finding {
 	default:
 		s.Counts.Other++
 	}
+	if s.done {
+		// Already acted upon (never set for office hosts or trusted peers): the INVITEs
+		// still in flight before the kernel drops the source must not queue block after
+		// block, each escalating the timeout.
+		return Finding{}
+	}
 	local := e.local(a)
 	if invite {
 		// Destination checks apply to everyone, the office's own PBX included.
@@ -242,9 +293,6 @@ func (e *Engine) request(a netip.Addr, now int64, m *Msg) Finding {
 		if m.Auth && weakAuth(m) {
 			return Finding{Kind: KindWeakAuth, Actor: a, What: m.AuthUser}
 		}
-		return Finding{}
-	}
-	if s.done {
 		return Finding{}
 	}
 	for _, ag := range e.agents {
@@ -405,9 +453,11 @@ func (e *Engine) enumerate(s *source, a netip.Addr, now int64, m *Msg) Finding {
 }
 
 // MarkDone stops further findings on a source (it has been acted upon).
-func (e *Engine) MarkDone(a netip.Addr) {
+func (e *Engine) MarkDone(a netip.Addr) { e.markDone(a, true) }
+
+func (e *Engine) markDone(a netip.Addr, done bool) {
 	if s := e.sources[a]; s != nil {
-		s.done = true
+		s.done = done
 	}
 }
 

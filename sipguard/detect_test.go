@@ -244,3 +244,54 @@ func BenchmarkParseDetect(b *testing.B) {
 		e.Observe(src, dst, now0.Add(time.Duration(i)*time.Second), &m)
 	}
 }
+
+// A source already acted upon: the INVITEs still in flight before the kernel drops it
+// raise nothing more (each would otherwise queue another block, escalating the timeout).
+func TestTollFraudOnceActedUpon(t *testing.T) {
+	e := NewEngine(testThresholds())
+	if f := observe(t, e, attacker, pbx, now0, req("INVITE", "+88112345", "1001", "", "t1", 1, "")); f.Kind != KindTollFraud {
+		t.Fatalf("first INVITE: %v", f.Kind)
+	}
+	e.MarkDone(attacker)
+	for i := 0; i < 5; i++ {
+		if f := observe(t, e, attacker, pbx, now0, req("INVITE", "+88112345", "1001", "", fmt.Sprint("t", i), 1, "")); f.Kind != KindNone {
+			t.Fatalf("INVITE %d after the source was acted upon: %v", i, f.Kind)
+		}
+	}
+	// The office's PBX is never marked done: each attempt is still reported.
+	if f := observe(t, e, pbx, trunk, now0, req("INVITE", "+88299", "1001", "", "lan", 1, "")); f.Kind != KindTollFraud {
+		t.Errorf("LAN INVITE: %v", f.Kind)
+	}
+}
+
+// A flood of distinct source addresses: the engine tracks at most Max of them, keeps
+// detecting, and stops allocating once full.
+func TestSourcesBounded(t *testing.T) {
+	e := NewEngine(testThresholds())
+	e.Max = 1000
+	var m Msg
+	if err := Parse(req("REGISTER", "100", "100", "Yealink", "c", 1, ""), &m); err != nil {
+		t.Fatal(err)
+	}
+	src := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+	for i := 0; i < 5000; i++ {
+		e.Observe(src(i), pbx, now0, &m)
+	}
+	if n := e.Sources(); n != 1000 {
+		t.Fatalf("tracking %d sources, want at most 1000", n)
+	}
+	i := 5000
+	if allocs := testing.AllocsPerRun(1000, func() { e.Observe(src(i), pbx, now0, &m); i++ }); allocs > 0.01 {
+		t.Errorf("%v allocations per new source when full", allocs)
+	}
+	if e.Sources() != 1000 {
+		t.Fatalf("tracking %d sources", e.Sources())
+	}
+	if f := observe(t, e, attacker, pbx, now0, req("OPTIONS", "100", "sipvicious", "friendly-scanner", "1", 1, "")); f.Kind != KindScanner {
+		t.Errorf("scanner while full: %v", f.Kind)
+	}
+	e.Expire(now0.Add(time.Second))
+	if e.Sources() != 0 {
+		t.Errorf("%d sources after expiry", e.Sources())
+	}
+}

@@ -29,8 +29,6 @@ func newRing(bytes, records int) *ring {
 	return &ring{buf: make([]byte, bytes), recs: make([]record, records)}
 }
 
-var ringSeq uint64
-
 // add copies one raw IP packet in; old packets are overwritten.
 func (r *ring) add(src, dst netip.Addr, t time.Time, pkt []byte) {
 	if len(pkt) > len(r.buf)/4 {

@@ -190,7 +190,7 @@ func (g *Guard) applyFeed(name string, ps []netip.Prefix, ttl time.Duration) int
 	set := map[netip.Prefix]bool{}
 	n := 0
 	for _, p := range ps {
-		if g.protected(p.Addr()) {
+		if g.neverBlocked(p) {
 			continue
 		}
 		set[p] = true

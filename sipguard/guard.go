@@ -97,6 +97,12 @@ type Guard struct {
 	smu   sync.Mutex // st
 	st    persisted
 	feeds map[string]map[netip.Prefix]bool // community lists in force
+
+	saveMu sync.Mutex // one save at a time, so an older snapshot never overwrites a newer one
+
+	// Networks never blocked, read by the worker and feeds while a reload replaces them.
+	pmu   sync.RWMutex
+	never []netip.Prefix // trusted peers, admin networks and the office's own networks
 }
 
 // Stats are running totals.
@@ -123,6 +129,7 @@ func New(o Options) (*Guard, error) {
 		warned: map[string]time.Time{}, acts: make(chan action, 4096),
 		st: persisted{Blocks: map[string]*Entry{}, Offenses: map[string]*offense{}},
 	}
+	g.setNever(o.Thresholds, o.Protected)
 	if err := g.restore(); err != nil {
 		return nil, err
 	}
@@ -167,6 +174,12 @@ func (g *Guard) restore() error {
 	}
 	now := time.Now()
 	for k, e := range st.Blocks {
+		if e == nil || !e.Prefix.IsValid() || g.neverBlocked(e.Prefix) {
+			// An edited file, or a peer trusted since: a trusted peer is never blocked.
+			g.o.Log.Warn("sipguard: blocklist entry not restored", "key", k)
+			delete(st.Blocks, k)
+			continue
+		}
 		var d time.Duration
 		if !e.Expires.IsZero() {
 			if d = e.Expires.Sub(now); d <= 0 {
@@ -188,6 +201,8 @@ func (g *Guard) save() {
 	if p == "" {
 		return
 	}
+	g.saveMu.Lock()
+	defer g.saveMu.Unlock()
 	g.smu.Lock()
 	data, err := json.MarshalIndent(&g.st, "", " ")
 	g.smu.Unlock()
@@ -203,13 +218,45 @@ func (g *Guard) save() {
 func (g *Guard) SetThresholds(t Thresholds, protected []netip.Prefix) {
 	g.mu.Lock()
 	g.eng.SetThresholds(t)
-	g.o.Protected = protected
 	g.mu.Unlock()
+	g.setNever(t, protected)
+	// A source trusted since it was blocked is let go at once (the kernel already lets a
+	// trusted peer through first; this clears the block and its record).
+	var lift []netip.Prefix
+	g.smu.Lock()
+	for _, e := range g.st.Blocks {
+		if g.neverBlocked(e.Prefix) {
+			lift = append(lift, e.Prefix)
+		}
+	}
+	g.smu.Unlock()
+	for _, p := range lift {
+		if err := g.Unblock(p); err != nil {
+			g.o.Log.Warn("sipguard: unblock a newly trusted source", "prefix", p, "err", err)
+		}
+	}
+}
+
+func (g *Guard) setNever(t Thresholds, protected []netip.Prefix) {
+	g.pmu.Lock()
+	defer g.pmu.Unlock()
+	g.o.Protected = protected
+	g.never = append(append([]netip.Prefix(nil), protected...), t.Local...)
 }
 
 func (g *Guard) protected(a netip.Addr) bool {
-	for _, p := range g.o.Protected {
-		if p.Contains(a) {
+	g.pmu.RLock()
+	defer g.pmu.RUnlock()
+	return inPrefixes(g.o.Protected, a)
+}
+
+// neverBlocked reports whether p holds a trusted peer, an admin network or an office host:
+// a network listed by a feed (or an edited state file) must not take one of them with it.
+func (g *Guard) neverBlocked(p netip.Prefix) bool {
+	g.pmu.RLock()
+	defer g.pmu.RUnlock()
+	for _, n := range g.never {
+		if n.Overlaps(p) {
 			return true
 		}
 	}
@@ -235,21 +282,41 @@ func (g *Guard) Handle(now time.Time, pkt []byte) {
 		return
 	}
 	g.ring.add(ip.src, ip.dst, now, pkt)
-	if err := Parse(ip.payload, &g.msg); err != nil && !errors.Is(err, ErrTruncated) {
-		g.Stats.Malformed++
-		return
+	b := ip.payload
+	for {
+		if err := Parse(b, &g.msg); err != nil && !errors.Is(err, ErrTruncated) {
+			g.Stats.Malformed++
+			return
+		}
+		g.Stats.SIP++
+		if f := g.eng.Observe(ip.src, ip.dst, now, &g.msg); f.Kind != KindNone {
+			g.finding(now, f, b)
+		}
+		// A TCP segment may carry several messages (pipelined requests, answers sent
+		// together): each one counts, or a second REGISTER in a segment would go unseen.
+		// Segments are not reassembled: a message split over several is read up to the end
+		// of its first segment only.
+		end := g.msg.BodyOff + g.msg.ContentLen
+		if !ip.tcp || g.msg.ContentLen < 0 || end <= 0 || end >= len(b) {
+			return
+		}
+		b = b[end:]
+		for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') { // keep-alive CRLFs between messages
+			b = b[1:]
+		}
+		if len(b) == 0 {
+			return
+		}
 	}
-	g.Stats.SIP++
-	f := g.eng.Observe(ip.src, ip.dst, now, &g.msg)
-	if f.Kind == KindNone {
-		return
-	}
-	g.finding(now, f, ip.payload)
 }
 
 // finding decides what to do and queues the slow part (kernel, disk) for the worker.
 func (g *Guard) finding(now time.Time, f Finding, payload []byte) {
 	g.Stats.Findings++
+	marked := false
+	if len(g.warned) > 10000 {
+		clear(g.warned) // forged auth names or sources must not grow it without bound
+	}
 	switch {
 	case f.Kind == KindWeakAuth:
 		// A weakness is reported once.
@@ -268,13 +335,11 @@ func (g *Guard) finding(now time.Time, f Finding, payload []byte) {
 		if t, done := g.warned[k]; done && now.Sub(t) < 10*time.Minute {
 			return
 		}
-		if len(g.warned) > 10000 {
-			clear(g.warned)
-		}
 		g.warned[k] = now
 	default:
 		// One action per source: later packets in flight must not queue it again.
 		g.eng.MarkDone(f.Actor)
+		marked = true
 	}
 	a := action{f: f, what: printable(f.What), sample: printable(payload), at: now}
 	a.f.What = nil
@@ -282,6 +347,9 @@ func (g *Guard) finding(now time.Time, f Finding, payload []byte) {
 	case g.acts <- a:
 	default:
 		g.o.Log.Error("sipguard: action dropped", "err", ErrActionQueueFull, "actor", f.Actor)
+		if marked {
+			g.eng.markDone(f.Actor, false) // not acted upon: its next packet may try again
+		}
 	}
 }
 
@@ -328,6 +396,16 @@ func (g *Guard) expireEntries(now time.Time) {
 				Message: fmt.Sprintf("%s unblocked: its %s block expired", e.Prefix, e.Reason), Fields: map[string]string{"addr": e.Prefix.String()}})
 		}
 	}
+	// Offenses older than the memory no longer escalate anything: without pruning, every
+	// address ever blocked would stay in blocks.json, rewritten whole on each block.
+	for k, o := range g.st.Offenses {
+		if o == nil || now.Sub(o.Last) > offenseMemory {
+			if _, blocked := g.st.Blocks[k]; !blocked {
+				delete(g.st.Offenses, k)
+				changed = true
+			}
+		}
+	}
 	g.smu.Unlock()
 	if changed {
 		g.save()
@@ -356,6 +434,9 @@ func (g *Guard) act(ctx context.Context, a action) {
 			Message: fmt.Sprintf("extension %s authenticates with its own number as auth name: give it a separate, random auth ID", a.what)})
 		return
 	}
+	g.mu.Lock()
+	local := g.eng.local(f.Actor) // thresholds change on reload, under g.mu
+	g.mu.Unlock()
 	if g.protected(f.Actor) {
 		g.mu.Lock()
 		g.Stats.Alerts++
@@ -364,7 +445,7 @@ func (g *Guard) act(ctx context.Context, a action) {
 			Message: fmt.Sprintf("trusted peer %s misbehaving (%s: %s); trusted peers are never blocked", f.Actor, f.Kind, a.what)})
 		return
 	}
-	if g.eng.local(f.Actor) {
+	if local {
 		g.mu.Lock()
 		g.Stats.Alerts++
 		g.mu.Unlock()
@@ -383,10 +464,13 @@ func (g *Guard) act(ctx context.Context, a action) {
 	g.block(ctx, f.Actor, f.Kind, a.what, a.at)
 }
 
-// Offense returns the block duration for an address's next offense.
+// offenseMemory is how long an offense counts towards escalating the next block.
+const offenseMemory = 30 * 24 * time.Hour
+
+// nextTimeout returns the block duration for an address's next offense and its number.
 func (g *Guard) nextTimeout(key string, now time.Time) (time.Duration, int) {
 	o := g.st.Offenses[key]
-	if o == nil || now.Sub(o.Last) > 30*24*time.Hour {
+	if o == nil || now.Sub(o.Last) > offenseMemory {
 		o = &offense{}
 		g.st.Offenses[key] = o
 	}
@@ -402,7 +486,16 @@ func (g *Guard) nextTimeout(key string, now time.Time) (time.Duration, int) {
 func (g *Guard) block(ctx context.Context, a netip.Addr, k Kind, what string, seen time.Time) {
 	p := netip.PrefixFrom(a, a.BitLen())
 	key := p.String()
+	if g.neverBlocked(p) {
+		return // act checks first; this is the last line, whatever the path
+	}
 	g.smu.Lock()
+	if old := g.st.Blocks[key]; old != nil && (old.Expires.IsZero() || seen.Before(old.Expires)) {
+		// Already blocked (a finding queued before the first block took effect, or after
+		// its source record was evicted): one offense, not one per packet in flight.
+		g.smu.Unlock()
+		return
+	}
 	d, n := g.nextTimeout(key, seen)
 	g.smu.Unlock()
 	now := time.Now()
@@ -417,9 +510,16 @@ func (g *Guard) block(ctx context.Context, a netip.Addr, k Kind, what string, se
 	g.st.Blocks[key] = e
 	g.smu.Unlock()
 	if err := g.o.Firewall.Block(p, d); err != nil {
+		// Not blocked: no offense counted, and the source's next packet may try again.
 		g.smu.Lock()
 		delete(g.st.Blocks, key)
+		if o := g.st.Offenses[key]; o != nil && o.N > 0 {
+			o.N--
+		}
 		g.smu.Unlock()
+		g.mu.Lock()
+		g.eng.markDone(a, false)
+		g.mu.Unlock()
 		g.o.Log.Error("sipguard: block", "addr", a, "err", err)
 		g.o.Bus.Publish(events.Event{Kind: "sipguard.error", Severity: events.Alert, Source: "sipguard",
 			Message: fmt.Sprintf("could not block %s (%s): %v", a, k, err)})
@@ -488,6 +588,36 @@ func (g *Guard) evidence(ctx context.Context, e *Entry, base string, seen time.T
 	}
 	if err := store.WriteFile(base+".txt", []byte(r.Text()), 0o600); err != nil {
 		g.o.Log.Error("sipguard: abuse report", "err", err)
+	}
+	g.pruneEvidence(maxEvidenceFiles)
+}
+
+// maxEvidenceFiles bounds the evidence directory (a pcap and a report per block): a botnet
+// of many addresses must not fill the appliance's flash.
+const maxEvidenceFiles = 2000
+
+// pruneEvidence removes the oldest evidence beyond max files, except that of blocks still in
+// force. Names start with the block's UTC time, so name order is age order.
+func (g *Guard) pruneEvidence(max int) {
+	dir := filepath.Join(g.o.StateDir, "evidence")
+	ents, err := os.ReadDir(dir) // sorted by name
+	if err != nil || len(ents) <= max {
+		return
+	}
+	keep := map[string]bool{}
+	g.smu.Lock()
+	for _, e := range g.st.Blocks {
+		keep[e.Evidence], keep[e.Report] = true, true
+	}
+	g.smu.Unlock()
+	for _, e := range ents[:len(ents)-max] {
+		p := filepath.Join(dir, e.Name())
+		if keep[p] || !e.Type().IsRegular() {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			g.o.Log.Warn("sipguard: prune evidence", "err", err)
+		}
 	}
 }
 

@@ -139,6 +139,9 @@ func (l *AbuseLookup) Contact(ctx context.Context, a netip.Addr) (string, error)
 	}
 	c = abuseEmail(obj.Entities)
 	l.mu.Lock()
+	if len(l.cache) >= 10000 {
+		clear(l.cache) // a botnet spread over many networks must not grow it without bound
+	}
 	l.cache[key] = c
 	l.mu.Unlock()
 	return c, nil
