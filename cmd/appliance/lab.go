@@ -95,6 +95,7 @@ func labUp(prefix, cfgPath string, stdout io.Writer) error {
 		return fail(err)
 	}
 	ns := func(h string) string { return l.NS(h) }
+	ctl := filepath.Join(dir, "control.sock")
 	fmt.Fprintf(stdout, `The lab is up: the appliance (PID %d) guards the office in namespace %s.
   config:   %s
   log:      %s
@@ -105,8 +106,11 @@ Namespaces: %s (PBX %s), %s (phone %s), %s (the box), %s and %s (ISPs),
 
 Look around:
   ip netns exec %s nft list table inet appliance     # the firewall, with hit counters
-  ip netns exec %s %s blocked                         # the blocklist
+  ip netns exec %s %s blocked --control %s            # the blocklist
   ip netns exec %s %s block %s --for 10m
+  %s wan status --control %s                          # uplink health; also: wan force backup|auto
+  %s button press --control %s                        # the simulated button: force the modem
+  ip netns exec %s curl -s http://%s/api/status       # the status page (http://%s/ from the LAN)
   ip netns exec %s ping -c1 %s                         # the PBX reaches the internet
   ip netns exec %s sipp -sn uas -i %s -p 5060 -m 1 &   # a PBX answering one call
   ip netns exec %s sipp -sn uac %s:5060 -i %s -m 1     # the trunk calls in through the box
@@ -116,7 +120,8 @@ Tear it all down:  %s lab down --prefix %s
 		ns(lab.HostPBX), lab.PBX4, ns(lab.HostPhone), lab.Phone4, ns(lab.HostBox), ns(lab.HostFTTC), ns(lab.HostLTE),
 		ns(lab.HostNet), ns(lab.HostTrunk), lab.Trunk4, ns(lab.HostRemote), lab.Remote4,
 		ns(lab.HostAttacker), lab.Attacker4, ns(lab.HostAdmin), lab.Admin4,
-		ns(lab.HostBox), ns(lab.HostBox), self, ns(lab.HostBox), self, lab.Attacker4,
+		ns(lab.HostBox), ns(lab.HostBox), self, ctl, ns(lab.HostBox), self, lab.Attacker4,
+		self, ctl, self, ctl, ns(lab.HostPhone), lab.BoxLAN4, lab.BoxLAN4,
 		ns(lab.HostPBX), lab.Trunk4, ns(lab.HostPBX), lab.PBX4, ns(lab.HostTrunk), lab.BoxWAN4, lab.Trunk4,
 		self, prefix)
 	return nil
