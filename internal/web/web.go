@@ -439,23 +439,34 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return p.Prefix.Masked(), nil
 }
 
+// readAddrRequest decodes a JSON request into req and parses the address or network it put
+// in *addr, answering 400 itself when it cannot; ok is false then.
+func readAddrRequest(w http.ResponseWriter, r *http.Request, req any, addr *string) (p netip.Prefix, ok bool) {
+	if err := readJSON(r, req); err != nil {
+		httpError(w, 400, err.Error())
+		return p, false
+	}
+	p, err := parsePrefix(*addr)
+	if err != nil {
+		httpError(w, 400, err.Error())
+		return p, false
+	}
+	return p, true
+}
+
 func (s *Server) handleBlock(w http.ResponseWriter, r *http.Request, a actor) {
 	var req struct {
 		Addr   string `json:"addr"`
 		For    string `json:"for"`
 		Reason string `json:"reason"`
 	}
-	if err := readJSON(r, &req); err != nil {
-		httpError(w, 400, err.Error())
-		return
-	}
-	p, err := parsePrefix(req.Addr)
-	if err != nil {
-		httpError(w, 400, err.Error())
+	p, ok := readAddrRequest(w, r, &req, &req.Addr)
+	if !ok {
 		return
 	}
 	var d time.Duration
 	if req.For != "" {
+		var err error
 		if d, err = time.ParseDuration(req.For); err != nil || d < 0 {
 			httpError(w, 400, fmt.Sprintf("%q is not a duration like 30m or 24h", req.For))
 			return
@@ -486,13 +497,8 @@ func (s *Server) handleUnblock(w http.ResponseWriter, r *http.Request, a actor) 
 	var req struct {
 		Addr string `json:"addr"`
 	}
-	if err := readJSON(r, &req); err != nil {
-		httpError(w, 400, err.Error())
-		return
-	}
-	p, err := parsePrefix(req.Addr)
-	if err != nil {
-		httpError(w, 400, err.Error())
+	p, ok := readAddrRequest(w, r, &req, &req.Addr)
+	if !ok {
 		return
 	}
 	if err := s.o.Firewall.Unblock(p); err != nil {
