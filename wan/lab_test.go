@@ -45,11 +45,13 @@ type traffic struct {
 	sip    *wanlab.SIPPinger
 }
 
-func start(t *testing.T, wanLines ...string) (*wanlab.Site, *traffic) {
+// startSite builds a lab running the daemon on config, shows the daemon's log if the test
+// fails, and tears it all down at the end.
+func startSite(t *testing.T, config []byte, setup ...func(*wanlab.Site) error) *wanlab.Site {
 	t.Helper()
 	labtest.RequireRoot(t, "nft", "conntrack")
 	t.Parallel()
-	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), wanlab.Config(wanLines...))
+	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), config, setup...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,14 @@ func start(t *testing.T, wanLines ...string) (*wanlab.Site, *traffic) {
 			t.Error(err)
 		}
 	})
+	return s
+}
+
+func start(t *testing.T, wanLines ...string) (*wanlab.Site, *traffic) {
+	t.Helper()
+	s := startSite(t, wanlab.Config(wanLines...))
 	tr := &traffic{}
+	var err error
 	if tr.stream, err = wanlab.StartStream(s.Lab, 50, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -337,26 +346,13 @@ func TestTrunkDownIsItsOwnAlarm(t *testing.T) {
 }
 
 func TestDHCPBackupLeaseRenewAndAddressChange(t *testing.T) {
-	labtest.RequireRoot(t, "nft", "conntrack")
-	t.Parallel()
 	var dhcp *wanlab.DHCPServer
-	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), wanlab.ConfigDHCPBackup(`stability = "2s"`), func(s *wanlab.Site) (err error) {
+	s := startSite(t, wanlab.ConfigDHCPBackup(`stability = "2s"`), func(s *wanlab.Site) (err error) {
 		// The LTE ISP leases the box its address for 4 s: renewals every 2 s.
 		dhcp, err = wanlab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, 4*time.Second)
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", s.Log())
-		}
-		dhcp.Close()
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	t.Cleanup(dhcp.Close)
 	st, err := s.Status()
 	must(t, err)
 	if u := wanlab.Uplink(st, wan.Backup); u.Address != lab.BoxLTE4 || u.Gateway != lab.LTEGW4 {
@@ -426,29 +422,16 @@ func TestSlowLine(t *testing.T) {
 	// Every probe of this line is a DNS query to one of two resolvers whose answers can be
 	// delayed: the whole line gets slow.
 	const alt = "192.0.2.54"
-	labtest.RequireRoot(t, "nft", "conntrack")
-	t.Parallel()
 	var dns2 *wanlab.DNSServer
 	cfg := wanlab.ConfigTargets([]string{"dns:" + lab.Probe4Alt + ":53", "dns:" + alt + ":53"}, `stability = "2s"`)
-	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), cfg, func(s *wanlab.Site) (err error) {
+	s := startSite(t, cfg, func(s *wanlab.Site) (err error) {
 		if _, err := s.Lab.Run(lab.HostNet, "ip", "addr", "add", alt+"/32", "dev", "lo"); err != nil {
 			return err
 		}
 		dns2, err = wanlab.StartDNS(s.Lab, lab.HostNet, alt+":53")
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", s.Log())
-		}
-		dns2.Close()
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	t.Cleanup(dns2.Close)
 	stream, err := wanlab.StartStream(s.Lab, 50, time.Minute)
 	must(t, err)
 	t.Cleanup(stream.Close)
