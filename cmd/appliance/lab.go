@@ -65,6 +65,7 @@ func labUp(prefix, cfgPath string, stdout io.Writer) error {
 	}
 	fail := func(err error) error { return errors.Join(err, l.Close()) }
 	conf := filepath.Join(dir, "appliance.toml")
+	ctl := filepath.Join(dir, "control.sock")
 	if err := os.WriteFile(conf, cfg, 0o644); err != nil {
 		return fail(fmt.Errorf("lab: %w", err))
 	}
@@ -80,7 +81,7 @@ func labUp(prefix, cfgPath string, stdout io.Writer) error {
 	defer logf.Close()
 	// The daemon outlives this command: its own session, output to a file, PID on disk.
 	cmd := exec.Command("ip", "netns", "exec", l.NS(lab.HostBox), self, "run", "--config", conf,
-		"--state", filepath.Join(dir, "state"), "--control", filepath.Join(dir, "control.sock"))
+		"--state", filepath.Join(dir, "state"), "--control", ctl)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -95,7 +96,6 @@ func labUp(prefix, cfgPath string, stdout io.Writer) error {
 		return fail(err)
 	}
 	ns := func(h string) string { return l.NS(h) }
-	ctl := filepath.Join(dir, "control.sock")
 	fmt.Fprintf(stdout, `The lab is up: the appliance (PID %d) guards the office in namespace %s.
   config:   %s
   log:      %s
