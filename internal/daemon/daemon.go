@@ -16,9 +16,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/netcfg"
+	"github.com/officeedge/appliance/wan"
 )
 
 // Options are the daemon's command-line settings.
@@ -34,6 +36,10 @@ type App struct {
 	Options
 	Bus      *events.Bus
 	Firewall *netcfg.Firewall
+	// The parts, made in Run in the order they depend on each other.
+	Owner  *netcfg.Owner // the one writer of nftables, links and routes
+	Alerts *alerts.Store // what needs a person (part failures, hardware, drift)
+	WAN    *wan.Service  // nil when wan is off
 	// Control is the local control API (a unix socket, root only): parts add their handlers.
 	Control *http.ServeMux
 
