@@ -71,8 +71,9 @@ func (w *Owner) Lookup(p netip.Prefix) (Entry, bool) { return Entry{}, false }
 // State is the latest snapshot of the blocklist and the owner's health.
 func (w *Owner) State() *BlockState { return &BlockState{} }
 
-// Changed is signalled (without blocking) after each change of State.
-func (w *Owner) Changed() <-chan struct{} { return nil }
+// Watch returns a channel that receives a value (never blocking the owner) after each
+// change of State, and a function that ends the watch.
+func (w *Owner) Watch() (<-chan struct{}, func()) { return nil, func() {} }
 
 // Packets reads the kernel's per-entry drop counters for the non-feed entries (a dump of the
 // block sets, cached for a few seconds).

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/officeedge/appliance/internal/alerts"
+	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/events"
+	"github.com/officeedge/appliance/internal/notify"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
 )
@@ -40,6 +42,10 @@ type App struct {
 	Owner  *netcfg.Owner // the one writer of nftables, links and routes
 	Alerts *alerts.Store // what needs a person (part failures, hardware, drift)
 	WAN    *wan.Service  // nil when wan is off
+	Audit  *audit.Log
+	Mail   *notify.Notifier
+	HAL    *halService      // LEDs, button and the simulated board
+	Guard  *sipGuardService // nil when sipguard is off
 	// Control is the local control API (a unix socket, root only): parts add their handlers.
 	Control *http.ServeMux
 
