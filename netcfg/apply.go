@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/google/nftables"
@@ -17,49 +18,99 @@ import (
 
 // Firewall programs the appliance's table in one network namespace over netlink.
 type Firewall struct {
-	netns int // fd of the namespace, 0 for the current one
+	netns   int            // fd of the namespace, 0 for the current one
+	lasting bool           // keep one socket (the owner's); otherwise one per call (the CLI's)
+	c       *nftables.Conn // the lasting connection, dialled on first use
 }
 
 // New returns a Firewall for the current network namespace, or for the one open at netnsFD (>0).
 func New(netnsFD int) *Firewall { return &Firewall{netns: netnsFD} }
 
+// Lasting returns a Firewall for the same namespace that keeps one netlink socket open: the
+// owner's, used by one goroutine only (two goroutines on one connection would mix their
+// messages into one batch).
+func (f *Firewall) Lasting() *Firewall { return &Firewall{netns: f.netns, lasting: true} }
+
 func (f *Firewall) conn() (*nftables.Conn, error) {
+	if f.c != nil {
+		return f.c, nil
+	}
 	// A big receive buffer: the ruleset batch is acknowledged message by message, and the
 	// generated toll-fraud rules make it long enough to overflow the default one.
 	opts := []nftables.ConnOption{nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(4 << 20) })}
 	if f.netns > 0 {
 		opts = append(opts, nftables.WithNetNSFd(f.netns))
 	}
+	if f.lasting {
+		opts = append(opts, nftables.AsLasting())
+	}
 	c, err := nftables.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("netcfg: open netlink: %w", err)
 	}
+	if f.lasting {
+		f.c = c
+	}
 	return c, nil
 }
+
+// reset drops the lasting connection after a failure, so that the next call starts on a
+// clean socket (a failed batch can leave unread answers behind).
+func (f *Firewall) reset() {
+	if f.c != nil {
+		_ = f.c.CloseLasting()
+		f.c = nil
+	}
+}
+
+// Close releases the lasting connection.
+func (f *Firewall) Close() { f.reset() }
 
 func nftTable() *nftables.Table {
 	return &nftables.Table{Name: TableName, Family: nftables.TableFamilyINet}
 }
 
-// Apply replaces the appliance's table with t in one atomic transaction: either the whole
-// new ruleset is in force, or (on any error) the running one stays exactly as it was.
-// Blocklist entries already in the kernel are carried over with the time they have left.
+// Apply replaces the appliance's ruleset with t in one atomic transaction: either the whole
+// new ruleset is in force, or (on any error) the running one stays exactly as it was. The
+// blocklist sets are kept with their elements (they are written apart, in chunks, by the
+// owner), and every rule's counter carries over to the same rule of the new ruleset.
 func (f *Firewall) Apply(t *Table) error {
-	keep, err := f.blockElements()
-	if err != nil {
-		return err
-	}
+	_, err := f.apply(t)
+	return err
+}
+
+// apply is Apply; created lists the block sets it had to create (empty: the owner must
+// write their elements).
+func (f *Firewall) apply(t *Table) (created []string, err error) {
 	c, err := f.conn()
 	if err != nil {
-		return err
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.reset()
+		}
+	}()
+	old, err := current(c)
+	if err != nil {
+		return nil, err
 	}
 	tbl := nftTable()
-	// "add; delete; add" in one batch replaces the table whether or not it existed.
-	c.AddTable(tbl)
-	c.DelTable(tbl)
-	c.AddTable(tbl)
+	c.AddTable(tbl) // a no-op when it is there
+	for _, ch := range old.chains {
+		c.DelChain(ch) // its rules go with it, and with them the references to the sets
+	}
+	for name, s := range old.sets {
+		if !isBlockSet(name) {
+			c.DelSet(s)
+		}
+	}
 	sets := map[string]*nftables.Set{}
 	for _, s := range t.Sets {
+		if isBlockSet(s.Name) && old.sets[s.Name] != nil {
+			sets[s.Name] = old.sets[s.Name]
+			continue
+		}
 		ns := &nftables.Set{
 			Table: tbl, Name: s.Name, KeyType: keyType(s.Type), Interval: s.Interval,
 			HasTimeout: s.Timeout, Comment: s.Comment, Counter: s.Counter,
@@ -70,11 +121,13 @@ func (f *Firewall) Apply(t *Table) error {
 		}
 		elems, err := textElements(s)
 		if err != nil {
-			return fmt.Errorf("netcfg: set %s: %w", s.Name, err)
+			return nil, fmt.Errorf("netcfg: set %s: %w", s.Name, err)
 		}
-		elems = append(elems, keep[s.Name]...)
 		if err := c.AddSet(ns, elems); err != nil {
-			return fmt.Errorf("netcfg: set %s: %w", s.Name, err)
+			return nil, fmt.Errorf("netcfg: set %s: %w", s.Name, err)
+		}
+		if isBlockSet(s.Name) {
+			created = append(created, s.Name)
 		}
 		sets[s.Name] = ns
 	}
@@ -84,12 +137,18 @@ func (f *Firewall) Apply(t *Table) error {
 			Hooknum: hooks[ch.Hook], Priority: nftables.ChainPriorityRef(nftables.ChainPriority(ch.Priority)),
 			Policy: policy(ch.Policy),
 		})
+		seen := map[string]int{}
 		for _, r := range ch.Rules {
 			var e []expr.Any
 			for _, m := range r.Match {
 				e = append(e, m.exprs(sets)...)
 			}
-			e = append(e, &expr.Counter{})
+			k := counterKey(ch.Name, r.Comment, seen)
+			cnt := &expr.Counter{}
+			if was := old.counters[k]; was != nil {
+				cnt.Packets, cnt.Bytes = was.Packets, was.Bytes
+			}
+			e = append(e, cnt)
 			e = append(e, r.Verdict.exprs()...)
 			nr := &nftables.Rule{Table: tbl, Chain: nc, Exprs: e}
 			if r.Comment != "" {
@@ -99,9 +158,148 @@ func (f *Firewall) Apply(t *Table) error {
 		}
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("netcfg: apply ruleset: %w", err)
+		return nil, fmt.Errorf("netcfg: apply ruleset: %w", err)
 	}
-	return nil
+	return created, nil
+}
+
+func isBlockSet(name string) bool {
+	for _, b := range BlockSets {
+		if b == name {
+			return true
+		}
+	}
+	return false
+}
+
+// counterKey names a rule for carrying its counter over: its chain, its comment and how many
+// rules of that chain had the same comment before it.
+func counterKey(chain, comment string, seen map[string]int) string {
+	n := seen[comment]
+	seen[comment]++
+	return fmt.Sprintf("%s\x00%s\x00%d", chain, comment, n)
+}
+
+// installed is what the kernel has of the appliance's table.
+type installed struct {
+	exists   bool
+	chains   []*nftables.Chain
+	rules    map[string]int // rules per chain
+	sets     map[string]*nftables.Set
+	counters map[string]*expr.Counter // by counterKey
+}
+
+// current reads the appliance's table as the kernel has it (exists is false when it is not there).
+func current(c *nftables.Conn) (*installed, error) {
+	in := &installed{sets: map[string]*nftables.Set{}, counters: map[string]*expr.Counter{}, rules: map[string]int{}}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("netcfg: list chains: %w", err)
+	}
+	tbl := nftTable()
+	for _, ch := range chains {
+		if ch.Table.Name != TableName {
+			continue
+		}
+		in.exists = true
+		in.chains = append(in.chains, ch)
+		rules, err := c.GetRules(tbl, ch)
+		if err != nil {
+			return nil, fmt.Errorf("netcfg: list rules of %s: %w", ch.Name, err)
+		}
+		in.rules[ch.Name] = len(rules)
+		seen := map[string]int{}
+		for _, r := range rules {
+			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+			k := counterKey(ch.Name, comment, seen)
+			for _, e := range r.Exprs {
+				if cnt, ok := e.(*expr.Counter); ok {
+					in.counters[k] = cnt
+				}
+			}
+		}
+	}
+	sets, err := c.GetSets(tbl)
+	if errors.Is(err, unix.ENOENT) {
+		return in, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netcfg: list sets: %w", err)
+	}
+	for _, s := range sets {
+		in.exists = true
+		if s.Anonymous || strings.HasPrefix(s.Name, "__") {
+			continue // bound to a rule, gone with it
+		}
+		in.sets[s.Name] = s
+	}
+	return in, nil
+}
+
+// Verify compares the kernel's table with t: every chain with its number of rules, every
+// set, and the elements of the sets that come from the config. It says what differs, in
+// words for an event; the blocklist sets' elements are the owner's to compare.
+func (f *Firewall) Verify(t *Table) ([]string, error) {
+	c, err := f.conn()
+	if err != nil {
+		return nil, err
+	}
+	in, err := current(c)
+	if err != nil {
+		f.reset()
+		return nil, err
+	}
+	if !in.exists {
+		return []string{"table inet " + TableName + " is missing"}, nil
+	}
+	var out []string
+	for _, ch := range t.Chains {
+		n, ok := in.rules[ch.Name]
+		switch {
+		case !ok:
+			out = append(out, "chain "+ch.Name+" is missing")
+		case n != len(ch.Rules):
+			out = append(out, fmt.Sprintf("chain %s has %d rules, want %d", ch.Name, n, len(ch.Rules)))
+		}
+	}
+	for _, s := range t.Sets {
+		ks := in.sets[s.Name]
+		if ks == nil {
+			out = append(out, "set "+s.Name+" is missing")
+			continue
+		}
+		if s.Dynamic || isBlockSet(s.Name) {
+			continue
+		}
+		want, err := textElements(s)
+		if err != nil {
+			return nil, err
+		}
+		have, err := c.GetSetElements(ks)
+		if err != nil {
+			f.reset()
+			return nil, fmt.Errorf("netcfg: read set %s: %w", s.Name, err)
+		}
+		if len(have) != len(want) {
+			out = append(out, fmt.Sprintf("set %s has %d elements, want %d", s.Name, len(have), len(want)))
+		}
+	}
+	return out, nil
+}
+
+// Generation is the kernel's nftables ruleset generation: every committed change, by anyone,
+// moves it on.
+func (f *Firewall) Generation() (uint32, error) {
+	c, err := f.conn()
+	if err != nil {
+		return 0, err
+	}
+	g, err := c.GetGen()
+	if err != nil {
+		f.reset()
+		return 0, fmt.Errorf("netcfg: read ruleset generation: %w", err)
+	}
+	return g.ID, nil
 }
 
 var hooks = map[string]*nftables.ChainHook{
@@ -179,37 +377,4 @@ func afterPrefix(p netip.Prefix) (netip.Addr, bool) {
 	n.FillBytes(out)
 	a, _ := netip.AddrFromSlice(out)
 	return a, true
-}
-
-// blockElements reads the blocklist sets' current elements with the time they have left.
-func (f *Firewall) blockElements() (map[string][]nftables.SetElement, error) {
-	c, err := f.conn()
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][]nftables.SetElement{}
-	for _, name := range BlockSets {
-		s, err := c.GetSetByName(nftTable(), name)
-		if errors.Is(err, unix.ENOENT) {
-			continue // first start, or an older ruleset without this set
-		}
-		if err != nil {
-			return nil, fmt.Errorf("netcfg: read set %s: %w", name, err)
-		}
-		els, err := c.GetSetElements(s)
-		if err != nil {
-			return nil, fmt.Errorf("netcfg: read set %s: %w", name, err)
-		}
-		for _, e := range els {
-			// A permanent entry has no timeout and stays permanent. One with a timeout that
-			// is about to run out is listed with 0 ms left: carried over as 0 it would become
-			// permanent, so it gets the smallest timeout instead.
-			if e.Timeout != 0 && e.Expires < time.Millisecond {
-				e.Expires = time.Millisecond
-			}
-			e.Timeout, e.Expires = e.Expires, 0
-			out[name] = append(out[name], e)
-		}
-	}
-	return out, nil
 }

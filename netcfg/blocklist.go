@@ -107,24 +107,34 @@ func (f *Firewall) changeBlock(p netip.Prefix, d time.Duration, op func(*nftable
 
 // Blocklist lists the blocked addresses and networks, sorted by address.
 func (f *Firewall) Blocklist() ([]Blocked, error) {
+	var out []Blocked
+	for _, name := range BlockSets {
+		list, err := f.setList(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, list...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Prefix.Addr().Less(out[j].Prefix.Addr()) })
+	return out, nil
+}
+
+// setList reads one block set's entries.
+func (f *Firewall) setList(name string) ([]Blocked, error) {
 	c, err := f.conn()
 	if err != nil {
 		return nil, err
 	}
-	var out []Blocked
-	for _, name := range BlockSets {
-		s, err := f.set(c, name)
-		if err != nil {
-			return nil, err
-		}
-		els, err := c.GetSetElements(s)
-		if err != nil {
-			return nil, fmt.Errorf("netcfg: read set %s: %w", name, err)
-		}
-		out = append(out, decodeElements(els, s.Interval)...)
+	s, err := f.set(c, name)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Prefix.Addr().Less(out[j].Prefix.Addr()) })
-	return out, nil
+	els, err := c.GetSetElements(s)
+	if err != nil {
+		f.reset()
+		return nil, fmt.Errorf("netcfg: read set %s: %w", name, err)
+	}
+	return decodeElements(els, s.Interval), nil
 }
 
 // protected reports whether p overlaps a trusted SIP peer or an admin network in the kernel.
@@ -149,50 +159,6 @@ func (f *Firewall) protected(p netip.Prefix) (bool, error) {
 		}
 	}
 	return false, nil
-}
-
-// decodeElements turns set elements back into prefixes; interval sets hold each network as
-// a start element and an end element (the first address past it).
-func decodeElements(els []nftables.SetElement, interval bool) []Blocked {
-	var out []Blocked
-	if !interval {
-		for _, e := range els {
-			a, ok := netip.AddrFromSlice(e.Key)
-			if ok {
-				out = append(out, Blocked{Prefix: netip.PrefixFrom(a, a.BitLen()), Expires: e.Expires, Packets: elemPackets(e)})
-			}
-		}
-		return out
-	}
-	var starts, ends []nftables.SetElement
-	for _, e := range els {
-		if e.IntervalEnd {
-			ends = append(ends, e)
-		} else {
-			starts = append(starts, e)
-		}
-	}
-	for _, s := range starts {
-		a, ok := netip.AddrFromSlice(s.Key)
-		if !ok {
-			continue
-		}
-		bits := 0 // no end element: the range runs to the top of the address space
-		best := -1
-		for i, e := range ends {
-			b, _ := netip.AddrFromSlice(e.Key)
-			if a.Less(b) && (best < 0 || b.Less(mustAddr(ends[best].Key))) {
-				best = i
-			}
-		}
-		if best >= 0 {
-			bits = prefixLen(a, mustAddr(ends[best].Key))
-		} else {
-			bits = prefixLen(a, netip.Addr{})
-		}
-		out = append(out, Blocked{Prefix: netip.PrefixFrom(a, bits), Expires: s.Expires, Packets: elemPackets(s)})
-	}
-	return out
 }
 
 func mustAddr(b []byte) netip.Addr { a, _ := netip.AddrFromSlice(b); return a }

@@ -59,17 +59,19 @@ func Build(c *config.Config) *Table {
 	}
 	v4, v6 := split(c.SIPNetworks())
 	a4, a6 := split(c.Admin.Networks)
+	// The block sets come first: they outlive every re-apply (the other sets are made anew
+	// after them), so the kernel lists the sets in this order every time.
 	t.Sets = []*Set{
+		{Name: SetBlock4, Type: TypeIPv4, Timeout: true, Counter: true, Comment: "blocked addresses"},
+		{Name: SetBlock6, Type: TypeIPv6, Timeout: true, Counter: true, Comment: "blocked addresses"},
+		{Name: SetBlockNet4, Type: TypeIPv4, Interval: true, Timeout: true, Counter: true, Comment: "blocked networks"},
+		{Name: SetBlockNet6, Type: TypeIPv6, Interval: true, Timeout: true, Counter: true, Comment: "blocked networks"},
 		{Name: "uplinks", Type: TypeIfname, Elems: uplinks, Comment: "interfaces to the internet"},
 		{Name: "lan", Type: TypeIfname, Elems: []string{c.LAN.Interface}, Comment: "the office LAN"},
 		{Name: "sip_peers4", Type: TypeIPv4, Interval: true, Elems: v4, Comment: "trusted SIP trunk providers and remote offices"},
 		{Name: "sip_peers6", Type: TypeIPv6, Interval: true, Elems: v6, Comment: "trusted SIP trunk providers and remote offices"},
 		{Name: "admin4", Type: TypeIPv4, Interval: true, Elems: a4, Comment: "admin networks"},
 		{Name: "admin6", Type: TypeIPv6, Interval: true, Elems: a6, Comment: "admin networks"},
-		{Name: SetBlock4, Type: TypeIPv4, Timeout: true, Counter: true, Comment: "blocked addresses"},
-		{Name: SetBlock6, Type: TypeIPv6, Timeout: true, Counter: true, Comment: "blocked addresses"},
-		{Name: SetBlockNet4, Type: TypeIPv4, Interval: true, Timeout: true, Counter: true, Comment: "blocked networks"},
-		{Name: SetBlockNet6, Type: TypeIPv6, Interval: true, Timeout: true, Counter: true, Comment: "blocked networks"},
 	}
 	svcs := services(c)
 	for _, name := range config.SortedNames(c.Forward) {

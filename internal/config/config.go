@@ -17,18 +17,19 @@ import (
 
 // Config describes one site: its LAN, its two uplinks, its PBX and who may reach what.
 type Config struct {
-	Site     string              `toml:"site"`
-	LAN      LAN                 `toml:"lan"`
-	Uplink   Uplinks             `toml:"uplink"`
-	PBX      PBX                 `toml:"pbx"`
-	SIPPeers map[string]*SIPPeer `toml:"sip_peers"`
-	Admin    Admin               `toml:"admin"`
-	Forward  map[string]*Forward `toml:"forward"`
-	WAN      WAN                 `toml:"wan"`
-	SIPGuard SIPGuard            `toml:"sipguard"`
-	Notify   Notify              `toml:"notify"`
-	HAL      HAL                 `toml:"hal"`
-	Web      Web                 `toml:"web"`
+	Site      string              `toml:"site"`
+	LAN       LAN                 `toml:"lan"`
+	Uplink    Uplinks             `toml:"uplink"`
+	PBX       PBX                 `toml:"pbx"`
+	SIPPeers  map[string]*SIPPeer `toml:"sip_peers"`
+	Admin     Admin               `toml:"admin"`
+	Forward   map[string]*Forward `toml:"forward"`
+	WAN       WAN                 `toml:"wan"`
+	SIPGuard  SIPGuard            `toml:"sipguard"`
+	Notify    Notify              `toml:"notify"`
+	HAL       HAL                 `toml:"hal"`
+	Web       Web                 `toml:"web"`
+	Blocklist Blocklist           `toml:"blocklist"`
 
 	// Warnings are said on every start: things that are allowed but risky.
 	Warnings []string `toml:"-"`
@@ -127,7 +128,7 @@ type section interface {
 }
 
 func (c *Config) sections() []section {
-	return []section{&c.WAN, &c.SIPGuard, &c.Notify, &c.HAL, &c.Web}
+	return []section{&c.WAN, &c.SIPGuard, &c.Notify, &c.HAL, &c.Web, &c.Blocklist}
 }
 
 //go:embed example.toml

@@ -1,0 +1,142 @@
+package netcfg
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/officeedge/appliance/internal/config"
+)
+
+// Protections are what the box depends on and never blocks, from the config: the LAN, the
+// box's own addresses, the uplinks' gateways, the wan probe targets, the SIP trunks' OPTIONS
+// targets and networks, admin networks, the SMTP server, the DNS servers in resolvConf, and
+// [blocklist] protect. A host name (the SMTP server) is resolved with a short deadline;
+// one that does not resolve protects nothing until the next reload.
+func Protections(cfg *config.Config, resolvConf string) []Protection {
+	var out []Protection
+	add := func(p netip.Prefix, why string) {
+		if p.IsValid() {
+			out = append(out, Protection{Prefix: p.Masked(), Why: why})
+		}
+	}
+	host := func(a netip.Addr, why string) {
+		if a.IsValid() {
+			a = a.Unmap()
+			add(netip.PrefixFrom(a, a.BitLen()), why)
+		}
+	}
+	for _, a := range cfg.LAN.Addresses {
+		add(a.Masked(), "the office LAN")
+	}
+	for _, u := range cfg.Uplink.All() {
+		host(u.Address.Addr(), "the box's own address on uplink "+u.Name)
+		host(u.Address6.Addr(), "the box's own address on uplink "+u.Name)
+		host(u.Gateway.Addr, "the gateway of uplink "+u.Name)
+		host(u.Gateway6.Addr, "the gateway of uplink "+u.Name)
+	}
+	for _, t := range cfg.WAN.ProbeTargets() {
+		host(t.Addr.Addr(), "a wan probe target ("+t.String()+"): blocking it would fake an outage")
+	}
+	names := make([]string, 0, len(cfg.SIPPeers))
+	for n := range cfg.SIPPeers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		peer := cfg.SIPPeers[n]
+		for _, p := range peer.Networks {
+			add(p.Prefix, "trusted SIP peer "+n+" ("+peer.Kind+")")
+		}
+		if ap, err := netip.ParseAddrPort(peer.Options); err == nil {
+			host(ap.Addr(), "the OPTIONS target of SIP peer "+n)
+		}
+	}
+	for _, p := range cfg.Admin.Networks {
+		add(p.Prefix, "an admin network")
+	}
+	for _, p := range cfg.Blocklist.Protect {
+		add(p.Prefix, "[blocklist] protect")
+	}
+	if cfg.Notify.Enabled() {
+		h, _, _ := net.SplitHostPort(cfg.Notify.Server)
+		for _, a := range lookup(h) {
+			host(a, "the SMTP server "+cfg.Notify.Server)
+		}
+	}
+	for _, a := range nameservers(resolvConf) {
+		host(a, "a DNS server of the box ("+resolvConf+")")
+	}
+	return out
+}
+
+// lookup resolves a host name (or takes an address) within two seconds.
+func lookup(h string) []netip.Addr {
+	if a, err := netip.ParseAddr(h); err == nil {
+		return []netip.Addr{a}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	as, _ := net.DefaultResolver.LookupNetIP(ctx, "ip", h)
+	return as
+}
+
+// nameservers reads the nameserver lines of a resolv.conf.
+func nameservers(path string) []netip.Addr {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []netip.Addr
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) >= 2 && fs[0] == "nameserver" {
+			if a, err := netip.ParseAddr(fs[1]); err == nil {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// limits are the widest networks taken without force.
+type limits struct{ widest4, widest6 int }
+
+// refuse says why p may not be blocked: too wide (unless forced), or protected (never).
+func refuse(p netip.Prefix, force bool, prot []Protection, l limits) error {
+	widest := l.widest4
+	if p.Addr().Is6() {
+		widest = l.widest6
+	}
+	if !force && widest > 0 && p.Bits() < widest {
+		return &TooWideError{Prefix: p, Widest: widest}
+	}
+	for _, pr := range prot {
+		if pr.Prefix.Overlaps(p) {
+			return &ProtectedError{Prefix: p, By: pr}
+		}
+	}
+	return nil
+}
+
+// checkPrefix refuses what is not an address or network.
+func checkPrefix(p netip.Prefix) (netip.Prefix, error) {
+	if !p.IsValid() || p.Addr().Zone() != "" {
+		return p, fmt.Errorf("netcfg: %s is not an IP address or network", p)
+	}
+	if p.Addr().Is4In6() {
+		p = netip.PrefixFrom(p.Addr().Unmap(), max(0, p.Bits()-96))
+	}
+	return p.Masked(), nil
+}
