@@ -1,0 +1,238 @@
+// Command bench-blocklist measures the kernel owner with a community list of 500,000
+// addresses and 10,000 networks, in a network namespace of its own (root only): the first
+// apply, a reload, a restart on a kernel that kept the table and on one that lost it, a feed
+// refresh, and one block's latency with it all present. It prints `name value` and
+// `name p50=… p95=…` lines.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/netcfg"
+)
+
+func main() {
+	addrs := flag.Int("addrs", 500000, "addresses in the community list")
+	nets := flag.Int("nets", 10000, "networks in the community list")
+	blocks := flag.Int("blocks", 1000, "single blocks timed with the list present")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fail("bench-blocklist needs root (network namespaces, nftables)")
+	}
+	if err := run(*addrs, *nets, *blocks); err != nil {
+		fail(err.Error())
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "bench-blocklist:", msg)
+	os.Exit(1)
+}
+
+// List makes n addresses in 10.0.0.0/8 and m /28 networks in 172.16.0.0/12: nothing is ever
+// sent to them, they only fill the kernel's sets.
+func List(n, m int) []netip.Prefix {
+	out := make([]netip.Prefix, 0, n+m)
+	for i := range n {
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32))
+	}
+	for i := range m {
+		x := i << 4
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16 + byte(x>>16), byte(x >> 8), byte(x)}), 28))
+	}
+	return out
+}
+
+func namespace(name string) (int, func(), error) {
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return 0, nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
+	}
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		_ = exec.Command("ip", "netns", "del", name).Run()
+		return 0, nil, err
+	}
+	return int(h), func() { h.Close(); _ = exec.Command("ip", "netns", "del", name).Run() }, nil
+}
+
+type owner struct {
+	*netcfg.Owner
+	stop func()
+}
+
+func start(fd int, dir string, cfg *config.Config) (*owner, time.Duration, error) {
+	t0 := time.Now()
+	w, err := netcfg.NewOwner(netcfg.OwnerOptions{Firewall: netcfg.New(fd), StateDir: dir})
+	if err != nil {
+		return nil, 0, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	o := &owner{w, func() { cancel(); <-done }}
+	if err := w.SetConfig(cfg); err != nil {
+		o.stop()
+		return nil, 0, err
+	}
+	return o, time.Since(t0), nil
+}
+
+func run(nAddrs, nNets, nBlocks int) error {
+	cfg, err := config.Parse("lab.toml", lab.Config)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "bench-blocklist-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	prefix := fmt.Sprintf("bbl%d", os.Getpid())
+	fd, del, err := namespace(prefix + "-a")
+	if err != nil {
+		return err
+	}
+	defer del()
+	list := List(nAddrs, nNets)
+	want := nAddrs + nNets
+
+	// First apply: the ruleset on an empty kernel, then the whole list.
+	o, tCfg, err := start(fd, dir, cfg)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if _, err := o.SetFeed("community", list, 3*time.Hour); err != nil {
+		return err
+	}
+	tFeed := time.Since(t0)
+	if err := kernelHas(fd, o, list, want); err != nil {
+		return err
+	}
+	fmt.Printf("first_apply_s %.2f\n", (tCfg + tFeed).Seconds())
+
+	t0 = time.Now()
+	if err := o.SetConfig(cfg); err != nil {
+		return err
+	}
+	fmt.Printf("reload_ms %.1f\n", ms(time.Since(t0)))
+
+	// A refresh that changes 1% of the list.
+	next := slices.Clone(list)
+	for i := 0; i < len(next)/100; i++ {
+		next[i*100] = netip.PrefixFrom(netip.AddrFrom4([4]byte{11, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+	}
+	t0 = time.Now()
+	if _, err := o.SetFeed("community", next, 3*time.Hour); err != nil {
+		return err
+	}
+	fmt.Printf("feed_refresh_1pct_ms %.1f\n", ms(time.Since(t0)))
+	t0 = time.Now()
+	if _, err := o.SetFeed("community", next, 3*time.Hour); err != nil {
+		return err
+	}
+	fmt.Printf("feed_refresh_same_ms %.1f\n", ms(time.Since(t0)))
+
+	var lat []time.Duration
+	for i := range nBlocks {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64, byte(i >> 8), byte(i)}), 32)
+		t0 := time.Now()
+		if _, err := o.Block(netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceSIPGuard, By: "bench", Reason: "bench", For: time.Hour}); err != nil {
+			return err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	fmt.Printf("block_ms %s\n", pct(lat))
+	runtime.GC()
+	fmt.Printf("owner_heap_mb %.1f\n", heapMB())
+	fmt.Printf("process_rss_mb %.1f\n", rssMB())
+	o.stop()
+
+	// Restart on the same kernel (a daemon crash or update): the sets are still there.
+	o, tRestart, err := start(fd, dir, cfg)
+	if err != nil {
+		return err
+	}
+	if err := kernelHas(fd, o, next, want+nBlocks); err != nil {
+		return err
+	}
+	fmt.Printf("restart_kept_kernel_s %.2f\n", tRestart.Seconds())
+	o.stop()
+
+	// Restart on a kernel without the table (a reboot): everything is written again.
+	fd2, del2, err := namespace(prefix + "-b")
+	if err != nil {
+		return err
+	}
+	defer del2()
+	o, tFresh, err := start(fd2, dir, cfg)
+	if err != nil {
+		return err
+	}
+	if err := kernelHas(fd2, o, next, want+nBlocks); err != nil {
+		return err
+	}
+	fmt.Printf("restart_empty_kernel_s %.2f\n", tFresh.Seconds())
+	o.stop()
+	return nil
+}
+
+// kernelHas checks that the kernel holds every entry of list (point lookups: a dump of a big
+// set costs minutes) and that the owner counts n entries written.
+func kernelHas(fd int, o *owner, list []netip.Prefix, n int) error {
+	if got := o.State().Kernel.Total(); got != n {
+		return fmt.Errorf("the owner counts %d entries written, want %d", got, n)
+	}
+	t0 := time.Now()
+	found, err := netcfg.New(fd).Lookup(list)
+	if err != nil {
+		return err
+	}
+	if len(found) != len(list) {
+		return fmt.Errorf("the kernel has %d of the list's %d entries", len(found), len(list))
+	}
+	fmt.Fprintf(os.Stderr, "checked %d entries in the kernel in %s\n", len(list), time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func pct(ds []time.Duration) string {
+	slices.Sort(ds)
+	at := func(q float64) float64 { return ms(ds[min(len(ds)-1, int(q*float64(len(ds))))]) }
+	return fmt.Sprintf("p50=%.3f p95=%.3f p99=%.3f", at(0.5), at(0.95), at(0.99))
+}
+
+func heapMB() float64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return float64(m.HeapAlloc) / (1 << 20)
+}
+
+func rssMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			var kb float64
+			fmt.Sscan(f[1], &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
