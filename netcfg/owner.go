@@ -560,28 +560,23 @@ func (w *Owner) Watch() (<-chan struct{}, func()) {
 	}
 }
 
-// Packets reads the kernel's per-entry drop counters (a dump of the block sets, kept for 10 s;
-// with more than maxDump addresses written, only the networks are read).
+// Packets reads the kernel's drop counters of the non-feed entries (point lookups on a
+// socket of its own, beside the owner's writes; kept for 10 s).
 func (w *Owner) Packets() map[netip.Prefix]uint64 {
 	w.pmu.Lock()
 	defer w.pmu.Unlock()
 	if time.Since(w.packetsAt) < 10*time.Second {
 		return w.packets
 	}
-	sets := BlockSets
-	if st := w.State(); st.Kernel.Addrs4+st.Kernel.Addrs6 > maxDump {
-		sets = []string{SetBlockNet4, SetBlockNet6}
+	st := w.State()
+	ps := make([]netip.Prefix, 0, len(st.Entries))
+	for _, e := range st.Entries {
+		ps = append(ps, e.Prefix)
 	}
 	out := map[netip.Prefix]uint64{}
-	for _, name := range sets {
-		list, err := w.reader.setList(name)
-		if err != nil {
-			break
-		}
-		for _, b := range list {
-			if b.Packets > 0 {
-				out[b.Prefix] = b.Packets
-			}
+	if found, err := w.reader.Lookup(ps); err == nil {
+		for p, b := range found {
+			out[p] = b.Packets
 		}
 	}
 	w.packets, w.packetsAt = out, time.Now()

@@ -262,6 +262,17 @@ func TestOwnerOwnWritesAreNotDrift(t *testing.T) {
 	if st := w.State(); st.Kernel.Addrs4 != 10020 {
 		t.Fatalf("kernel counts %+v, want 10020 addresses", st.Kernel)
 	}
+	// Every one of them is in the kernel, found by key; one never blocked is not.
+	found, err := fw.Lookup(append(ps, pfx("198.19.0.0"), pfx("203.0.113.99")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 10001 {
+		t.Fatalf("lookup found %d entries, want 10001", len(found))
+	}
+	if b := found[pfx("198.19.0.0")]; b.Expires < 59*time.Minute || b.Expires > time.Hour {
+		t.Fatalf("a 1h block has %s left", b.Expires)
+	}
 }
 
 func firstHandle(t *testing.T, ns, chain string) string {
