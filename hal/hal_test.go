@@ -9,8 +9,6 @@ import (
 
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpiotest"
-
-	"github.com/officeedge/appliance/internal/events"
 )
 
 // fakeBoard is three gpiotest LEDs and a gpiotest button.
@@ -51,7 +49,7 @@ func (c *clock) now() time.Time { return c.t }
 func setup() (*clock, *fakeBoard, *Unit) {
 	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	f := newFake()
-	p := NewPanel(c.now, map[string]string{"FTTC": "primary", "LTE": "backup"}, time.Minute)
+	p := New(c.now, time.Minute)
 	return c, f, &Unit{Board: f, Panel: p}
 }
 
@@ -74,7 +72,10 @@ func TestLEDPatterns(t *testing.T) {
 	}
 
 	// Failover to the modem: uplink double-flashes, health blinks slowly.
-	u.Panel.Observe(events.Event{Kind: "wan.failover", Fields: map[string]string{"active": "LTE"}})
+	fine := State{Started: true, Active: RolePrimary}
+	onModem := fine
+	onModem.Active, onModem.PrimaryDown = RoleBackup, true
+	u.Panel.Update(onModem)
 	c.t = c.t.Add(time.Second)
 	if got := f.ledTrace(u, LEDUplink, c.t, 150*time.Millisecond, 2*time.Second); !strings.HasPrefix(got, "#.#..........") {
 		t.Errorf("uplink on backup = %q, want double flash #.#..........", got)
@@ -84,15 +85,18 @@ func TestLEDPatterns(t *testing.T) {
 	}
 
 	// Both uplinks down: uplink dark.
-	u.Panel.Observe(events.Event{Kind: "uplink.down", Fields: map[string]string{"uplink": "FTTC"}})
-	u.Panel.Observe(events.Event{Kind: "uplink.down", Fields: map[string]string{"uplink": "LTE"}})
+	down := onModem
+	down.BackupDown, down.BothDown = true, true
+	u.Panel.Update(down)
 	c.t = c.t.Add(10 * time.Second)
 	if got := f.ledTrace(u, LEDUplink, c.t, 100*time.Millisecond, 2*time.Second); got != strings.Repeat(".", 20) {
 		t.Errorf("uplink with both down = %q, want dark", got)
 	}
 
 	// A block: the alert LED blinks fast for the configured minute, then goes dark by itself.
-	u.Panel.Observe(events.Event{Kind: "sipguard.block", Fields: map[string]string{"addr": "192.0.2.66"}})
+	blocked := fine
+	blocked.LastBlock = c.t
+	u.Panel.Update(blocked)
 	if got := f.ledTrace(u, LEDAlert, c.t, 150*time.Millisecond, 1200*time.Millisecond); got != "#.#.#.#." {
 		t.Errorf("alert after a block = %q, want fast blink", got)
 	}
@@ -101,21 +105,31 @@ func TestLEDPatterns(t *testing.T) {
 		t.Errorf("alert long after a block = %q, want dark", got)
 	}
 
-	// Toll fraud: steady until acknowledged.
-	u.Panel.Observe(events.Event{Kind: "sipguard.tollfraud"})
+	// Toll fraud: steady while its alert is unacknowledged.
+	fraud := blocked
+	fraud.TollFraud = true
+	u.Panel.Update(fraud)
 	c.t = c.t.Add(time.Hour)
 	if got := f.ledTrace(u, LEDAlert, c.t, 100*time.Millisecond, time.Second); got != strings.Repeat("#", 10) {
 		t.Errorf("alert after toll fraud = %q, want steady on", got)
 	}
-	u.Panel.Acknowledge()
+	u.Panel.Update(blocked)
 	if got := f.ledTrace(u, LEDAlert, c.t, 100*time.Millisecond, time.Second); got != strings.Repeat(".", 10) {
 		t.Errorf("alert after acknowledge = %q, want dark", got)
 	}
 
-	// A refused configuration: health blinks fast again.
-	u.Panel.Observe(events.Event{Kind: "config.rejected"})
+	// A refused configuration: health blinks fast again; a trunk down: slowly.
+	refused := fine
+	refused.ConfigError = true
+	u.Panel.Update(refused)
 	if got := f.ledTrace(u, LEDHealth, c.t, 150*time.Millisecond, 600*time.Millisecond); got != "#.#." {
 		t.Errorf("health after a refused config = %q, want fast blink", got)
+	}
+	trunk := fine
+	trunk.Degraded = []string{"trunk ITSP down"}
+	u.Panel.Update(trunk)
+	if got := f.ledTrace(u, LEDHealth, c.t, 500*time.Millisecond, 4*time.Second); got != "##..##.." {
+		t.Errorf("health with a trunk down = %q, want slow blink", got)
 	}
 }
 
@@ -191,7 +205,7 @@ func TestButtonDebounceShortLong(t *testing.T) {
 // The simulated board goes through the same debounce and press logic, in real time.
 func TestSimBoardPress(t *testing.T) {
 	s := NewSimBoard()
-	p := NewPanel(nil, nil, 0)
+	p := New(nil, 0)
 	got := make(chan Press, 4)
 	u := &Unit{Board: s, Panel: p, OnPress: func(pr Press) { got <- pr }}
 	ctx, cancel := contextWithCancel()
@@ -232,32 +246,56 @@ func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
 
-// The wan part's events (failover with "to", operator overrides with "mode", both down) drive
-// the uplink LED.
-func TestWANEvents(t *testing.T) {
+// The uplink LED says which uplink carries traffic and whether it was forced.
+func TestUplinkLED(t *testing.T) {
 	c, _, u := setup()
 	c.t = c.t.Add(time.Minute)
-	pat := func() Pattern { return u.Panel.Patterns()[LEDUplink] }
-	u.Panel.Observe(events.Event{Kind: "wan.failover", Fields: map[string]string{"from": "primary", "to": "backup"}})
-	if pat() != DoubleFlash {
-		t.Errorf("after wan.failover: %s, want double-flash", pat())
+	pat := func(s State) Pattern { u.Panel.Update(s); return u.Panel.Patterns()[LEDUplink] }
+	for _, tc := range []struct {
+		name string
+		s    State
+		want Pattern
+	}{
+		{"on the fixed line", State{Started: true, Active: RolePrimary}, On},
+		{"failed over to the modem", State{Started: true, Active: RoleBackup, PrimaryDown: true}, DoubleFlash},
+		{"modem forced", State{Started: true, Active: RoleBackup, Forced: true}, SlowBlink},
+		{"fixed line forced", State{Started: true, Active: RolePrimary, Forced: true}, On},
+		{"both down", State{Started: true, Active: RolePrimary, PrimaryDown: true, BackupDown: true, BothDown: true}, Off},
+		{"nothing active", State{Started: true}, Off},
+	} {
+		if got := pat(tc.s); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
 	}
-	u.Panel.Observe(events.Event{Kind: "wan.override", Fields: map[string]string{"mode": "backup"}})
-	if pat() != SlowBlink || !u.Panel.Forced() {
-		t.Errorf("after an override to backup: %s forced=%v, want slow-blink", pat(), u.Panel.Forced())
+}
+
+// Changed hears of a state that differs from the last one, and only then.
+func TestPanelChanged(t *testing.T) {
+	_, _, u := setup()
+	woken := func() bool {
+		select {
+		case <-u.Panel.Changed():
+			return true
+		default:
+			return false
+		}
 	}
-	u.Panel.Observe(events.Event{Kind: "wan.override", Fields: map[string]string{"mode": "auto"}})
-	u.Panel.Observe(events.Event{Kind: "wan.failback", Fields: map[string]string{"from": "backup", "to": "primary"}})
-	if pat() != On || u.Panel.Forced() {
-		t.Errorf("after failback: %s forced=%v, want on", pat(), u.Panel.Forced())
+	s := State{Started: true, Active: RolePrimary, Degraded: []string{"trunk ITSP down"}}
+	u.Panel.Update(s)
+	if !woken() {
+		t.Fatal("a new state did not wake Changed")
 	}
-	u.Panel.Observe(events.Event{Kind: "wan.both_down", Fields: map[string]string{"active": "primary"}})
-	if pat() != Off {
-		t.Errorf("both down: %s, want off", pat())
+	u.Panel.Update(State{Started: true, Active: RolePrimary, Degraded: []string{"trunk ITSP down"}})
+	if woken() {
+		t.Error("the same state again woke Changed")
 	}
-	u.Panel.Observe(events.Event{Kind: "uplink.up", Fields: map[string]string{"uplink": "primary", "state": "up"}})
-	if pat() != On {
-		t.Errorf("primary back: %s, want on", pat())
+	s.Degraded[0] = "changed behind the panel's back"
+	if got := u.Panel.State().Degraded; got[0] != "trunk ITSP down" {
+		t.Errorf("the panel keeps the caller's slice: %v", got)
+	}
+	u.Panel.Update(State{Started: true, Active: RoleBackup})
+	if !woken() {
+		t.Error("a failover did not wake Changed")
 	}
 }
 

@@ -1,49 +1,93 @@
 package hal
 
 import (
-	"strings"
+	"reflect"
+	"slices"
 	"sync"
 	"time"
-
-	"github.com/officeedge/appliance/internal/events"
 )
 
-// Panel turns what happens on the box (events) into what the LEDs show. It knows the other
-// parts only by their event kinds: uplink.*, wan.*, trunk.*, sipguard.*, config.*, notify.*.
+// Uplink roles, as State.Active names them.
+const (
+	RolePrimary = "primary"
+	RoleBackup  = "backup"
+)
+
+// State is what the LEDs show, read from the other parts' typed state (the daemon's hal
+// part translates wan's status, the blocklist and the alerts into it).
+type State struct {
+	Started     bool      // the uplinks' health has been reported (or there is no wan to wait for)
+	Active      string    // RolePrimary or RoleBackup: the uplink carrying traffic
+	PrimaryDown bool      // the fixed line is down
+	BackupDown  bool      // the modem is down
+	BothDown    bool      // no uplink carries traffic
+	Forced      bool      // an uplink is forced by hand (button, page, CLI)
+	Degraded    []string  // other reasons the box is degraded: "trunk ITSP down", "alert emails failing"
+	LastBlock   time.Time // the newest block of an attacker not yet acknowledged (zero: none)
+	TollFraud   bool      // an unacknowledged toll-fraud alert
+	ConfigError bool      // the last configuration was refused
+}
+
+// normal is s with what compares equal made equal (no reasons: nil), copied.
+func (s State) normal() State {
+	if len(s.Degraded) == 0 {
+		s.Degraded = nil
+	}
+	s.Degraded = slices.Clone(s.Degraded)
+	return s
+}
+
+// Panel turns the box's state into what the LEDs show.
 type Panel struct {
-	mu         sync.Mutex
-	now        func() time.Time
-	started    time.Time
-	grace      time.Duration // health shows "starting" this long, or until the first uplink news
-	blinkFor   time.Duration // the alert LED blinks this long after a block
-	heardWAN   bool
-	configErr  bool
-	down       map[string]bool // uplinks (by name or role) reported down
-	active     string          // "primary" or "backup"
-	bothDown   bool
-	forced     bool
-	degraded   map[string]bool // other reasons: trunk down, mail failing
-	blockUntil time.Time
-	tollFraud  bool
-	since      map[string]time.Time // when each LED's pattern began (blinks start in phase)
-	last       map[string]Pattern
-	changed    chan struct{}
-	roles      map[string]string // uplink name → role, from the config
+	mu       sync.Mutex
+	now      func() time.Time
+	started  time.Time
+	grace    time.Duration // health shows "starting" this long, or until the uplinks are reported
+	blinkFor time.Duration // the alert LED blinks this long after a block
+	st       State
+	since    map[string]time.Time // when each LED's pattern began (blinks start in phase)
+	last     map[string]Pattern
+	changed  chan struct{}
 }
 
 // NewPanel returns a panel that starts on the primary uplink, showing "starting".
-// roles maps uplink names ("FTTC") to their roles ("primary").
+//
+// Deprecated: use New. roles is ignored: the daemon's hal part names uplinks by role.
+// It stays until internal/daemon/audit.go, its last caller, is gone.
 func NewPanel(now func() time.Time, roles map[string]string, blinkFor time.Duration) *Panel {
+	return New(now, blinkFor)
+}
+
+// New returns a panel that starts on the primary uplink, showing "starting". now is the
+// clock (nil: time.Now); blinkFor is how long the alert LED blinks after a block (0: 10 min).
+func New(now func() time.Time, blinkFor time.Duration) *Panel {
 	if now == nil {
 		now = time.Now
 	}
 	if blinkFor == 0 {
 		blinkFor = 10 * time.Minute
 	}
-	p := &Panel{now: now, started: now(), grace: 5 * time.Second, blinkFor: blinkFor, active: "primary",
-		down: map[string]bool{}, degraded: map[string]bool{}, since: map[string]time.Time{},
-		last: map[string]Pattern{}, changed: make(chan struct{}, 1), roles: roles}
-	return p
+	return &Panel{now: now, started: now(), grace: 5 * time.Second, blinkFor: blinkFor,
+		st: State{Active: RolePrimary}, since: map[string]time.Time{}, last: map[string]Pattern{}, changed: make(chan struct{}, 1)}
+}
+
+// Update takes the box's state in; Changed hears of it when it differs from the last one.
+func (p *Panel) Update(s State) {
+	s = s.normal()
+	p.mu.Lock()
+	same := reflect.DeepEqual(p.st, s)
+	p.st = s
+	p.mu.Unlock()
+	if !same {
+		p.poke()
+	}
+}
+
+// State returns the state last given to Update.
+func (p *Panel) State() State {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.st.normal()
 }
 
 // Changed receives a value whenever an LED's pattern may have changed.
@@ -54,130 +98,6 @@ func (p *Panel) poke() {
 	case p.changed <- struct{}{}:
 	default:
 	}
-}
-
-func (p *Panel) role(name string) string {
-	if r, ok := p.roles[name]; ok {
-		return r
-	}
-	return name
-}
-
-// uplinkOf names the uplink an event is about (wan's field names are not fixed yet: accept the
-// likely ones).
-func uplinkOf(e events.Event) string {
-	for _, k := range []string{"uplink", "role", "name", "link", "interface"} {
-		if v := e.Fields[k]; v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-// Observe takes one event into account.
-func (p *Panel) Observe(e events.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	k := strings.ToLower(e.Kind)
-	switch {
-	case k == "config.rejected":
-		p.configErr = true
-	case k == "config.changed":
-		p.configErr = false
-	case strings.HasPrefix(k, "notify."):
-		if strings.Contains(k, "fail") {
-			p.degraded["mail"] = true
-		} else if strings.Contains(k, "sent") {
-			delete(p.degraded, "mail")
-		}
-	case strings.HasPrefix(k, "trunk.") || strings.HasPrefix(k, "sipguard.trunk"):
-		if strings.HasSuffix(k, ".down") {
-			p.degraded["trunk:"+e.Fields["trunk"]] = true
-		} else if strings.HasSuffix(k, ".up") {
-			delete(p.degraded, "trunk:"+e.Fields["trunk"])
-		}
-	case strings.HasPrefix(k, "uplink.") || strings.HasPrefix(k, "wan."):
-		p.heardWAN = true
-		p.observeWAN(k, e)
-	case strings.HasPrefix(k, "sipguard."):
-		switch {
-		case strings.Contains(k, "toll"):
-			p.tollFraud = true
-		case strings.Contains(k, "unblock"):
-		case strings.Contains(k, "block") || strings.Contains(k, "flood"):
-			at := e.Time
-			if at.IsZero() {
-				at = p.now()
-			}
-			if until := at.Add(p.blinkFor); until.After(p.blockUntil) {
-				p.blockUntil = until
-			}
-		}
-	case k == "alert.acknowledged":
-		p.tollFraud = false
-		p.blockUntil = time.Time{}
-	}
-	p.poke()
-}
-
-func (p *Panel) observeWAN(k string, e events.Event) {
-	if v := firstOf(e.Fields["active"], e.Fields["to"]); v != "" && v != "none" {
-		p.active = p.role(v)
-	}
-	if m := e.Fields["mode"]; m != "" && (strings.Contains(k, "force") || strings.Contains(k, "override")) {
-		p.forced = m == "backup" || m == "primary"
-	}
-	name := p.role(uplinkOf(e))
-	state := e.Fields["state"]
-	switch {
-	case strings.HasSuffix(k, ".down"):
-		state = "down"
-	case strings.HasSuffix(k, ".up"):
-		state = "up"
-	}
-	if name != "" && state != "" {
-		p.down[name] = state == "down"
-		if state == "up" {
-			p.bothDown = false
-		}
-	}
-	switch {
-	case strings.Contains(k, "failover") && e.Fields["to"] == "" && e.Fields["active"] == "":
-		p.active = "backup"
-	case strings.Contains(k, "failback") && e.Fields["to"] == "" && e.Fields["active"] == "":
-		p.active = "primary"
-	case strings.HasSuffix(k, "both_down"):
-		p.bothDown = true
-	case strings.HasSuffix(k, "online"):
-		p.bothDown = false
-	}
-	if p.down["primary"] && p.down["backup"] {
-		p.bothDown = true
-	}
-}
-
-// SetForced records that the backup uplink was forced (or automatic again).
-func (p *Panel) SetForced(forced bool) {
-	p.mu.Lock()
-	p.forced = forced
-	p.mu.Unlock()
-	p.poke()
-}
-
-// Forced says whether the backup uplink is forced.
-func (p *Panel) Forced() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.forced
-}
-
-// Acknowledge clears the alert LED.
-func (p *Panel) Acknowledge() {
-	p.mu.Lock()
-	p.tollFraud = false
-	p.blockUntil = time.Time{}
-	p.mu.Unlock()
-	p.poke()
 }
 
 // LEDState is one LED as it is now.
@@ -195,35 +115,10 @@ func (p *Panel) Patterns() map[string]Pattern {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	out := map[string]Pattern{}
-
-	switch {
-	case p.configErr || (!p.heardWAN && now.Sub(p.started) < p.grace):
-		out[LEDHealth] = FastBlink
-	case p.bothDown || p.active != "primary" || p.down["primary"] || p.down["backup"] || len(p.degraded) > 0:
-		out[LEDHealth] = SlowBlink
-	default:
-		out[LEDHealth] = On
-	}
-
-	switch {
-	case p.bothDown || p.active == "":
-		out[LEDUplink] = Off
-	case p.forced && p.active == "backup":
-		out[LEDUplink] = SlowBlink
-	case p.active == "backup":
-		out[LEDUplink] = DoubleFlash
-	default:
-		out[LEDUplink] = On
-	}
-
-	switch {
-	case p.tollFraud:
-		out[LEDAlert] = On
-	case now.Before(p.blockUntil):
-		out[LEDAlert] = FastBlink
-	default:
-		out[LEDAlert] = Off
+	out := map[string]Pattern{
+		LEDHealth: p.health(now),
+		LEDUplink: p.uplink(),
+		LEDAlert:  p.alert(now),
 	}
 	for n, pat := range out {
 		if p.last[n] != pat {
@@ -232,6 +127,44 @@ func (p *Panel) Patterns() map[string]Pattern {
 		}
 	}
 	return out
+}
+
+// health is the health LED's pattern; p.mu is held.
+func (p *Panel) health(now time.Time) Pattern {
+	s := p.st
+	switch {
+	case s.ConfigError || (!s.Started && now.Sub(p.started) < p.grace):
+		return FastBlink
+	case s.BothDown || s.Active != RolePrimary || s.PrimaryDown || s.BackupDown || len(s.Degraded) > 0:
+		return SlowBlink
+	}
+	return On
+}
+
+// uplink is the uplink LED's pattern; p.mu is held.
+func (p *Panel) uplink() Pattern {
+	s := p.st
+	switch {
+	case s.BothDown || s.Active == "":
+		return Off
+	case s.Forced && s.Active == RoleBackup:
+		return SlowBlink
+	case s.Active == RoleBackup:
+		return DoubleFlash
+	}
+	return On
+}
+
+// alert is the alert LED's pattern; p.mu is held.
+func (p *Panel) alert(now time.Time) Pattern {
+	s := p.st
+	switch {
+	case s.TollFraud:
+		return On
+	case !s.LastBlock.IsZero() && now.Before(s.LastBlock.Add(p.blinkFor)):
+		return FastBlink
+	}
+	return Off
 }
 
 // LEDs returns every LED's state now.
@@ -252,13 +185,4 @@ func (p *Panel) LEDs() []LEDState {
 		out = append(out, st)
 	}
 	return out
-}
-
-func firstOf(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }

@@ -1,10 +1,12 @@
 package netcfg
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/big"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -219,10 +221,15 @@ func current(c *nftables.Conn) (*installed, error) {
 			}
 		}
 	}
-	sets, err := c.GetSets(tbl)
-	if errors.Is(err, unix.ENOENT) {
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("netcfg: list tables: %w", err)
+	}
+	if !slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }) {
 		return in, nil
 	}
+	in.exists = true
+	sets, err := c.GetSets(tbl)
 	if err != nil {
 		return nil, fmt.Errorf("netcfg: list sets: %w", err)
 	}
@@ -288,18 +295,36 @@ func (f *Firewall) Verify(t *Table) ([]string, error) {
 }
 
 // Generation is the kernel's nftables ruleset generation: every committed change, by anyone,
-// moves it on.
+// moves it on by one. (google/nftables v0.3.0 has no call for it: one GETGEN message.)
 func (f *Firewall) Generation() (uint32, error) {
-	c, err := f.conn()
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: f.netns})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("netcfg: open netlink: %w", err)
 	}
-	g, err := c.GetGen()
+	defer c.Close()
+	msgs, err := c.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
 	if err != nil {
-		f.reset()
 		return 0, fmt.Errorf("netcfg: read ruleset generation: %w", err)
 	}
-	return g.ID, nil
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			continue
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_GEN_ID {
+				return ad.Uint32(), nil
+			}
+		}
+	}
+	return 0, errors.New("netcfg: read ruleset generation: no answer")
 }
 
 var hooks = map[string]*nftables.ChainHook{

@@ -1,12 +1,14 @@
 package netcfg
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 )
 
 // elemOp is one change to a block set: p is deleted (del) and/or added with timeout (0: until
@@ -19,12 +21,13 @@ type elemOp struct {
 	timeout time.Duration
 }
 
-// chunk is how many elements one transaction carries: small enough for any kernel's netlink
-// buffers and quick to retry, big enough that 500k entries take a few hundred round trips.
-const chunk = 4096
+// chunk is how many elements one transaction carries: each set's elements go in one netlink
+// message, whose attribute length is 16 bits (64 KiB: about 1,500 IPv4 elements with
+// timeouts), and a small batch is quick to retry. 500k entries take about 500 round trips.
+const chunk = 1024
 
-// writeOps applies block set changes in chunks, each its own transaction. Deletes are
-// "destroy" (kernel 6.3+): an element the kernel already expired is not an error.
+// writeOps applies block set changes in chunks, each its own transaction; it returns how
+// many transactions it committed.
 func (f *Firewall) writeOps(ops []elemOp) (commits int, err error) {
 	for len(ops) > 0 {
 		n, i := 0, 0
@@ -52,8 +55,45 @@ func opElems(o elemOp) int {
 	return n
 }
 
-// writeChunk sends one transaction: the deletes, then the adds.
+// writeChunk sends one transaction: the deletes, then the adds. A delete of an element the
+// kernel expired meanwhile fails the whole transaction (ENOENT); the chunk is then sent
+// again without the deletes of elements that are gone.
 func (f *Firewall) writeChunk(ops []elemOp) error {
+	err := f.sendChunk(ops)
+	if !errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	present, lerr := f.Lookup(deleted(ops))
+	if lerr != nil {
+		return err
+	}
+	kept := make([]elemOp, 0, len(ops))
+	for _, o := range ops {
+		if _, ok := present[o.p]; o.del && !ok {
+			o.del = false
+			if !o.add {
+				continue
+			}
+		}
+		kept = append(kept, o)
+	}
+	return f.sendChunk(kept)
+}
+
+func deleted(ops []elemOp) []netip.Prefix {
+	var out []netip.Prefix
+	for _, o := range ops {
+		if o.del {
+			out = append(out, o.p)
+		}
+	}
+	return out
+}
+
+func (f *Firewall) sendChunk(ops []elemOp) error {
+	if len(ops) == 0 {
+		return nil
+	}
 	c, err := f.conn()
 	if err != nil {
 		return err
@@ -70,13 +110,17 @@ func (f *Firewall) writeChunk(ops []elemOp) error {
 		}
 	}
 	for _, name := range BlockSets {
-		if err := c.SetDestroyElements(blockSet(name), dels[name]); err != nil {
-			return err
+		if len(dels[name]) > 0 {
+			if err := c.SetDeleteElements(blockSet(name), dels[name]); err != nil {
+				return err
+			}
 		}
 	}
 	for _, name := range BlockSets {
-		if err := c.SetAddElements(blockSet(name), adds[name]); err != nil {
-			return err
+		if len(adds[name]) > 0 {
+			if err := c.SetAddElements(blockSet(name), adds[name]); err != nil {
+				return err
+			}
 		}
 	}
 	if err := c.Flush(); err != nil {

@@ -210,7 +210,7 @@ func (w *Owner) setConfig(cfg *config.Config, tbl *Table, prot []Protection) err
 	case first:
 		// The kernel kept the sets (a restart): make them what was saved, which a crash
 		// between a write and its save may have left behind.
-		for _, m := range w.repairElements() {
+		for _, m := range w.syncElements(true) {
 			w.o.Log.Info("netcfg: blocklist synced at start", "found", m)
 		}
 	case foreign:
@@ -346,6 +346,9 @@ func (w *Owner) block(r BlockRequest) (Entry, error) {
 		return Entry{}, fmt.Errorf("netcfg: block %s: %w", p, err)
 	}
 	w.dirty = true
+	if r.Source == SourceManual {
+		w.save(true) // a person's block survives a crash right after it; detectors' are batched
+	}
 	e, _ := w.bl.entry(p)
 	return e, nil
 }
@@ -389,6 +392,7 @@ func (w *Owner) unblock(p netip.Prefix, by string) (Entry, error) {
 		return Entry{}, fmt.Errorf("netcfg: unblock %s: %w", p, err)
 	}
 	w.dirty = true
+	w.save(true)
 	w.event(events.Info, "firewall.unblocked", fmt.Sprintf("%s unblocked by %s", p, by), p)
 	return e, nil
 }
@@ -561,11 +565,11 @@ func (w *Owner) Watch() (<-chan struct{}, func()) {
 }
 
 // Packets reads the kernel's drop counters of the non-feed entries (point lookups on a
-// socket of its own, beside the owner's writes; kept for 10 s).
+// socket of its own, beside the owner's writes; kept for 2 s).
 func (w *Owner) Packets() map[netip.Prefix]uint64 {
 	w.pmu.Lock()
 	defer w.pmu.Unlock()
-	if time.Since(w.packetsAt) < 10*time.Second {
+	if time.Since(w.packetsAt) < 2*time.Second {
 		return w.packets
 	}
 	st := w.State()
@@ -818,7 +822,12 @@ const maxDump = 20000
 // the ruleset: small sets are read back and the difference written; big ones have every
 // wanted element written again (adds are idempotent and linear), and entries added by hand
 // are then left alone.
-func (w *Owner) repairElements() []string {
+func (w *Owner) repairElements() []string { return w.syncElements(false) }
+
+// syncElements is repairElements; adopt takes entries the kernel has and the desired state
+// lacks as restored claims instead of deleting them (at start: a crash between a write and
+// its save must not lose a block).
+func (w *Owner) syncElements(adopt bool) []string {
 	now := time.Now()
 	wantAll := map[netip.Prefix]want{}
 	for _, p := range w.bl.singles() {
@@ -839,7 +848,7 @@ func (w *Owner) repairElements() []string {
 		}
 		out = append(out, fmt.Sprintf("the ruleset was changed by someone else; all %d blocklist entries were written again", len(ops)))
 	} else {
-		have := map[netip.Prefix]bool{}
+		have := map[netip.Prefix]time.Duration{}
 		for _, name := range BlockSets {
 			list, err := w.fw.setList(name)
 			if err != nil {
@@ -847,31 +856,48 @@ func (w *Owner) repairElements() []string {
 				return nil
 			}
 			for _, b := range list {
-				have[b.Prefix] = true
+				have[b.Prefix] = b.Expires
 			}
 		}
 		missing, extra := 0, 0
 		for p, x := range wantAll {
-			if !have[p] {
+			if _, ok := have[p]; !ok {
 				missing++
 				ops = append(ops, elemOp{p: p, add: true, timeout: x.timeout(now)})
 			}
 		}
-		for p := range have {
-			if _, ok := wantAll[p]; !ok && w.bl.want(p, now) == (want{}) && w.nets[p] == (want{}) {
-				extra++
-				ops = append(ops, elemOp{p: p, del: true})
+		for p, left := range have {
+			if _, ok := wantAll[p]; ok || w.bl.want(p, now) != (want{}) || w.nets[p] != (want{}) {
+				continue
 			}
+			extra++
+			if adopt {
+				c := Claim{Source: SourceRestore, By: "kernel", Reason: "found in the kernel at start", Since: now}
+				if left > 0 {
+					c.Until = now.Add(left)
+				}
+				w.bl.claims[p] = merge(w.bl.claims[p], c)
+				w.dirty = true
+				continue
+			}
+			ops = append(ops, elemOp{p: p, del: true})
+		}
+		if adopt && extra > 0 {
+			w.nets = collapse(w.bl.allNets(now))
+			w.recount()
 		}
 		if missing > 0 {
 			out = append(out, fmt.Sprintf("%d blocklist entries were missing from the kernel", missing))
 		}
-		if extra > 0 {
+		switch {
+		case extra > 0 && adopt:
+			out = append(out, fmt.Sprintf("%d entries in the kernel were not in the saved blocklist: kept", extra))
+		case extra > 0:
 			out = append(out, fmt.Sprintf("%d entries nobody asked for were in the kernel's blocklist", extra))
 		}
 	}
 	if len(ops) == 0 {
-		return nil
+		return out
 	}
 	n, err := w.fw.writeOps(ops)
 	w.gen += uint32(n)

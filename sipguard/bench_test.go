@@ -22,22 +22,24 @@ import (
 	"github.com/officeedge/appliance/sipguard"
 )
 
-// timedFirewall records when each block reached the kernel.
-type timedFirewall struct {
-	*netcfg.Firewall
+// timedOwner records when each block reached the kernel (the owner's Block returned).
+type timedOwner struct {
+	*netcfg.Owner
 	mu sync.Mutex
 	at map[netip.Addr]time.Time
 }
 
-func (f *timedFirewall) Block(p netip.Prefix, d time.Duration) error {
-	err := f.Firewall.Block(p, d)
-	f.mu.Lock()
-	f.at[p.Addr()] = time.Now()
-	f.mu.Unlock()
-	return err
+func (f *timedOwner) Block(r netcfg.BlockRequest) (netcfg.Entry, error) {
+	e, err := f.Owner.Block(r)
+	if err == nil {
+		f.mu.Lock()
+		f.at[r.Prefix.Addr()] = time.Now()
+		f.mu.Unlock()
+	}
+	return e, err
 }
 
-func (f *timedFirewall) when(a netip.Addr) (time.Time, bool) {
+func (f *timedOwner) when(a netip.Addr) (time.Time, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t, ok := f.at[a]
@@ -76,11 +78,11 @@ func BenchmarkTimeToBlock(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nsh.Close()
-	fw := &timedFirewall{Firewall: netcfg.New(int(nsh)), at: map[netip.Addr]time.Time{}}
-	if err := fw.Apply(netcfg.Build(cfg)); err != nil {
-		b.Fatal(err)
-	}
-	g, err := sipguard.New(sipguard.Options{Thresholds: sipguard.ThresholdsFrom(cfg), Firewall: fw,
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := startOwner(b, int(nsh), cfg)
+	fw := &timedOwner{Owner: w, at: map[netip.Addr]time.Time{}}
+	g, err := sipguard.New(sipguard.Options{Thresholds: sipguard.ThresholdsFrom(cfg), Blocker: fw,
 		Protected: sipguard.ProtectedFrom(cfg), EvidenceAfter: time.Second})
 	if err != nil {
 		b.Fatal(err)
@@ -89,8 +91,6 @@ func BenchmarkTimeToBlock(b *testing.B) {
 	if err := l.Do(lab.HostBox, func() (err error) { cp, err = sipguard.Listen(lab.BoxLANIf, []uint16{5060}); return err }); err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	go cp.Serve(ctx, g)
 	go g.Run(ctx)
 	sink, err := l.ListenUDP(lab.HostPBX, lab.PBX4+":5060")
@@ -196,7 +196,7 @@ func probe(src, ua string, sent time.Time) string {
 // detectors) with 100,000 distinct sources tracked. Run with -cpu 1 for the one-core rate;
 // reports messages per second and the process's resident memory.
 func BenchmarkHandle100k(b *testing.B) {
-	g, err := sipguard.New(sipguard.Options{Thresholds: sipguard.ThresholdsFrom(mustLabConfig(b)), Firewall: nopFirewall{}})
+	g, err := sipguard.New(sipguard.Options{Thresholds: sipguard.ThresholdsFrom(mustLabConfig(b)), Blocker: nopBlocker{}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -250,11 +250,16 @@ func rssMB() float64 {
 	return -1
 }
 
-type nopFirewall struct{}
+// nopBlocker blocks nothing: the per-packet benchmark never reaches it.
+type nopBlocker struct{}
 
-func (nopFirewall) Block(netip.Prefix, time.Duration) error { return nil }
-func (nopFirewall) Unblock(netip.Prefix) error              { return nil }
-func (nopFirewall) Blocklist() ([]netcfg.Blocked, error)    { return nil, nil }
+func (nopBlocker) Block(netcfg.BlockRequest) (netcfg.Entry, error)    { return netcfg.Entry{}, nil }
+func (nopBlocker) Unblock(netip.Prefix, string) (netcfg.Entry, error) { return netcfg.Entry{}, nil }
+func (nopBlocker) Lookup(netip.Prefix) (netcfg.Entry, bool)           { return netcfg.Entry{}, false }
+func (nopBlocker) Watch() (<-chan struct{}, func())                   { return nil, func() {} }
+func (nopBlocker) SetFeed(string, []netip.Prefix, time.Duration) (netcfg.FeedResult, error) {
+	return netcfg.FeedResult{}, nil
+}
 
 func mustLabConfig(b testing.TB) *config.Config {
 	cfg, err := config.Parse("lab.toml", lab.Config)

@@ -7,11 +7,16 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"time"
 
 	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/officeedge/appliance/internal/events"
 )
 
 type ipInfo struct {
@@ -197,6 +202,8 @@ type Capturer struct {
 	c     *packet.Conn
 	name  string
 	ports []uint16
+	prog  []bpf.RawInstruction
+	ns    netns.NsHandle // the namespace Listen ran in: the socket is re-opened there
 }
 
 // Listen opens the capture socket. It belongs to the network namespace of the calling
@@ -209,13 +216,27 @@ type Capturer struct {
 // reach the LAN, so they are never copied to user space. Uplinks can be added (interfaces
 // in [sipguard]) to also watch traffic the forward chain refuses anyway.
 func Listen(ifname string, ports []uint16) (*Capturer, error) {
-	ifi, err := net.InterfaceByName(ifname)
-	if err != nil {
-		return nil, fmt.Errorf("sipguard: capture on %s: %w", ifname, err)
-	}
 	prog, err := Filter(ports)
 	if err != nil {
 		return nil, err
+	}
+	c, err := openPacket(ifname, prog)
+	if err != nil {
+		return nil, err
+	}
+	// Without a handle on the namespace, re-opening happens in the serving thread's.
+	ns, err := netns.Get()
+	if err != nil {
+		ns = netns.None()
+	}
+	return &Capturer{c: c, name: ifname, ports: ports, prog: prog, ns: ns}, nil
+}
+
+// openPacket opens a cooked packet socket on ifname, in the calling thread's namespace.
+func openPacket(ifname string, prog []bpf.RawInstruction) (*packet.Conn, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("sipguard: capture on %s: %w", ifname, err)
 	}
 	c, err := packet.Listen(ifi, packet.Datagram, unix.ETH_P_ALL, nil)
 	if err != nil {
@@ -225,17 +246,73 @@ func Listen(ifname string, ports []uint16) (*Capturer, error) {
 		c.Close()
 		return nil, fmt.Errorf("sipguard: capture on %s: filter: %w", ifname, err)
 	}
-	return &Capturer{c: c, name: ifname, ports: ports}, nil
+	return c, nil
 }
 
-// Serve hands every captured packet to g until ctx ends; it closes the socket.
+// reopen opens a new socket on the interface in the Capturer's namespace.
+func (cp *Capturer) reopen() (*packet.Conn, error) {
+	if !cp.ns.IsOpen() {
+		return openPacket(cp.name, cp.prog)
+	}
+	type result struct {
+		c   *packet.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread, switched to another namespace, is retired with
+		// this goroutine instead of going back to the scheduler.
+		runtime.LockOSThread()
+		if err := netns.Set(cp.ns); err != nil {
+			done <- result{nil, fmt.Errorf("sipguard: capture on %s: enter namespace: %w", cp.name, err)}
+			return
+		}
+		c, err := openPacket(cp.name, cp.prog)
+		done <- result{c, err}
+	}()
+	r := <-done
+	return r.c, r.err
+}
+
+// Serve hands every captured packet to g until ctx ends; it closes the socket. When the
+// interface goes down or away, capture pauses until it is back up, then resumes on a new
+// socket; other errors end Serve.
 func (cp *Capturer) Serve(ctx context.Context, g *Guard) error {
-	defer cp.c.Close()
-	stop := context.AfterFunc(ctx, func() { _ = cp.c.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() {
+		if cp.c != nil {
+			cp.c.Close()
+		}
+		if cp.ns.IsOpen() {
+			cp.ns.Close()
+		}
+	}()
 	buf := make([]byte, 65536)
 	for {
-		n, _, err := cp.c.ReadFrom(buf)
+		err := cp.read(ctx, g, buf)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		why, down := linkGone(err)
+		if !down {
+			return fmt.Errorf("sipguard: capture on %s: %w", cp.name, err)
+		}
+		cp.c.Close()
+		cp.c = nil
+		g.captureEvent(cp.name, events.Warn, fmt.Sprintf("capture on %s paused: %s", cp.name, why))
+		if err := cp.resume(ctx); err != nil || ctx.Err() != nil {
+			return err
+		}
+		g.captureEvent(cp.name, events.Info, fmt.Sprintf("capture on %s resumed", cp.name))
+	}
+}
+
+// read serves packets from the current socket until ctx ends (nil) or reading fails.
+func (cp *Capturer) read(ctx context.Context, g *Guard, buf []byte) error {
+	c := cp.c
+	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	for {
+		n, _, err := c.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -244,13 +321,80 @@ func (cp *Capturer) Serve(ctx context.Context, g *Guard) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			return fmt.Errorf("sipguard: capture on %s: %w", cp.name, err)
+			return err
 		}
 		if !sipPorts(buf[:n], cp.ports) {
 			continue
 		}
 		g.Handle(time.Now(), buf[:n])
 	}
+}
+
+// linkGone says whether a read error means the interface went down or away, and which.
+func linkGone(err error) (string, bool) {
+	switch {
+	case errors.Is(err, unix.ENETDOWN):
+		return "link down", true
+	case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
+		return "interface gone", true
+	}
+	return "", false
+}
+
+// linkPoll is how often a paused capture looks at its interface.
+const linkPoll = 200 * time.Millisecond
+
+// resume waits until the interface exists and is up, then opens a new socket on it. It
+// returns nil with no socket when ctx ends.
+func (cp *Capturer) resume(ctx context.Context) error {
+	h, err := cp.linkHandle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	tick := time.NewTicker(linkPoll)
+	defer tick.Stop()
+	for {
+		// The first look comes one poll later too: a link that flaps cannot spin this loop.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if !linkUp(h, cp.name) {
+			continue
+		}
+		c, err := cp.reopen()
+		if err == nil {
+			cp.c = c
+			return nil
+		}
+		if linkUp(h, cp.name) {
+			return err // up, and still no socket: not the link's doing
+		}
+		// It went away again between the look and the open: keep waiting.
+	}
+}
+
+// linkHandle is a netlink handle in the Capturer's namespace.
+func (cp *Capturer) linkHandle() (*netlink.Handle, error) {
+	var h *netlink.Handle
+	var err error
+	if cp.ns.IsOpen() {
+		h, err = netlink.NewHandleAt(cp.ns)
+	} else {
+		h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sipguard: capture on %s: watch the link: %w", cp.name, err)
+	}
+	return h, nil
+}
+
+// linkUp reports whether the interface exists and is administratively up.
+func linkUp(h *netlink.Handle, name string) bool {
+	l, err := h.LinkByName(name)
+	return err == nil && l.Attrs().Flags&net.FlagUp != 0
 }
 
 // sipPorts does, for an IPv6 packet with extension headers, the port check the BPF filter
@@ -271,7 +415,7 @@ func sipPorts(b []byte, ports []uint16) bool {
 	return false
 }
 
-// Capture listens on ifname and serves g until ctx ends.
+// Capture listens on ifname and serves g until ctx ends, pausing while the link is down.
 func Capture(ctx context.Context, ifname string, ports []uint16, g *Guard) error {
 	cp, err := Listen(ifname, ports)
 	if err != nil {

@@ -17,10 +17,13 @@
 // flood, toll fraud (INVITEs to denied destinations; calls per minute and concurrent calls
 // per internet source), and the posture check (auth name equal to the extension number).
 //
-// Verdicts go to a worker: netcfg blocklist with escalating timeouts (1h, 24h, 7d by
-// default), conntrack entries of the source deleted, an event, blocks.json (restored into
-// the kernel at start), and, a few seconds later, a pcapng of the source's recent packets
-// and an abuse report. Trusted peers, admin networks and office hosts are never blocked:
+// Verdicts go to a worker: a block request to the owner of the kernel blocklist
+// (netcfg.Owner, which merges it with other claims, persists it and restores it at start)
+// with escalating timeouts (1h, 24h, 7d by default), conntrack entries of the source
+// deleted, an event, sipguard's own record in blocks.json (reason, offense, evidence;
+// dropped once the owner no longer holds the block), and, a few seconds later, a pcapng of
+// the source's recent packets and an abuse report. Community lists (RunFeed) go to the
+// owner as feeds. A capture pauses while its interface is down or gone and resumes after. Trusted peers, admin networks and office hosts are never blocked:
 // they raise alerts. Kernel backstops (netcfg/sipguard.go): a per-source packet-rate meter
 // on the SIP port and a payload match dropping UDP INVITEs to denied destinations on their
 // way out to the internet.

@@ -7,15 +7,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/officeedge/appliance/internal/events"
-	"github.com/officeedge/appliance/internal/store"
 )
 
 // Feed is a community blocklist imported on a schedule.
@@ -166,106 +166,75 @@ func (f Feed) Load(ctx context.Context, client *http.Client) ([]netip.Prefix, er
 	return nil, fmt.Errorf("more than 1000 pages")
 }
 
-func (g *Guard) feedPath(name string) string {
-	if g.o.StateDir == "" {
-		return ""
-	}
-	return filepath.Join(g.o.StateDir, "feed-"+name+".txt")
+// FeedOptions say where a feed's lists go.
+type FeedOptions struct {
+	Blocker Blocker      // the owner: it keeps each list in force, and on disk, until keep runs out
+	Bus     *events.Bus  // sipguard.feed events
+	Log     *slog.Logger //
+	Client  *http.Client // nil: one with a timeout, so a hung server only delays its own feed
 }
 
-func (g *Guard) feedOf(p netip.Prefix) string {
-	g.smu.Lock()
-	defer g.smu.Unlock()
-	for name, set := range g.feeds {
-		if set[p] {
-			return name
-		}
-	}
-	return ""
-}
+// feedTimeout bounds one request to a feed server.
+const feedTimeout = 60 * time.Second
 
-// applyFeed puts a list in the kernel with a timeout of a few intervals, so a feed that
-// stops listing an address lets it go, while a failed load keeps the last good list alive.
-func (g *Guard) applyFeed(name string, ps []netip.Prefix, ttl time.Duration) int {
-	set := map[netip.Prefix]bool{}
-	n := 0
-	for _, p := range ps {
-		if g.neverBlocked(p) {
-			continue
-		}
-		set[p] = true
-		if err := g.o.Firewall.Block(p, ttl); err != nil {
-			g.o.Log.Warn("sipguard: feed block", "feed", name, "prefix", p, "err", err)
-			continue
-		}
-		n++
+// RunFeed loads a feed now and then every interval until ctx ends, and hands each good list
+// to the owner, which keeps it for three intervals: a load that fails leaves the last good
+// list in force (across restarts too) until it runs out.
+func RunFeed(ctx context.Context, f Feed, o FeedOptions) {
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: feedTimeout}
 	}
-	g.smu.Lock()
-	if g.feeds == nil {
-		g.feeds = map[string]map[netip.Prefix]bool{}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
-	g.feeds[name] = set
-	g.smu.Unlock()
-	return n
-}
-
-// RunFeed imports a feed now and then every interval until ctx ends. A load that fails
-// keeps (and refreshes) the last good list, including one saved before a restart.
-func (g *Guard) RunFeed(ctx context.Context, f Feed, client *http.Client) {
-	if client == nil {
-		client = &http.Client{Timeout: 60 * time.Second}
+	if o.Bus == nil {
+		o.Bus = events.New(100)
 	}
 	if f.Interval <= 0 {
 		f.Interval = time.Hour
 	}
-	ttl := 3 * f.Interval
-	var good []netip.Prefix
-	if p := g.feedPath(f.Name); p != "" {
-		if data, err := os.ReadFile(p); err == nil {
-			if ps, err := ParseText(bytes.NewReader(data)); err == nil {
-				good = ps
-				g.applyFeed(f.Name, good, ttl)
-			}
-		}
-	}
+	t := time.NewTimer(0)
+	defer t.Stop()
 	for {
-		ps, err := f.Load(ctx, client)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			g.o.Log.Warn("sipguard: feed load failed; keeping the last good list", "feed", f.Name, "err", err, "kept", len(good))
-			g.o.Bus.Publish(events.Event{Kind: "sipguard.feed", Severity: events.Warn, Source: "sipguard",
-				Message: fmt.Sprintf("community list %s failed to load (%v); keeping the last good list of %d", f.Name, err, len(good))})
-			g.applyFeed(f.Name, good, ttl)
-		} else {
-			good = ps
-			n := g.applyFeed(f.Name, good, ttl)
-			if p := g.feedPath(f.Name); p != "" {
-				var b strings.Builder
-				fmt.Fprintf(&b, "# community list %s, loaded %s\n", f.Name, time.Now().UTC().Format(time.RFC3339))
-				for _, p := range good {
-					b.WriteString(p.String() + "\n")
-				}
-				if err := store.WriteFile(p, []byte(b.String()), 0o600); err != nil {
-					g.o.Log.Warn("sipguard: save feed", "err", err)
-				}
-			}
-			g.o.Log.Info("sipguard: feed loaded", "feed", f.Name, "entries", len(good), "blocked", n)
-			g.o.Bus.Publish(events.Event{Kind: "sipguard.feed", Severity: events.Info, Source: "sipguard",
-				Message: fmt.Sprintf("community list %s loaded: %d entries", f.Name, len(good))})
-		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(f.Interval):
+		case <-t.C:
 		}
+		loadFeed(ctx, f, o)
+		t.Reset(f.Interval)
 	}
 }
 
-// FeedSize is how many entries of the named feed are in force.
-func (g *Guard) FeedSize(name string) int {
-	g.smu.Lock()
-	defer g.smu.Unlock()
-	return len(g.feeds[name])
+// loadFeed loads a feed once and, if it loaded, gives the list to the owner.
+func loadFeed(ctx context.Context, f Feed, o FeedOptions) {
+	ps, err := f.Load(ctx, o.Client)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		o.Log.Warn("sipguard: feed load failed; the last good list stays in force", "feed", f.Name, "err", err)
+		o.Bus.Publish(events.Event{Kind: "sipguard.feed", Severity: events.Warn, Source: "sipguard", Fields: map[string]string{"feed": f.Name},
+			Message: fmt.Sprintf("community list %s failed to load (%v); the last good list stays in force", f.Name, err)})
+		return
+	}
+	r, err := o.Blocker.SetFeed(f.Name, ps, 3*f.Interval)
+	if err != nil {
+		o.Log.Warn("sipguard: feed not applied", "feed", f.Name, "err", err)
+		o.Bus.Publish(events.Event{Kind: "sipguard.feed", Severity: events.Warn, Source: "sipguard", Fields: map[string]string{"feed": f.Name},
+			Message: fmt.Sprintf("community list %s loaded (%d entries) but not applied: %v", f.Name, len(ps), err)})
+		return
+	}
+	for i, e := range r.Refused {
+		if i == 5 {
+			o.Log.Info("sipguard: feed entries refused", "feed", f.Name, "more", len(r.Refused)-i)
+			break
+		}
+		o.Log.Info("sipguard: feed entry refused", "feed", f.Name, "err", e)
+	}
+	o.Log.Info("sipguard: feed loaded", "feed", f.Name, "entries", r.Entries, "added", r.Added, "removed", r.Removed, "refused", len(r.Refused))
+	o.Bus.Publish(events.Event{Kind: "sipguard.feed", Severity: events.Info, Source: "sipguard",
+		Message: fmt.Sprintf("community list %s loaded: %d entries (%d added, %d removed, %d refused)", f.Name, r.Entries, r.Added, r.Removed, len(r.Refused)),
+		Fields: map[string]string{"feed": f.Name, "entries": strconv.Itoa(r.Entries), "added": strconv.Itoa(r.Added),
+			"removed": strconv.Itoa(r.Removed), "refused": strconv.Itoa(len(r.Refused))}})
 }

@@ -11,27 +11,43 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/store"
 	"github.com/officeedge/appliance/netcfg"
 )
 
-// Firewall is the kernel blocklist (netcfg.Firewall).
-type Firewall interface {
-	Block(p netip.Prefix, d time.Duration) error
-	Unblock(p netip.Prefix) error
-	Blocklist() ([]netcfg.Blocked, error)
+// Blocker is the one writer of the kernel blocklist (netcfg.Owner): sipguard's blocks are
+// claims on its entries, and community lists are its feeds.
+type Blocker interface {
+	Block(netcfg.BlockRequest) (netcfg.Entry, error)
+	Unblock(p netip.Prefix, by string) (netcfg.Entry, error)
+	SetFeed(name string, ps []netip.Prefix, keep time.Duration) (netcfg.FeedResult, error)
+	Lookup(p netip.Prefix) (netcfg.Entry, bool)
+	// Watch signals each change of the blocklist; the function ends the watch.
+	Watch() (<-chan struct{}, func())
+}
+
+// packetCounter is a Blocker that also reads the kernel's drop counters (netcfg.Owner).
+type packetCounter interface {
+	Packets() map[netip.Prefix]uint64
+}
+
+// stateSnapshot is a Blocker with a snapshot of its blocklist (netcfg.Owner): read without a
+// round trip per entry, it may lag behind the last request by a moment.
+type stateSnapshot interface {
+	State() *netcfg.BlockState
 }
 
 // Options configure a Guard.
 type Options struct {
 	Thresholds Thresholds
-	Firewall   Firewall
+	Blocker    Blocker
 	// ForgetFlows deletes the connection tracking entries of a source, so an established
 	// UDP flow cannot carry on past the block (nil: skipped).
 	ForgetFlows func(a netip.Addr) error
@@ -45,19 +61,22 @@ type Options struct {
 	Abuse         *AbuseLookup // nil: no RDAP abuse contact lookups
 	Site          string
 	TLSPort       uint16 // SIP over TLS: new connections are counted, not read
+	// Alerts gets toll-fraud attempts (they light the alert LED until acknowledged); nil: none.
+	Alerts *alerts.Store
 }
 
-// Entry is one source blocked by sipguard.
+// Entry is sipguard's record of one of its blocks: why, since when, the offense it was and
+// where its evidence is. The owner holds the block itself.
 type Entry struct {
 	Prefix   netip.Prefix `json:"prefix"`
 	Reason   string       `json:"reason"`
 	Detail   string       `json:"detail,omitempty"`
 	Since    time.Time    `json:"since"`
-	Expires  time.Time    `json:"expires"` // zero: until unblocked
+	Expires  time.Time    `json:"expires"` // sipguard's claim; listed: the owner's entry (zero: until unblocked)
 	Offense  int          `json:"offense"` // 1 for a first block
 	Evidence string       `json:"evidence,omitempty"`
 	Report   string       `json:"report,omitempty"`
-	// Filled in when listed.
+	// Filled in from the owner when listed.
 	Dropped   uint64 `json:"dropped"`
 	InKernel  bool   `json:"in_kernel"`
 	Remaining string `json:"remaining,omitempty"`
@@ -94,13 +113,12 @@ type Guard struct {
 	acts chan action
 	bg   sync.WaitGroup // evidence writers
 
-	smu   sync.Mutex // st
-	st    persisted
-	feeds map[string]map[netip.Prefix]bool // community lists in force
+	smu sync.Mutex // st
+	st  persisted
 
 	saveMu sync.Mutex // one save at a time, so an older snapshot never overwrites a newer one
 
-	// Networks never blocked, read by the worker and feeds while a reload replaces them.
+	// Networks never blocked, read by the worker while a reload replaces them.
 	pmu   sync.RWMutex
 	never []netip.Prefix // trusted peers, admin networks and the office's own networks
 }
@@ -113,8 +131,15 @@ type Stats struct {
 // ErrActionQueueFull means findings arrive faster than blocks can be written.
 var ErrActionQueueFull = errors.New("sipguard: action queue full")
 
-// New makes a Guard and restores the persisted blocklist into the kernel.
+// ErrNoBlocker means Options.Blocker is missing.
+var ErrNoBlocker = errors.New("sipguard: no blocker (the firewall owner)")
+
+// New makes a Guard and loads its records of earlier blocks and offenses (the owner, not
+// sipguard, puts the blocks themselves back in the kernel).
 func New(o Options) (*Guard, error) {
+	if o.Blocker == nil {
+		return nil, ErrNoBlocker
+	}
 	if len(o.BlockTimes) == 0 {
 		o.BlockTimes = []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour}
 	}
@@ -130,7 +155,7 @@ func New(o Options) (*Guard, error) {
 		st: persisted{Blocks: map[string]*Entry{}, Offenses: map[string]*offense{}},
 	}
 	g.setNever(o.Thresholds, o.Protected)
-	if err := g.restore(); err != nil {
+	if err := g.load(); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -143,8 +168,8 @@ func (g *Guard) statePath() string {
 	return filepath.Join(g.o.StateDir, "blocks.json")
 }
 
-// restore reads blocks.json and puts entries that have not expired back in the kernel.
-func (g *Guard) restore() error {
+// load reads blocks.json: the records of blocks still running and the offenses.
+func (g *Guard) load() error {
 	p := g.statePath()
 	if p == "" {
 		return nil
@@ -174,25 +199,17 @@ func (g *Guard) restore() error {
 	}
 	now := time.Now()
 	for k, e := range st.Blocks {
-		if e == nil || !e.Prefix.IsValid() || g.neverBlocked(e.Prefix) {
+		switch {
+		case e == nil || !e.Prefix.IsValid() || g.neverBlocked(e.Prefix):
 			// An edited file, or a peer trusted since: a trusted peer is never blocked.
-			g.o.Log.Warn("sipguard: blocklist entry not restored", "key", k)
+			g.o.Log.Warn("sipguard: blocklist record dropped", "key", k)
 			delete(st.Blocks, k)
-			continue
-		}
-		var d time.Duration
-		if !e.Expires.IsZero() {
-			if d = e.Expires.Sub(now); d <= 0 {
-				delete(st.Blocks, k)
-				continue
-			}
-		}
-		if err := g.o.Firewall.Block(e.Prefix, d.Round(time.Second)+time.Second); err != nil {
-			g.o.Log.Error("sipguard: restore block", "prefix", e.Prefix, "err", err)
+		case !e.Expires.IsZero() && !now.Before(e.Expires):
+			delete(st.Blocks, k)
 		}
 	}
 	g.st = st
-	g.o.Log.Info("sipguard: blocklist restored", "entries", len(st.Blocks))
+	g.o.Log.Info("sipguard: block records loaded", "entries", len(st.Blocks), "offenses", len(st.Offenses))
 	return nil
 }
 
@@ -231,10 +248,15 @@ func (g *Guard) SetThresholds(t Thresholds, protected []netip.Prefix) {
 	}
 	g.smu.Unlock()
 	for _, p := range lift {
-		if err := g.Unblock(p); err != nil {
+		// The owner may have lifted it already, with the protections of the same reload.
+		if e, ok := g.o.Blocker.Lookup(p); !ok || !sipguardClaim(e, time.Now()) {
+			continue
+		}
+		if _, err := g.o.Blocker.Unblock(p, "sipguard"); err != nil {
 			g.o.Log.Warn("sipguard: unblock a newly trusted source", "prefix", p, "err", err)
 		}
 	}
+	g.drop(lift, "it is trusted now")
 }
 
 func (g *Guard) setNever(t Thresholds, protected []netip.Prefix) {
@@ -250,8 +272,8 @@ func (g *Guard) protected(a netip.Addr) bool {
 	return inPrefixes(g.o.Protected, a)
 }
 
-// neverBlocked reports whether p holds a trusted peer, an admin network or an office host:
-// a network listed by a feed (or an edited state file) must not take one of them with it.
+// neverBlocked reports whether p holds a trusted peer, an admin network or an office host
+// (an edited state file must not take one of them with it).
 func (g *Guard) neverBlocked(p netip.Prefix) bool {
 	g.pmu.RLock()
 	defer g.pmu.RUnlock()
@@ -366,9 +388,13 @@ func printable(b []byte) string {
 }
 
 // Run works through findings until ctx ends, then waits for evidence still being written.
+// Blocks and the checks against the owner's blocklist run here, one at a time.
 func (g *Guard) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
+	changed, unwatch := g.o.Blocker.Watch()
+	defer unwatch()
+	g.reconcile(time.Now()) // what changed before the watch began
 	for {
 		select {
 		case <-ctx.Done():
@@ -376,6 +402,8 @@ func (g *Guard) Run(ctx context.Context) error {
 			return nil
 		case a := <-g.acts:
 			g.act(ctx, a)
+		case <-changed:
+			g.reconcile(time.Now())
 		case now := <-tick.C:
 			g.mu.Lock()
 			g.eng.Expire(now.Add(-10 * time.Minute))
@@ -385,29 +413,142 @@ func (g *Guard) Run(ctx context.Context) error {
 	}
 }
 
-func (g *Guard) expireEntries(now time.Time) {
+// reconcile drops the records of blocks the owner holds no sipguard claim for any more
+// (unblocked on the page or the CLI, or expired), and the counters of their sources.
+func (g *Guard) reconcile(now time.Time) {
+	snap, ready := g.snapshot()
+	if !ready {
+		return // its list is not in force yet: its first config signals a change
+	}
 	g.smu.Lock()
-	changed := false
-	for k, e := range g.st.Blocks {
+	ps := make([]netip.Prefix, 0, len(g.st.Blocks))
+	for _, e := range g.st.Blocks {
+		ps = append(ps, e.Prefix)
+	}
+	g.smu.Unlock()
+	var gone []netip.Prefix
+	for _, p := range ps { // the owner is asked without holding smu
+		// A snapshot that lags may still show a claim just lifted: its change signals
+		// again. One that does not show a claim just made is confirmed by Lookup.
+		if e, ok := snap(p); ok && sipguardClaim(e, now) {
+			continue
+		}
+		if e, ok := g.o.Blocker.Lookup(p); !ok || !sipguardClaim(e, now) {
+			gone = append(gone, p)
+		}
+	}
+	g.drop(gone, "")
+}
+
+// snapshot returns a lookup in the Blocker's latest snapshot (one that finds nothing
+// without one), and whether the Blocker has applied a config: before that, an owner that
+// is not running yet would answer from an empty list.
+func (g *Guard) snapshot() (func(netip.Prefix) (netcfg.Entry, bool), bool) {
+	ss, ok := g.o.Blocker.(stateSnapshot)
+	if !ok {
+		return func(netip.Prefix) (netcfg.Entry, bool) { return netcfg.Entry{}, false }, true
+	}
+	st := ss.State()
+	if st == nil {
+		st = &netcfg.BlockState{}
+	}
+	return func(p netip.Prefix) (netcfg.Entry, bool) {
+		i, ok := slices.BinarySearchFunc(st.Entries, p, func(e netcfg.Entry, p netip.Prefix) int { return comparePrefix(e.Prefix, p) })
+		if !ok {
+			return netcfg.Entry{}, false
+		}
+		return st.Entries[i], true
+	}, !st.Applied.IsZero()
+}
+
+// lookup finds p's entry in the snapshot, else asks the Blocker.
+func (g *Guard) lookup(snap func(netip.Prefix) (netcfg.Entry, bool), p netip.Prefix) (netcfg.Entry, bool) {
+	if e, ok := snap(p); ok {
+		return e, true
+	}
+	return g.o.Blocker.Lookup(p)
+}
+
+// sipguardClaim reports whether an owner's entry holds a sipguard claim still in force.
+func sipguardClaim(e netcfg.Entry, now time.Time) bool {
+	for _, c := range e.Claims {
+		if c.Source == netcfg.SourceSIPGuard && (c.Permanent() || now.Before(c.Until)) {
+			return true
+		}
+	}
+	return false
+}
+
+// drop forgets the records of blocks no longer in force and their sources' counters, so a
+// source that comes back is judged afresh (its offenses stay, to escalate). why says what
+// lifted them ("": unblocked elsewhere, or expired). It reports whether it saved the state.
+func (g *Guard) drop(ps []netip.Prefix, why string) bool {
+	if len(ps) == 0 {
+		return false
+	}
+	now := time.Now()
+	var gone []*Entry
+	g.smu.Lock()
+	for _, p := range ps {
+		if e := g.st.Blocks[p.String()]; e != nil {
+			gone = append(gone, e)
+		}
+	}
+	g.smu.Unlock()
+	if len(gone) == 0 {
+		return false
+	}
+	// Counters first: once a record is gone, the source's next packet must be judged anew.
+	g.mu.Lock()
+	for _, e := range gone {
+		g.eng.Forget(e.Prefix.Addr())
+	}
+	g.mu.Unlock()
+	g.smu.Lock()
+	for _, e := range gone {
+		if g.st.Blocks[e.Prefix.String()] == e {
+			delete(g.st.Blocks, e.Prefix.String())
+		}
+	}
+	g.smu.Unlock()
+	g.save()
+	for _, e := range gone {
+		w := why
+		switch {
+		case w != "":
+		case !e.Expires.IsZero() && !now.Before(e.Expires):
+			w = "its " + e.Reason + " block expired"
+		default:
+			w = "its " + e.Reason + " block was lifted"
+		}
+		g.o.Bus.Publish(events.Event{Kind: "sipguard.unblock", Severity: events.Info, Source: "sipguard",
+			Message: fmt.Sprintf("%s unblocked: %s", e.Prefix, w), Fields: map[string]string{"addr": e.Prefix.String()}})
+	}
+	return true
+}
+
+// expireEntries drops records whose claim has run out and prunes old offenses.
+func (g *Guard) expireEntries(now time.Time) {
+	var expired []netip.Prefix
+	g.smu.Lock()
+	for _, e := range g.st.Blocks {
 		if !e.Expires.IsZero() && now.After(e.Expires) {
-			delete(g.st.Blocks, k)
-			changed = true
-			g.o.Bus.Publish(events.Event{Kind: "sipguard.unblock", Severity: events.Info, Source: "sipguard",
-				Message: fmt.Sprintf("%s unblocked: its %s block expired", e.Prefix, e.Reason), Fields: map[string]string{"addr": e.Prefix.String()}})
+			expired = append(expired, e.Prefix)
 		}
 	}
 	// Offenses older than the memory no longer escalate anything: without pruning, every
 	// address ever blocked would stay in blocks.json, rewritten whole on each block.
+	pruned := false
 	for k, o := range g.st.Offenses {
 		if o == nil || now.Sub(o.Last) > offenseMemory {
 			if _, blocked := g.st.Blocks[k]; !blocked {
 				delete(g.st.Offenses, k)
-				changed = true
+				pruned = true
 			}
 		}
 	}
 	g.smu.Unlock()
-	if changed {
+	if saved := g.drop(expired, ""); pruned && !saved {
 		g.save()
 	}
 }
@@ -449,19 +590,31 @@ func (g *Guard) act(ctx context.Context, a action) {
 		g.mu.Lock()
 		g.Stats.Alerts++
 		g.mu.Unlock()
-		g.o.Bus.Publish(events.Event{Kind: eventKind(f.Kind), Severity: events.Alert, Source: "sipguard", Fields: fields,
-			Message: fmt.Sprintf("%s from office host %s: %s (the kernel drops UDP INVITEs to denied destinations)", f.Kind, f.Actor, a.what)})
+		msg := fmt.Sprintf("%s from office host %s: %s (the kernel drops UDP INVITEs to denied destinations)", f.Kind, f.Actor, a.what)
+		g.o.Bus.Publish(events.Event{Kind: eventKind(f.Kind), Severity: events.Alert, Source: "sipguard", Fields: fields, Message: msg})
+		g.tollFraudAlert(f, msg)
 		return
 	}
 	switch f.Kind {
 	case KindTollFraud, KindCallRate, KindConcurrent:
-		g.o.Bus.Publish(events.Event{Kind: "sipguard.tollfraud", Severity: events.Alert, Source: "sipguard", Fields: fields,
-			Message: fmt.Sprintf("toll-fraud attempt from %s: %s %s", f.Actor, f.Kind, a.what)})
+		msg := fmt.Sprintf("toll-fraud attempt from %s: %s %s", f.Actor, f.Kind, a.what)
+		g.o.Bus.Publish(events.Event{Kind: "sipguard.tollfraud", Severity: events.Alert, Source: "sipguard", Fields: fields, Message: msg})
+		g.tollFraudAlert(f, msg)
 	case KindScanner, KindFlood:
 		g.o.Bus.Publish(events.Event{Kind: eventKind(f.Kind), Severity: events.Warn, Source: "sipguard", Fields: fields,
 			Message: fmt.Sprintf("%s from %s: %s", f.Kind, f.Actor, a.what)})
 	}
 	g.block(ctx, f.Actor, f.Kind, a.what, a.at)
+}
+
+// tollFraudAlert raises a toll-fraud finding as an alert, one per source.
+func (g *Guard) tollFraudAlert(f Finding, msg string) {
+	switch f.Kind {
+	case KindTollFraud, KindCallRate, KindConcurrent:
+		if g.o.Alerts != nil {
+			g.o.Alerts.Raise(alerts.KeyTollFraud+"/"+f.Actor.String(), "sipguard", msg)
+		}
+	}
 }
 
 // offenseMemory is how long an offense counts towards escalating the next block.
@@ -509,20 +662,9 @@ func (g *Guard) block(ctx context.Context, a netip.Addr, k Kind, what string, se
 	g.smu.Lock()
 	g.st.Blocks[key] = e
 	g.smu.Unlock()
-	if err := g.o.Firewall.Block(p, d); err != nil {
-		// Not blocked: no offense counted, and the source's next packet may try again.
-		g.smu.Lock()
-		delete(g.st.Blocks, key)
-		if o := g.st.Offenses[key]; o != nil && o.N > 0 {
-			o.N--
-		}
-		g.smu.Unlock()
-		g.mu.Lock()
-		g.eng.markDone(a, false)
-		g.mu.Unlock()
-		g.o.Log.Error("sipguard: block", "addr", a, "err", err)
-		g.o.Bus.Publish(events.Event{Kind: "sipguard.error", Severity: events.Alert, Source: "sipguard",
-			Message: fmt.Sprintf("could not block %s (%s): %v", a, k, err)})
+	req := netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceSIPGuard, By: k.String(), Reason: k.String() + ": " + what, For: d}
+	if _, err := g.o.Blocker.Block(req); err != nil {
+		g.refused(a, k, what, key, err)
 		return
 	}
 	if g.o.ForgetFlows != nil {
@@ -542,6 +684,45 @@ func (g *Guard) block(ctx context.Context, a netip.Addr, k Kind, what string, se
 		g.bg.Add(1)
 		go func() { defer g.bg.Done(); g.evidence(ctx, e, base, seen) }()
 	}
+}
+
+// refused undoes the record and offense of a block the owner did not make. A protected
+// source is an alert and stays marked done (asking again would be refused again); after
+// any other failure the source's next packet tries again.
+func (g *Guard) refused(a netip.Addr, k Kind, what, key string, err error) {
+	g.smu.Lock()
+	delete(g.st.Blocks, key)
+	if o := g.st.Offenses[key]; o != nil && o.N > 0 {
+		o.N--
+	}
+	g.smu.Unlock()
+	fields := map[string]string{"addr": a.String(), "reason": k.String(), "detail": what}
+	if errors.Is(err, netcfg.ErrProtected) {
+		g.mu.Lock()
+		g.Stats.Alerts++
+		g.mu.Unlock()
+		g.o.Log.Warn("sipguard: block refused: protected", "addr", a, "err", err)
+		g.o.Bus.Publish(events.Event{Kind: "sipguard.protected", Severity: events.Alert, Source: "sipguard", Fields: fields,
+			Message: fmt.Sprintf("%s from %s (%s), which the box depends on and never blocks: %v", k, a, what, err)})
+		return
+	}
+	g.mu.Lock()
+	g.eng.markDone(a, false)
+	g.mu.Unlock()
+	g.o.Log.Error("sipguard: block", "addr", a, "err", err)
+	g.o.Bus.Publish(events.Event{Kind: "sipguard.error", Severity: events.Alert, Source: "sipguard", Fields: fields,
+		Message: fmt.Sprintf("could not block %s (%s): %v", a, k, err)})
+}
+
+// captureEvent tells that capture on an interface paused or resumed.
+func (g *Guard) captureEvent(ifname string, sev events.Severity, msg string) {
+	if sev == events.Info {
+		g.o.Log.Info("sipguard: "+msg, "interface", ifname)
+	} else {
+		g.o.Log.Warn("sipguard: "+msg, "interface", ifname)
+	}
+	g.o.Bus.Publish(events.Event{Kind: "sipguard.capture", Severity: sev, Source: "sipguard", Message: msg,
+		Fields: map[string]string{"interface": ifname}})
 }
 
 // evidence waits for the next few seconds of the source's packets, then writes the pcap and
@@ -621,63 +802,44 @@ func (g *Guard) pruneEvidence(max int) {
 	}
 }
 
-// Unblock lifts a block and forgets the source's counters.
-func (g *Guard) Unblock(p netip.Prefix) error {
-	p = p.Masked()
-	err := g.o.Firewall.Unblock(p)
+// Blocked lists sipguard's blocks, sorted by address, with the owner's view of each:
+// whether it is in force, until when (the longest claim on it) and, when the owner counts
+// them, the packets the kernel dropped.
+func (g *Guard) Blocked() []Entry {
 	g.smu.Lock()
-	_, had := g.st.Blocks[p.String()]
-	delete(g.st.Blocks, p.String())
+	list := make([]Entry, 0, len(g.st.Blocks))
+	for _, e := range g.st.Blocks {
+		list = append(list, *e)
+	}
 	g.smu.Unlock()
-	g.mu.Lock()
-	g.eng.Forget(p.Addr())
-	g.mu.Unlock()
-	if had {
-		g.save()
-		err = nil
+	var packets map[netip.Prefix]uint64
+	if pc, ok := g.o.Blocker.(packetCounter); ok {
+		packets = pc.Packets()
 	}
-	if err == nil {
-		g.o.Bus.Publish(events.Event{Kind: "sipguard.unblock", Severity: events.Info, Source: "sipguard", Message: fmt.Sprintf("%s unblocked", p),
-			Fields: map[string]string{"addr": p.String()}})
+	now := time.Now()
+	snap, _ := g.snapshot()
+	for i := range list {
+		e := &list[i]
+		oe, ok := g.lookup(snap, e.Prefix)
+		e.InKernel = ok
+		if !ok {
+			continue
+		}
+		e.Expires = oe.Until()
+		if !e.Expires.IsZero() {
+			e.Remaining = e.Expires.Sub(now).Round(time.Second).String()
+		}
+		e.Dropped = packets[e.Prefix]
 	}
-	return err
+	slices.SortFunc(list, func(a, b Entry) int { return comparePrefix(a.Prefix, b.Prefix) })
+	return list
 }
 
-// Blocked lists sipguard's blocks merged with the kernel's list (expiry and drop counts
-// come from the kernel; entries added by hand or by a community list show as such).
-func (g *Guard) Blocked() ([]Entry, error) {
-	kl, kerr := g.o.Firewall.Blocklist()
-	g.smu.Lock()
-	out := map[string]Entry{}
-	for k, e := range g.st.Blocks {
-		out[k] = *e
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
 	}
-	g.smu.Unlock()
-	for _, b := range kl {
-		k := b.Prefix.String()
-		e, ok := out[k]
-		if !ok {
-			e = Entry{Prefix: b.Prefix, Reason: "manual or community list"}
-			if f := g.feedOf(b.Prefix); f != "" {
-				e.Reason = "community-list " + f
-			}
-		}
-		e.InKernel = true
-		e.Dropped = b.Packets
-		if b.Expires > 0 {
-			e.Remaining = b.Expires.Round(time.Second).String()
-			e.Expires = time.Now().Add(b.Expires)
-		} else {
-			e.Expires = time.Time{}
-		}
-		out[k] = e
-	}
-	list := make([]Entry, 0, len(out))
-	for _, e := range out {
-		list = append(list, e)
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].Prefix.Addr().Less(list[j].Prefix.Addr()) })
-	return list, kerr
+	return a.Bits() - b.Bits()
 }
 
 // Snapshot returns the running totals and number of sources tracked.

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,47 +23,159 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// fakeFirewall records blocks; the kernel path is covered by the lab tests.
-type fakeFirewall struct {
-	mu    sync.Mutex
-	state map[netip.Prefix]time.Duration
-	fail  bool
+// fakeBlocker is an in-memory owner: claims per source, feeds, protections and watchers;
+// the kernel path is covered by the lab tests.
+type fakeBlocker struct {
+	mu        sync.Mutex
+	entries   map[netip.Prefix]netcfg.Entry
+	dur       map[netip.Prefix]time.Duration // the last sipguard request's For
+	feeds     map[string][]netip.Prefix
+	keep      map[string]time.Duration
+	setFeeds  int // SetFeed calls
+	blocks    int // Block calls
+	protected []netip.Prefix
+	fail      bool
+	watchers  map[chan struct{}]bool
 }
 
-func newFake() *fakeFirewall { return &fakeFirewall{state: map[netip.Prefix]time.Duration{}} }
+func newFake() *fakeBlocker {
+	return &fakeBlocker{entries: map[netip.Prefix]netcfg.Entry{}, dur: map[netip.Prefix]time.Duration{},
+		feeds: map[string][]netip.Prefix{}, keep: map[string]time.Duration{}, watchers: map[chan struct{}]bool{}}
+}
 
-func (f *fakeFirewall) Block(p netip.Prefix, d time.Duration) error {
+func (f *fakeBlocker) Block(r netcfg.BlockRequest) (netcfg.Entry, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.blocks++
 	if f.fail {
-		return errors.New("netlink: no buffer space")
+		return netcfg.Entry{}, errors.New("netlink: no buffer space")
 	}
-	f.state[p] = d
-	return nil
-}
-
-func (f *fakeFirewall) Unblock(p netip.Prefix) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.state, p)
-	return nil
-}
-
-func (f *fakeFirewall) Blocklist() ([]netcfg.Blocked, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []netcfg.Blocked
-	for p, d := range f.state {
-		out = append(out, netcfg.Blocked{Prefix: p, Expires: d, Packets: 7})
+	for _, n := range f.protected {
+		if n.Overlaps(r.Prefix) {
+			return netcfg.Entry{}, &netcfg.ProtectedError{Prefix: r.Prefix, By: netcfg.Protection{Prefix: n, Why: "gateway of uplink fttc"}}
+		}
 	}
-	return out, nil
+	c := netcfg.Claim{Source: r.Source, By: r.By, Reason: r.Reason, Since: time.Now()}
+	if r.For > 0 {
+		c.Until = c.Since.Add(r.For)
+	}
+	e := f.entries[r.Prefix]
+	e.Prefix = r.Prefix
+	// Entries handed out are never changed after: new claims go in a new slice.
+	e.Claims = append(slices.DeleteFunc(slices.Clone(e.Claims), func(o netcfg.Claim) bool { return o.Source == r.Source }), c)
+	f.entries[r.Prefix] = e
+	if r.Source == netcfg.SourceSIPGuard {
+		f.dur[r.Prefix] = r.For
+	}
+	f.notify()
+	return e, nil
 }
 
-func (f *fakeFirewall) get(p string) (time.Duration, bool) {
+func (f *fakeBlocker) Unblock(p netip.Prefix, by string) (netcfg.Entry, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	d, ok := f.state[netip.MustParsePrefix(p)]
-	return d, ok
+	e, ok := f.entries[p]
+	if !ok {
+		return netcfg.Entry{}, fmt.Errorf("%s is not blocked", p)
+	}
+	delete(f.entries, p)
+	delete(f.dur, p)
+	f.notify()
+	return e, nil
+}
+
+// expire ends source's claim on p, as the owner does when its time is up.
+func (f *fakeBlocker) expire(p netip.Prefix, source string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.entries[p]
+	e.Claims = slices.DeleteFunc(slices.Clone(e.Claims), func(c netcfg.Claim) bool { return c.Source == source })
+	if len(e.Claims) == 0 {
+		delete(f.entries, p)
+	} else {
+		f.entries[p] = e
+	}
+	f.notify()
+}
+
+func (f *fakeBlocker) SetFeed(name string, ps []netip.Prefix, keep time.Duration) (netcfg.FeedResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.setFeeds++
+	var r netcfg.FeedResult
+	old := f.feeds[name]
+	var in []netip.Prefix
+	for _, p := range ps {
+		if slices.ContainsFunc(f.protected, p.Overlaps) {
+			r.Refused = append(r.Refused, &netcfg.ProtectedError{Prefix: p})
+			continue
+		}
+		in = append(in, p)
+		if !slices.Contains(old, p) {
+			r.Added++
+		}
+	}
+	for _, p := range old {
+		if !slices.Contains(in, p) {
+			r.Removed++
+		}
+	}
+	r.Entries = len(in)
+	f.feeds[name], f.keep[name] = in, keep
+	f.notify()
+	return r, nil
+}
+
+func (f *fakeBlocker) Lookup(p netip.Prefix) (netcfg.Entry, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.entries[p]
+	return e, ok
+}
+
+func (f *fakeBlocker) Packets() map[netip.Prefix]uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[netip.Prefix]uint64{}
+	for p := range f.entries {
+		out[p] = 7
+	}
+	return out
+}
+
+func (f *fakeBlocker) Watch() (<-chan struct{}, func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan struct{}, 1)
+	f.watchers[ch] = true
+	return ch, func() { f.mu.Lock(); delete(f.watchers, ch); f.mu.Unlock() }
+}
+
+// notify signals every watcher without blocking (f.mu held).
+func (f *fakeBlocker) notify() {
+	for ch := range f.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// get returns how long sipguard asked p to be blocked, and whether sipguard's claim is there.
+func (f *fakeBlocker) get(p string) (time.Duration, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	pp := netip.MustParsePrefix(p)
+	if !slices.ContainsFunc(f.entries[pp].Claims, func(c netcfg.Claim) bool { return c.Source == netcfg.SourceSIPGuard }) {
+		return 0, false
+	}
+	return f.dur[pp], true
+}
+
+func (f *fakeBlocker) feed(name string) ([]netip.Prefix, time.Duration, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.feeds[name], f.keep[name], f.setFeeds
 }
 
 // ip4 wraps a transport header and payload in an IPv4 header.
@@ -94,10 +207,10 @@ func tcp(src, dst netip.Addr, payload []byte) []byte {
 	return ip4(src, dst, 6, append(l4, payload...))
 }
 
-func newTestGuard(t *testing.T, fw Firewall, dir string) (*Guard, *events.Bus, func()) {
+func newTestGuard(t *testing.T, fw Blocker, dir string) (*Guard, *events.Bus, func()) {
 	t.Helper()
 	bus := events.New(100)
-	g, err := New(Options{Thresholds: testThresholds(), Firewall: fw, Bus: bus, StateDir: dir,
+	g, err := New(Options{Thresholds: testThresholds(), Blocker: fw, Bus: bus, StateDir: dir,
 		Protected: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")}, EvidenceAfter: 10 * time.Millisecond, Site: "Test Office"})
 	if err != nil {
 		t.Fatal(err)
@@ -121,18 +234,47 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 	}
 }
 
+// blockedNone waits until g lists no block of p.
+func blockedNone(t *testing.T, g *Guard, p string) {
+	t.Helper()
+	waitUntil(t, p+" out of sipguard's list", func() bool {
+		for _, e := range g.Blocked() {
+			if e.Prefix.String() == p {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func TestBlockEscalatesAndSurvivesRestart(t *testing.T) {
 	fw := newFake()
 	dir := t.TempDir()
-	g, _, cancel := newTestGuard(t, fw, dir)
+	g, bus, cancel := newTestGuard(t, fw, dir)
+	evs, unsub := bus.Subscribe(100)
+	defer unsub()
 	scan := req("OPTIONS", "100", "sipvicious", "friendly-scanner", "s1", 1, "")
 	for i, want := range []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 7 * 24 * time.Hour} {
 		g.Handle(time.Now(), udp(attacker, pbx, scan))
 		waitUntil(t, "block", func() bool { d, ok := fw.get("192.0.2.66/32"); return ok && d == want })
 		if i < 3 {
-			if err := g.Unblock(netip.MustParsePrefix("192.0.2.66/32")); err != nil {
+			// Unblocked on the page: sipguard forgets the source, keeps the offense.
+			if _, err := fw.Unblock(netip.MustParsePrefix("192.0.2.66/32"), "admin (web)"); err != nil {
 				t.Fatal(err)
 			}
+			blockedNone(t, g, "192.0.2.66/32")
+		}
+	}
+	e, _ := fw.Lookup(netip.MustParsePrefix("192.0.2.66/32"))
+	if c := e.Claims[0]; c.Source != netcfg.SourceSIPGuard || c.By != "scanner" || c.Reason != "scanner: friendly-scanner" {
+		t.Errorf("claim %+v", c)
+	}
+	for seen := false; !seen; {
+		select {
+		case e := <-evs:
+			seen = e.Kind == "sipguard.unblock" && e.Fields["addr"] == "192.0.2.66/32"
+		case <-time.After(5 * time.Second):
+			t.Fatal("no sipguard.unblock event")
 		}
 	}
 	// Evidence: pcapng with the packet, report with registry, counts and hash.
@@ -151,16 +293,84 @@ func TestBlockEscalatesAndSurvivesRestart(t *testing.T) {
 	}
 	cancel()
 
-	// A reboot empties the kernel set; a new Guard puts the block back.
-	fw2 := newFake()
-	g2, _, _ := newTestGuard(t, fw2, dir)
-	d, ok := fw2.get("192.0.2.66/32")
-	if !ok || d < 7*24*time.Hour-time.Minute {
-		t.Fatalf("after restart: blocked=%v for %s", ok, d)
+	// A restart: the owner restores the block itself, sipguard only its record of it.
+	blocks := fw.blocks
+	g2, _, _ := newTestGuard(t, fw, dir)
+	if fw.blocks != blocks {
+		t.Errorf("a new Guard sent %d block requests at start, want none", fw.blocks-blocks)
 	}
-	list, _ := g2.Blocked()
-	if len(list) != 1 || list[0].Reason != "scanner" || list[0].Since.IsZero() || list[0].Dropped != 7 {
-		t.Errorf("Blocked() = %+v", list)
+	list := g2.Blocked()
+	if len(list) != 1 || list[0].Reason != "scanner" || list[0].Since.IsZero() || list[0].Dropped != 7 || !list[0].InKernel ||
+		list[0].Offense != 4 || list[0].Evidence == "" || list[0].Report == "" {
+		t.Fatalf("Blocked() = %+v", list)
+	}
+	if d := time.Until(list[0].Expires); d < 7*24*time.Hour-time.Minute || d > 7*24*time.Hour {
+		t.Errorf("expires in %s, want the owner's 7 days", d)
+	}
+	// The offenses survived too: the next block is a fifth offense.
+	if _, err := fw.Unblock(netip.MustParsePrefix("192.0.2.66/32"), "root (cli)"); err != nil {
+		t.Fatal(err)
+	}
+	blockedNone(t, g2, "192.0.2.66/32")
+	g2.Handle(time.Now(), udp(attacker, pbx, scan))
+	waitUntil(t, "block after restart", func() bool { l := g2.Blocked(); return len(l) == 1 && l[0].Offense == 5 })
+}
+
+// A block lifted elsewhere (its sipguard claim gone, another one left) drops sipguard's
+// record and its counters of the source, so the source is judged afresh.
+func TestClaimGoneForgetsSource(t *testing.T) {
+	fw := newFake()
+	g, _, _ := newTestGuard(t, fw, t.TempDir())
+	scan := req("OPTIONS", "100", "sipvicious", "friendly-scanner", "s1", 1, "")
+	g.Handle(time.Now(), udp(attacker, pbx, scan))
+	waitUntil(t, "block", func() bool { _, ok := fw.get("192.0.2.66/32"); return ok })
+	p := netip.MustParsePrefix("192.0.2.66/32")
+	if _, err := fw.Block(netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceManual, By: "root (cli)"}); err != nil {
+		t.Fatal(err)
+	}
+	if l := g.Blocked(); len(l) != 1 || !l[0].Expires.IsZero() {
+		t.Fatalf("with a permanent manual claim too: %+v, want one entry until unblocked", l)
+	}
+	fw.expire(p, netcfg.SourceSIPGuard)
+	blockedNone(t, g, "192.0.2.66/32")
+	if _, n := g.Snapshot(); n != 0 {
+		t.Errorf("%d sources still tracked after the claim went", n)
+	}
+	g.Handle(time.Now(), udp(attacker, pbx, scan))
+	waitUntil(t, "second block", func() bool { d, ok := fw.get("192.0.2.66/32"); return ok && d == 24*time.Hour })
+}
+
+// A block the owner refuses as protected is an alert, not retried, and counts no offense.
+func TestOwnerProtectedIsAlert(t *testing.T) {
+	fw := newFake()
+	fw.protected = []netip.Prefix{netip.MustParsePrefix("192.0.2.64/30")}
+	g, err := New(Options{Thresholds: testThresholds(), Blocker: fw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, unsub := g.o.Bus.Subscribe(10)
+	defer unsub()
+	scan := udp(attacker, pbx, req("OPTIONS", "100", "sipvicious", "friendly-scanner", "s1", 1, ""))
+	g.Handle(time.Now(), scan)
+	g.act(context.Background(), <-g.acts)
+	g.Handle(time.Now(), scan)
+	if len(g.acts) != 0 {
+		t.Error("a refused protected source was raised again")
+	}
+	var alert bool
+	for len(evs) > 0 {
+		if e := <-evs; e.Kind == "sipguard.protected" && e.Severity == events.Alert {
+			alert = true
+		}
+	}
+	if !alert {
+		t.Error("no sipguard.protected alert")
+	}
+	if l := g.Blocked(); len(l) != 0 {
+		t.Errorf("records %+v", l)
+	}
+	if o := g.st.Offenses["192.0.2.66/32"]; o != nil && o.N != 0 {
+		t.Errorf("offense %d counted for a refused block", o.N)
 	}
 }
 
@@ -225,54 +435,114 @@ func TestFeeds(t *testing.T) {
 	file := filepath.Join(dir, "list.txt")
 	os.WriteFile(file, []byte("# a community list\n203.0.113.0/28 # a network\n\n2001:db8::66\n192.0.2.10\n"), 0o600)
 	fw := newFake()
-	g, bus, cancel := newTestGuard(t, fw, filepath.Join(dir, "state"))
+	fw.protected = []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")}
+	bus := events.New(100)
 	evs, unsub := bus.Subscribe(100)
 	defer unsub()
 	ctx, stopFeed := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		g.RunFeed(ctx, Feed{Name: "text", File: file, Format: "text", Interval: 20 * time.Millisecond}, nil)
+		RunFeed(ctx, Feed{Name: "text", File: file, Format: "text", Interval: 20 * time.Millisecond}, FeedOptions{Blocker: fw, Bus: bus})
 		close(done)
 	}()
-	waitUntil(t, "feed", func() bool { _, ok := fw.get("2001:db8::66/128"); return ok })
-	if _, ok := fw.get("192.0.2.10/32"); ok {
-		t.Error("a trusted peer listed by a feed was blocked")
+	loaded := waitEvent(t, evs, func(e events.Event) bool { return e.Kind == "sipguard.feed" && e.Severity == events.Info })
+	if f := loaded.Fields; f["entries"] != "2" || f["added"] != "2" || f["removed"] != "0" || f["refused"] != "1" {
+		t.Errorf("feed event %+v, want 2 entries, 2 added, 0 removed, 1 refused", loaded)
 	}
-	// The file goes bad: the last good list stays (and keeps being refreshed).
+	if got, keep, _ := fw.feed("text"); len(got) != 2 || keep != 60*time.Millisecond {
+		t.Errorf("feed %v kept for %s, want 2 entries for 3 intervals", got, keep)
+	}
+	// The file goes bad: nothing is handed to the owner, which keeps the last good list.
 	// (Replaced whole, so the feed never reads a half-written file that happens to parse.)
 	if err := store.WriteFile(file, []byte("203.0.113.0/28\nthis is not an address\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for failed, deadline := 0, time.After(5*time.Second); failed < 3; {
-		select {
-		case e := <-evs:
-			if e.Kind == "sipguard.feed" && e.Severity == events.Warn {
-				failed++
-			}
-		case <-deadline:
-			t.Fatalf("%d failed loads reported, want 3", failed)
+	waitEvent(t, evs, func(e events.Event) bool { return e.Kind == "sipguard.feed" && e.Severity == events.Warn })
+	_, _, calls := fw.feed("text")
+	for failed := 1; failed < 3; {
+		e := waitEvent(t, evs, func(e events.Event) bool { return e.Kind == "sipguard.feed" })
+		if e.Severity != events.Warn {
+			t.Fatalf("after the file went bad: %+v", e)
 		}
+		failed++
 	}
-	if g.FeedSize("text") != 2 {
-		t.Errorf("after a bad load the feed holds %d entries, want the last good 2", g.FeedSize("text"))
+	if got, _, n := fw.feed("text"); n != calls || len(got) != 2 {
+		t.Errorf("failed loads called SetFeed %d times (list %v); want none", n-calls, got)
 	}
 	stopFeed()
-	<-done
-	cancel()
-	// And after a restart, before any load succeeds, the saved good list is in force.
-	os.Remove(file)
-	fw2 := newFake()
-	g2, _, _ := newTestGuard(t, fw2, filepath.Join(dir, "state"))
-	ctx2, stop2 := context.WithCancel(context.Background())
-	done2 := make(chan struct{})
-	go func() {
-		g2.RunFeed(ctx2, Feed{Name: "text", File: file, Format: "text", Interval: time.Hour}, nil)
-		close(done2)
-	}()
-	waitUntil(t, "saved feed", func() bool { _, ok := fw2.get("203.0.113.0/28"); return ok })
-	stop2()
-	<-done2
-	_ = ps
+	waitClosed(t, "RunFeed to return", done)
+}
+
+// A feed server that never answers delays only its own feed: each load times out and is
+// reported, and RunFeed returns as soon as its context ends, mid-request.
+func TestFeedHungServer(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	fw := newFake()
+	bus := events.New(100)
+	evs, unsub := bus.Subscribe(100)
+	defer unsub()
+	for _, client := range []*http.Client{{Timeout: 50 * time.Millisecond}, nil} {
+		for len(arrived) > 0 { // from the loads before
+			<-arrived
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			RunFeed(ctx, Feed{Name: "hung", URL: srv.URL, Format: "text", Interval: 10 * time.Millisecond}, FeedOptions{Blocker: fw, Bus: bus, Client: client})
+			close(done)
+		}()
+		if client != nil {
+			for i := 0; i < 2; i++ {
+				waitEvent(t, evs, func(e events.Event) bool { return e.Kind == "sipguard.feed" && e.Severity == events.Warn })
+			}
+		} else {
+			waitClosed(t, "the request to hang", arrived)
+		}
+		cancel() // without a client timeout: mid-request
+		waitClosed(t, "RunFeed to return", done)
+	}
+	if _, _, n := fw.feed("hung"); n != 0 {
+		t.Errorf("SetFeed called %d times for a feed that never loaded", n)
+	}
+}
+
+// waitEvent returns the first event that ok accepts, failing after a deadline.
+func waitEvent(t *testing.T, evs <-chan events.Event, ok func(events.Event) bool) events.Event {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case e := <-evs:
+			if ok(e) {
+				return e
+			}
+		case <-deadline:
+			t.Fatal("timed out waiting for an event")
+		}
+	}
+}
+
+// waitClosed waits for done to be closed or to deliver, failing after a deadline.
+func waitClosed(t *testing.T, what string, done <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
 }
 
 func TestParseTextErrors(t *testing.T) {
@@ -317,7 +587,7 @@ func TestAbuseContactFromRDAP(t *testing.T) {
 func TestBurstIsOneOffense(t *testing.T) {
 	for _, evict := range []bool{false, true} {
 		fw := newFake()
-		g, err := New(Options{Thresholds: testThresholds(), Firewall: fw})
+		g, err := New(Options{Thresholds: testThresholds(), Blocker: fw})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -342,37 +612,40 @@ func TestBurstIsOneOffense(t *testing.T) {
 	}
 }
 
-// Trusted peers, admin networks and office hosts are never blocked: not by a feed listing
-// a network around them, not by a state file that lists them.
-func TestProtectedNeverBlockedByFeedOrRestore(t *testing.T) {
+// Records of trusted peers, admin networks and office hosts (an edited state file), and of
+// blocks the owner no longer holds, are dropped at start; nothing is sent to the owner: it
+// restores its blocks itself.
+func TestProtectedRecordsDropped(t *testing.T) {
 	dir := t.TempDir()
 	st := `{"blocks":{
  "192.0.2.10/32":{"prefix":"192.0.2.10/32","reason":"scanner","since":"2026-01-01T00:00:00Z","expires":"2999-01-01T00:00:00Z","offense":1},
  "192.168.50.0/24":{"prefix":"192.168.50.0/24","reason":"manual","since":"2026-01-01T00:00:00Z","expires":"0001-01-01T00:00:00Z","offense":1},
  "bad":null,
- "203.0.113.9/32":{"prefix":"203.0.113.9/32","reason":"scanner","since":"2026-01-01T00:00:00Z","expires":"2999-01-01T00:00:00Z","offense":1}},
- "offenses":{}}`
+ "198.51.100.1/32":{"prefix":"198.51.100.1/32","reason":"scanner","since":"2026-01-01T00:00:00Z","expires":"2026-01-02T00:00:00Z","offense":1},
+ "203.0.113.9/32":{"prefix":"203.0.113.9/32","reason":"scanner","since":"2026-01-01T00:00:00Z","expires":"2999-01-01T00:00:00Z","offense":1},
+ "203.0.113.10/32":{"prefix":"203.0.113.10/32","reason":"scanner","since":"2026-01-01T00:00:00Z","expires":"2999-01-01T00:00:00Z","offense":1}},
+ "offenses":{"198.51.100.1/32":{"n":1,"last":"2026-01-01T00:00:00Z"}}}`
 	if err := os.WriteFile(filepath.Join(dir, "blocks.json"), []byte(st), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	fw := newFake()
+	// The owner restored its own list: 203.0.113.9 is in it, 203.0.113.10 was unblocked
+	// while sipguard was not running.
+	kept := netip.MustParsePrefix("203.0.113.9/32")
+	if _, err := fw.Block(netcfg.BlockRequest{Prefix: kept, Source: netcfg.SourceSIPGuard, By: "scanner", For: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	fw.blocks = 0
 	g, _, _ := newTestGuard(t, fw, dir)
-	for _, p := range []string{"192.0.2.10/32", "192.168.50.0/24"} {
-		if _, ok := fw.get(p); ok {
-			t.Errorf("%s restored into the kernel", p)
-		}
+	waitUntil(t, "only 203.0.113.9/32 listed", func() bool {
+		l := g.Blocked()
+		return len(l) == 1 && l[0].Prefix == kept && l[0].InKernel
+	})
+	if fw.blocks != 0 {
+		t.Errorf("%d block requests at start", fw.blocks)
 	}
-	if _, ok := fw.get("203.0.113.9/32"); !ok {
-		t.Error("an ordinary entry was not restored")
-	}
-	if n := g.applyFeed("t", []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("0.0.0.0/0"),
-		netip.MustParsePrefix("192.168.50.7/32"), netip.MustParsePrefix("198.51.100.0/24")}, time.Hour); n != 1 {
-		t.Errorf("feed put %d entries in force, want only 198.51.100.0/24", n)
-	}
-	for _, p := range []string{"192.0.2.0/24", "0.0.0.0/0", "192.168.50.7/32"} {
-		if _, ok := fw.get(p); ok {
-			t.Errorf("feed entry %s, which holds a protected address, was blocked", p)
-		}
+	if _, ok := g.st.Offenses["198.51.100.1/32"]; !ok {
+		t.Error("the offense of an expired block was not kept")
 	}
 }
 
@@ -398,7 +671,7 @@ func TestPipelinedTCPMessages(t *testing.T) {
 
 // The per-packet path allocates nothing for a source already tracked, UDP or pipelined TCP.
 func TestHandleNoAllocs(t *testing.T) {
-	g, err := New(Options{Thresholds: testThresholds(), Firewall: newFake()})
+	g, err := New(Options{Thresholds: testThresholds(), Blocker: newFake()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +699,7 @@ func FuzzHandle(f *testing.F) {
 	frag := append([]byte(nil), v6...)
 	frag[6], frag[42], frag[43] = 44, 0, 0 // the extension header as a first fragment
 	f.Add(frag)
-	g, err := New(Options{Thresholds: testThresholds(), Firewall: newFake()})
+	g, err := New(Options{Thresholds: testThresholds(), Blocker: newFake()})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -443,7 +716,7 @@ func FuzzHandle(f *testing.F) {
 
 // Offenses older than the memory are pruned from the state, except for an address still blocked.
 func TestOldOffensesPruned(t *testing.T) {
-	g, err := New(Options{Thresholds: testThresholds(), Firewall: newFake(), StateDir: t.TempDir()})
+	g, err := New(Options{Thresholds: testThresholds(), Blocker: newFake(), StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +740,7 @@ func TestOldOffensesPruned(t *testing.T) {
 // The evidence directory keeps the newest files, and those of blocks still in force.
 func TestEvidencePruned(t *testing.T) {
 	dir := t.TempDir()
-	g, err := New(Options{Thresholds: testThresholds(), Firewall: newFake(), StateDir: dir})
+	g, err := New(Options{Thresholds: testThresholds(), Blocker: newFake(), StateDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +766,7 @@ func TestEvidencePruned(t *testing.T) {
 // A finding dropped because the worker's queue is full is not forgotten: the source's
 // next packet raises it again.
 func TestDroppedActionRetried(t *testing.T) {
-	g, err := New(Options{Thresholds: testThresholds(), Firewall: newFake()})
+	g, err := New(Options{Thresholds: testThresholds(), Blocker: newFake()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +792,7 @@ func TestReloadTrustingUnblocks(t *testing.T) {
 	if _, ok := fw.get("192.0.2.66/32"); ok {
 		t.Error("still blocked after it became a trusted peer")
 	}
-	if l, _ := g.Blocked(); len(l) != 0 {
+	if l := g.Blocked(); len(l) != 0 {
 		t.Errorf("still listed: %+v", l)
 	}
 }
@@ -595,7 +868,7 @@ func TestIPv6ExtensionHeaders(t *testing.T) {
 func TestFailedBlockRetried(t *testing.T) {
 	fw := newFake()
 	fw.fail = true
-	g, err := New(Options{Thresholds: testThresholds(), Firewall: fw})
+	g, err := New(Options{Thresholds: testThresholds(), Blocker: fw})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,8 @@ type site struct {
 	t    *testing.T
 	l    *lab.Lab
 	cfg  *config.Config
-	fw   *netcfg.Firewall
+	fw   *netcfg.Firewall // reads the kernel's blocklist
+	w    *netcfg.Owner    // writes it
 	g    *sipguard.Guard
 	bus  *events.Bus
 	dir  string
@@ -46,8 +47,9 @@ type site struct {
 	seen []events.Event
 }
 
-// newSite builds a lab, applies the appliance's firewall in the box, starts Kamailio on the
-// PBX and sipguard in the box. extra is appended to the [sipguard] section.
+// newSite builds a lab, runs the firewall owner on the box with the appliance's config,
+// starts Kamailio on the PBX and sipguard in the box. extra is appended to the [sipguard]
+// section.
 func newSite(t *testing.T, extra string) *site {
 	t.Helper()
 	labtest.RequireRoot(t, "nft", "kamailio", "sipp", "svmap", "svwar", "svcrack", "timeout")
@@ -76,22 +78,16 @@ func newSite(t *testing.T, extra string) *site {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nsh.Close() })
-	fw := netcfg.New(int(nsh))
-	applyMu.Lock() // google/nftables v0.3.0 allocates set IDs from an unguarded global
-	err = fw.Apply(netcfg.Build(cfg))
-	applyMu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := startOwner(t, int(nsh), cfg)
 	h, err := netlink.NewHandleAt(nsh)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	s := &site{t: t, l: l, cfg: cfg, fw: fw, bus: events.New(1000), dir: t.TempDir()}
+	s := &site{t: t, l: l, cfg: cfg, fw: netcfg.New(int(nsh)), w: w, bus: events.New(1000), dir: t.TempDir()}
 	s.startKamailio()
 	s.g, err = sipguard.New(sipguard.Options{
-		Thresholds: sipguard.ThresholdsFrom(cfg), Firewall: fw, ForgetFlows: sipguard.ForgetFlows(h),
+		Thresholds: sipguard.ThresholdsFrom(cfg), Blocker: w, ForgetFlows: sipguard.ForgetFlows(h),
 		Bus: s.bus, StateDir: filepath.Join(s.dir, "state"), Protected: sipguard.ProtectedFrom(cfg),
 		BlockTimes: cfg.SIPGuard.BlockTimes, EvidenceAfter: cfg.SIPGuard.EvidenceAfter, Site: cfg.Site,
 		TLSPort: uint16(cfg.PBX.SIPTLSPort),
@@ -123,6 +119,45 @@ func newSite(t *testing.T, extra string) *site {
 		}
 	}()
 	return s
+}
+
+// startOwner runs the real firewall owner in the namespace nsFD with cfg's ruleset, until
+// the test ends.
+func startOwner(tb testing.TB, nsFD int, cfg *config.Config) *netcfg.Owner {
+	tb.Helper()
+	w, err := netcfg.NewOwner(netcfg.OwnerOptions{Firewall: netcfg.New(nsFD)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	applyMu.Lock() // google/nftables allocates set IDs from an unguarded global
+	err = w.SetConfig(cfg)
+	applyMu.Unlock()
+	if err != nil {
+		tb.Fatalf("owner: apply the config: %v", err)
+	}
+	return w
+}
+
+// unblock lifts a block through the owner, as the page or the CLI does, and waits until
+// sipguard has dropped its record (and its counters of the source).
+func (s *site) unblock(a string) {
+	s.t.Helper()
+	p := netip.MustParsePrefix(a + "/32")
+	if _, err := s.w.Unblock(p, "root (test)"); err != nil {
+		s.t.Fatal(err)
+	}
+	labtest.WaitFor(s.t, "sipguard to drop its record of "+a, 5*time.Second, func() bool {
+		for _, e := range s.g.Blocked() {
+			if e.Prefix == p {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func (s *site) events(kind string) []events.Event {
@@ -350,9 +385,7 @@ func TestSIPViciousToolsBlocked(t *testing.T) {
 	}
 
 	// Lift the block: svwar is caught by its first packets too, for 24 h this time.
-	if err := s.g.Unblock(netip.MustParsePrefix(lab.Attacker4 + "/32")); err != nil {
-		t.Fatal(err)
-	}
+	s.unblock(lab.Attacker4)
 	before := s.count(lab.HostPBX, "fromattacker")
 	s.runTool(6, "svwar", "-b", lab.Attacker4, "-x", lab.Attacker4, "-e", "1000-1030", "-m", "REGISTER", wan)
 	b = s.waitBlocked(lab.Attacker4, 5*time.Second)
@@ -366,9 +399,7 @@ func TestSIPViciousToolsBlocked(t *testing.T) {
 	}
 
 	// And svcrack: 7 days.
-	if err := s.g.Unblock(netip.MustParsePrefix(lab.Attacker4 + "/32")); err != nil {
-		t.Fatal(err)
-	}
+	s.unblock(lab.Attacker4)
 	before = s.count(lab.HostPBX, "fromattacker")
 	s.runTool(6, "svcrack", "-b", lab.Attacker4, "-x", lab.Attacker4, "-u", "1001", "-r", "1-200", wan)
 	b = s.waitBlocked(lab.Attacker4, 5*time.Second)

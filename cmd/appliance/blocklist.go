@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/officeedge/appliance/internal/config"
@@ -16,13 +18,13 @@ import (
 	"github.com/officeedge/appliance/sipguard"
 )
 
-// block, unblock and blocked work on the kernel's blocklist directly, so they work whether
-// the daemon runs or not; with a daemon, sipguard adds why and since when, and forgets an
-// unblocked source so that its next start does not bring the block back.
+// block, unblock and blocked go through the daemon's firewall owner when it runs (the one
+// writer of the kernel's blocklist), and work on the kernel and the saved blocklist directly
+// when it does not, so that the next start keeps what was done.
 func init() {
-	commands["block"] = command{"ADDR [--for DUR]: block an address or network (192.0.2.7, 192.0.2.0/24; --for 1h)", blockCmd}
+	commands["block"] = command{"ADDR [--for DUR] [--force]: block an address or network (192.0.2.7, 192.0.2.0/24; --for 1h)", blockCmd}
 	commands["unblock"] = command{"ADDR: remove an address or network from the blocklist", unblockCmd}
-	commands["blocked"] = command{"list blocked addresses: reason, since, expiry, packets dropped", blockedCmd}
+	commands["blocked"] = command{"list blocked addresses: source, since, expiry, packets dropped, reason", blockedCmd}
 }
 
 // addrArg parses the one address or network a command takes.
@@ -37,10 +39,19 @@ func addrArg(cmd string, pos []string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-func blockCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
+// offlineFlags are where the daemon keeps its state and config, for when it is not running.
+func offlineFlags(fs *flag.FlagSet) (state, cfg *string) {
+	return fs.String("state", "/var/lib/appliance", "the daemon's state directory"),
+		fs.String("config", "/etc/appliance/appliance.toml", "the daemon's config (for what is protected)")
+}
+
+func blockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("block", flag.ContinueOnError)
 	dur := fs.Duration("for", 0, "how long to block (e.g. 30m, 24h); 0 blocks until unblocked")
+	force := fs.Bool("force", false, "block a network wider than [blocklist] widest4/widest6 allows")
+	reason := fs.String("reason", "blocked by hand", "why, shown in the listing")
 	control := controlFlag(fs)
+	state, cfgPath := offlineFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -49,8 +60,18 @@ func blockCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := netcfg.New(0).Block(p, *dur); err != nil {
-		return err
+	req, _ := json.Marshal(daemon.BlockRequest{Prefix: p.String(), For: *dur, Force: *force, By: "root", Reason: *reason})
+	_, derr := daemon.Call(*control, "POST", "/blocklist/block", bytes.NewReader(req))
+	if isNotRunning(derr) {
+		cfg, cerr := config.Load(*cfgPath)
+		if cerr != nil {
+			fmt.Fprintf(stderr, "no daemon, and its config does not load (%v): only trusted peers and admin networks in the kernel are checked\n", cerr)
+			cfg = nil
+		}
+		_, derr = netcfg.BlockOffline(netcfg.New(0), *state, cfg, netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceManual, By: "root (cli)", Reason: *reason, For: *dur, Force: *force})
+	}
+	if derr != nil {
+		return fmt.Errorf("block: %w", derr)
 	}
 	auditCLI(*control, "block", "", prefixText(p)+forText(*dur))
 	fmt.Fprintf(stdout, "blocked %s%s\n", prefixText(p), forText(*dur))
@@ -60,7 +81,7 @@ func blockCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 func unblockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("unblock", flag.ContinueOnError)
 	control := controlFlag(fs)
-	state := fs.String("state", "/var/lib/appliance", "the daemon's state directory")
+	state, _ := offlineFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -69,67 +90,127 @@ func unblockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	kernelErr := netcfg.New(0).Unblock(p)
-	// The daemon forgets its entry (and its counters of that source). Without a daemon the
-	// entry is taken out of its state file, so a start does not bring the block back.
-	_, derr := daemon.Call(*control, "POST", "/sipguard/unblock?addr="+url.QueryEscape(p.String()), nil)
-	forgot := derr == nil
-	if !forgot {
-		had, err := sipguard.ForgetPersisted(filepath.Join(*state, "sipguard"), p)
-		if err != nil {
+	_, derr := daemon.Call(*control, "POST", "/blocklist/unblock?addr="+url.QueryEscape(p.String()), nil)
+	if isNotRunning(derr) {
+		derr = netcfg.UnblockOffline(netcfg.New(0), *state, p)
+		// sipguard's own record of the source goes too, so its counters start afresh.
+		if _, err := sipguard.ForgetPersisted(filepath.Join(*state, "sipguard"), p); err != nil {
 			fmt.Fprintf(stderr, "sipguard state: %v\n", err)
 		}
-		forgot = had
 	}
-	if kernelErr != nil && !forgot {
-		return kernelErr
+	if derr != nil {
+		return fmt.Errorf("unblock: %w", derr)
 	}
 	auditCLI(*control, "unblock", prefixText(p), "")
 	fmt.Fprintf(stdout, "unblocked %s\n", prefixText(p))
 	return nil
 }
 
+// isNotRunning tells a daemon that does not answer from one that refused the request.
+func isNotRunning(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "is the appliance running?")
+}
+
+// listing is what `appliance blocked` prints: the entries with a claim other than a feed's,
+// then one line per community list.
+type listing struct {
+	entries []netcfg.Entry
+	feeds   []netcfg.FeedInfo
+	packets map[netip.Prefix]uint64
+	left    map[netip.Prefix]time.Duration // the kernel's time left; absent: not in the kernel
+}
+
 func blockedCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("blocked", flag.ContinueOnError)
 	control := controlFlag(fs)
+	state, _ := offlineFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	var list []sipguard.Entry
-	b, err := daemon.Call(*control, "GET", "/sipguard/blocked", nil)
+	var l listing
+	b, err := daemon.Call(*control, "GET", "/blocklist", nil)
 	if err == nil {
-		err = json.Unmarshal(b, &list)
+		var v struct {
+			State   netcfg.BlockState `json:"state"`
+			Packets map[string]uint64 `json:"packets"`
+		}
+		if err = json.Unmarshal(b, &v); err == nil {
+			l = listing{entries: v.State.Entries, feeds: v.State.Feeds, packets: map[netip.Prefix]uint64{}}
+			for k, n := range v.Packets {
+				if p, err := netip.ParsePrefix(k); err == nil {
+					l.packets[p] = n
+				}
+			}
+		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "appliance daemon not answering (%v): showing the kernel's list only\n", err)
-		kl, kerr := netcfg.New(0).Blocklist()
-		if kerr != nil {
-			return kerr
-		}
-		list = nil
-		for _, k := range kl {
-			e := sipguard.Entry{Prefix: k.Prefix, Reason: "-", Dropped: k.Packets, InKernel: true}
-			if k.Expires > 0 {
-				e.Expires = time.Now().Add(k.Expires)
-			}
-			list = append(list, e)
+		fmt.Fprintf(stderr, "appliance daemon not answering (%v): showing the saved blocklist and the kernel's list\n", err)
+		if l, err = offlineListing(*state); err != nil {
+			return err
 		}
 	}
-	fmt.Fprintf(stdout, "%-40s %-26s %-20s %-20s %s\n", "ADDRESS", "REASON", "SINCE (UTC)", "EXPIRES (UTC)", "DROPPED")
-	for _, e := range list {
-		since, exp := "-", "never"
-		if !e.Since.IsZero() {
-			since = e.Since.UTC().Format("2006-01-02 15:04:05")
+	fmt.Fprintf(stdout, "%-40s %-10s %-20s %-20s %-8s %s\n", "ADDRESS", "SOURCE", "SINCE (UTC)", "EXPIRES (UTC)", "DROPPED", "REASON")
+	for _, e := range l.entries {
+		since, exp := e.Since().UTC().Format("2006-01-02 15:04:05"), "never"
+		if u := e.Until(); !u.IsZero() {
+			exp = u.UTC().Format("2006-01-02 15:04:05")
 		}
-		if !e.Expires.IsZero() {
-			exp = e.Expires.UTC().Format("2006-01-02 15:04:05")
+		if l.left != nil {
+			if _, in := l.left[e.Prefix]; !in {
+				exp = "not in kernel"
+			}
 		}
-		if !e.InKernel {
-			exp = "not in kernel"
+		var srcs []string
+		for _, c := range e.Claims {
+			srcs = append(srcs, c.Source)
 		}
-		fmt.Fprintf(stdout, "%-40s %-26s %-20s %-20s %d\n", prefixText(e.Prefix), e.Reason, since, exp, e.Dropped)
+		srcs = append(srcs, e.Feeds...)
+		fmt.Fprintf(stdout, "%-40s %-10s %-20s %-20s %-8d %s\n", prefixText(e.Prefix), strings.Join(srcs, ","), since, exp, l.packets[e.Prefix], e.Reason())
+	}
+	for _, f := range l.feeds {
+		fmt.Fprintf(stdout, "community list %s: %d entries (%d left out), loaded %s, kept until %s\n", f.Name, f.Entries, f.Refused,
+			f.Loaded.UTC().Format("2006-01-02 15:04:05"), f.Until.UTC().Format("2006-01-02 15:04:05"))
 	}
 	return nil
+}
+
+// offlineListing is the saved blocklist with what the kernel has of it; without a saved
+// blocklist, the kernel's own list.
+func offlineListing(dir string) (listing, error) {
+	fw := netcfg.New(0)
+	st, err := netcfg.SavedBlocklist(dir)
+	if err != nil {
+		return listing{}, err
+	}
+	l := listing{entries: st.Entries, feeds: st.Feeds, packets: map[netip.Prefix]uint64{}, left: map[netip.Prefix]time.Duration{}}
+	if len(st.Entries) == 0 && len(st.Feeds) == 0 {
+		kl, err := fw.Blocklist()
+		if err != nil {
+			return listing{}, err
+		}
+		now := time.Now()
+		for _, k := range kl {
+			c := netcfg.Claim{Source: "kernel", Reason: "-", Since: now}
+			if k.Expires > 0 {
+				c.Until = now.Add(k.Expires)
+			}
+			l.entries = append(l.entries, netcfg.Entry{Prefix: k.Prefix, Claims: []netcfg.Claim{c}})
+			l.packets[k.Prefix], l.left[k.Prefix] = k.Packets, k.Expires
+		}
+		return l, nil
+	}
+	ps := make([]netip.Prefix, 0, len(st.Entries))
+	for _, e := range st.Entries {
+		ps = append(ps, e.Prefix)
+	}
+	found, err := fw.Lookup(ps)
+	if err != nil {
+		return listing{}, err
+	}
+	for p, b := range found {
+		l.packets[p], l.left[p] = b.Packets, b.Expires
+	}
+	return l, nil
 }
 
 // prefixText shows a single address without its /32 or /128.

@@ -62,6 +62,10 @@ func (o *office) waitLog(want string) {
 // cli runs the appliance CLI in the box namespace.
 func (o *office) cli(args ...string) string {
 	o.t.Helper()
+	switch args[0] {
+	case "block", "unblock", "blocked": // the running daemon's owner is the one writer
+		args = append(args, "--control", filepath.Join(o.dir, "control.sock"), "--state", filepath.Join(o.dir, "state"))
+	}
 	out, err := o.Run(lab.HostBox, append([]string{bin}, args...)...)
 	if err != nil {
 		o.t.Fatalf("appliance %v: %v", args, err)
@@ -314,7 +318,7 @@ func TestOfficeFirewall(t *testing.T) {
 	})
 
 	t.Run("trusted peers and admin networks cannot be blocked", func(t *testing.T) {
-		out, err := o.Run(lab.HostBox, bin, "block", lab.Trunk4)
+		out, err := o.Run(lab.HostBox, bin, "block", lab.Trunk4, "--control", filepath.Join(o.dir, "control.sock"))
 		if err == nil || !strings.Contains(out, "never blocked") {
 			t.Errorf("blocking the trunk must be refused, got %v: %s", err, out)
 		}

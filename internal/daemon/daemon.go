@@ -11,15 +11,18 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/thejerf/suture/v4"
 
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/events"
+	"github.com/officeedge/appliance/internal/kernelfeat"
 	"github.com/officeedge/appliance/internal/notify"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
@@ -33,24 +36,25 @@ type Options struct {
 	Log           *slog.Logger
 }
 
-// App is what the running parts of the appliance share.
+// App is what the running parts of the appliance share: each part is made in Run, in the
+// order they depend on each other, and reads the ones made before it from here.
 type App struct {
 	Options
-	Bus      *events.Bus
-	Firewall *netcfg.Firewall
-	// The parts, made in Run in the order they depend on each other.
-	Owner  *netcfg.Owner // the one writer of nftables, links and routes
-	Alerts *alerts.Store // what needs a person (part failures, hardware, drift)
-	WAN    *wan.Service  // nil when wan is off
-	Audit  *audit.Log
-	Mail   *notify.Notifier
-	HAL    *halService      // LEDs, button and the simulated board
-	Guard  *sipGuardService // nil when sipguard is off
-	// Control is the local control API (a unix socket, root only): parts add their handlers.
+	Bus    *events.Bus
+	Alerts *alerts.Store        // what needs a person (part failures, hardware, drift)
+	Owner  *netcfg.Owner        // the one writer of nftables, links and routes
+	Audit  *audit.Log           //
+	Mail   *notify.Notifier     //
+	WAN    *wan.Service         // nil when wan is off
+	HAL    *halService          // LEDs, button and the simulated board
+	Guard  *sipGuardService     // nil when sipguard is off; replaced when a reload restarts it
+	Kernel []kernelfeat.Feature // what the kernel was found to have at start
+	// Control is the local control API (a unix socket, root only).
 	Control *http.ServeMux
 
-	mu  sync.RWMutex
-	cfg *config.Config
+	mu    sync.RWMutex
+	cfg   *config.Config
+	parts *parts
 }
 
 // Config is the configuration in force.
@@ -60,29 +64,17 @@ func (a *App) Config() *config.Config {
 	return a.cfg
 }
 
-// Service is a long-running part of the appliance (wan, sipguard, web, ...).
-type Service interface {
-	// Run works until ctx ends; an error stops the whole daemon.
-	Run(ctx context.Context) error
+// guard is the sipguard part in force (nil when off).
+func (a *App) guard() *sipGuardService {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.Guard
 }
-
-// Reloader is a Service that takes a new configuration without a restart.
-type Reloader interface {
-	Reload(cfg *config.Config) error
-}
-
-// A Factory makes a service for the app; it returns nil when the part is switched off.
-type Factory func(app *App) (Service, error)
-
-var factories = map[string]Factory{}
-
-// Register adds a part of the appliance; each part calls it from an init function in its own
-// file of this package, so parts can be added without touching each other.
-func Register(name string, f Factory) { factories[name] = f }
 
 // Run applies the configuration and serves until ctx ends. The firewall stays in the kernel
 // when it returns, or if the process dies: the box fails closed. SIGHUP reloads the file; a
-// bad file is reported and the running firewall stays as it was.
+// bad file is reported and the running firewall stays as it was. A part that fails is
+// restarted on its own, with backoff and an alert; only a signal stops the daemon.
 func Run(ctx context.Context, o Options) error {
 	// Caught from the start: a SIGHUP's default action would kill a daemon still starting.
 	// One that comes early is acted on once the parts run.
@@ -98,45 +90,43 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("daemon: state directory: %w", err)
 		}
 	}
-	app := &App{Options: o, Bus: events.New(1000), Firewall: netcfg.New(0), Control: http.NewServeMux(), cfg: cfg}
-	if err := app.apply(cfg); err != nil {
+	for _, w := range cfg.Warnings {
+		o.Log.Warn(w)
+	}
+	app := &App{Options: o, Bus: events.New(1000), Alerts: alerts.New(nil), Control: http.NewServeMux(), cfg: cfg}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// 1. The kernel's features, probed in a private namespace before anything writes.
+	app.Kernel = detectKernel(app)
+	// 2. The firewall owner: nothing else writes the kernel, and it runs under a supervisor
+	// of its own, so no other part's failures can hold it back.
+	app.Owner, err = netcfg.NewOwner(netcfg.OwnerOptions{Firewall: netcfg.New(0), StateDir: app.StateDir,
+		Bus: app.Bus, Alerts: app.Alerts, Log: app.Log, Links: true, ResolvConf: "/etc/resolv.conf"})
+	if err != nil {
 		return err
 	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	var (
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		runErr  error
-	)
-	// On every return, the started parts stop and finish their cleanup (wan hands the routes
-	// back) before the process can exit, also when a later part fails to start.
-	defer func() { cancel(); wg.Wait() }()
-	fail := func(err error) { errOnce.Do(func() { runErr = err; cancel() }) }
-	var svcs []Service
-	names := make([]string, 0, len(factories))
-	for n := range factories {
-		names = append(names, n)
+	root := suture.New("appliance", suture.Spec{EventHook: app.supervisorEvent})
+	done := root.ServeBackground(ctx)
+	// On every return the parts stop and finish their cleanup (wan hands the routes back)
+	// before the process can exit.
+	defer func() { cancel(); <-done }()
+	app.parts = newParts(app, root)
+	app.parts.start("firewall", func(*App) (runner, error) { return app.Owner, nil })
+	// The firewall goes in before the links come up, so no packet crosses an open box; a
+	// ruleset the kernel refuses at start ends the start (nothing would protect the office).
+	if err := app.Owner.SetConfig(cfg); err != nil {
+		return fmt.Errorf("daemon: %w", err)
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		s, err := factories[n](app)
-		if err != nil {
-			return fmt.Errorf("daemon: start %s: %w", n, err)
-		}
-		if s == nil {
-			continue
-		}
-		svcs = append(svcs, s)
-		wg.Add(1)
-		go func(n string, s Service) {
-			defer wg.Done()
-			if err := s.Run(ctx); err != nil && ctx.Err() == nil {
-				fail(fmt.Errorf("daemon: %s: %w", n, err))
-			}
-		}(n, s)
-	}
+	o.Log.Info("firewall applied", "table", "inet "+netcfg.TableName)
+	app.dropStaleFeeds(cfg)
+	// 3. The parts, each reading the ones above it.
+	app.Audit = audit.Open(filepath.Join(app.StateDir, "audit.log"))
+	app.Mail = &notify.Notifier{Config: app.Config, Dir: filepath.Join(app.StateDir, "mailq"), Bus: app.Bus, Log: app.Log}
+	app.parts.startAll()
+	app.auditConfig("unknown (changed while the appliance was stopped)")
 	if o.ControlSocket != "" {
+		app.routes()
 		stop, err := app.serveControl()
 		if err != nil {
 			return err
@@ -144,60 +134,106 @@ func Run(ctx context.Context, o Options) error {
 		defer stop()
 	}
 	o.Log.Info("appliance running", "config", o.ConfigPath, "pid", os.Getpid())
-
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
 			o.Log.Info("appliance stopping; the firewall stays in place")
-			return runErr
+			return nil
 		case <-hup:
-			app.reload(svcs)
+			app.reload()
 		}
 	}
 }
 
-func (a *App) reload(svcs []Service) {
+// reload reconciles every part to the file: the firewall first (a refusal changes nothing),
+// then each part is reloaded in place, started, stopped or restarted as its settings
+// demand, and what only a restart of the daemon takes is said.
+func (a *App) reload() {
 	next, err := config.Load(a.ConfigPath)
 	if err == nil {
-		err = a.apply(next)
+		err = a.Owner.SetConfig(next)
 	}
 	if err != nil {
 		a.Log.Error("reload refused, the running configuration is unchanged", "err", err)
+		a.Alerts.Raise("config", "daemon", "the configuration was refused: "+err.Error())
 		a.Bus.Publish(events.Event{Kind: "config.rejected", Severity: events.Warn, Source: "daemon", Message: err.Error()})
 		return
 	}
-	for _, s := range svcs {
-		if r, ok := s.(Reloader); ok {
-			if err := r.Reload(next); err != nil {
-				a.Log.Error("reload", "err", err)
-			}
-		}
-	}
-	a.Log.Info("configuration reloaded")
-	a.Bus.Publish(events.Event{Kind: "config.changed", Source: "daemon", Message: "configuration reloaded from " + a.ConfigPath})
-}
-
-func (a *App) apply(cfg *config.Config) error {
-	for _, w := range cfg.Warnings {
-		a.Log.Warn(w)
-	}
-	// The firewall goes in before the links come up, so no packet crosses an open box.
-	if err := a.Firewall.Apply(netcfg.Build(cfg)); err != nil {
-		return err
-	}
-	warnings, err := netcfg.ApplyLinks(cfg)
-	if err != nil {
-		return fmt.Errorf("daemon: %w", err)
-	}
-	for _, w := range warnings {
+	a.Alerts.Clear("config")
+	for _, w := range next.Warnings {
 		a.Log.Warn(w)
 	}
 	a.mu.Lock()
-	a.cfg = cfg
+	prev := a.cfg
+	a.cfg = next
 	a.mu.Unlock()
-	a.Log.Info("firewall applied", "table", "inet "+netcfg.TableName)
-	return nil
+	did := append(a.dropStaleFeeds(next), a.parts.reconcile(prev, next)...)
+	a.auditConfig("root (SIGHUP reload)")
+	msg := "configuration reloaded from " + a.ConfigPath
+	if len(did) > 0 {
+		msg += ": " + strings.Join(did, "; ")
+	}
+	a.Log.Info("configuration reloaded", "parts", strings.Join(did, "; "))
+	a.Bus.Publish(events.Event{Kind: "config.changed", Source: "daemon", Message: msg})
+}
+
+// dropStaleFeeds removes from the blocklist the community lists the config no longer has
+// (the owner keeps a feed's last good list across restarts, for feeds that are still there).
+func (a *App) dropStaleFeeds(cfg *config.Config) []string {
+	keep := map[string]bool{}
+	if cfg.SIPGuard.Enabled {
+		for _, f := range cfg.SIPGuard.Feeds {
+			keep[f.Name] = true
+		}
+	}
+	var did []string
+	for _, f := range a.Owner.State().Feeds {
+		if keep[f.Name] {
+			continue
+		}
+		if err := a.Owner.DropFeed(f.Name); err != nil {
+			a.Log.Error("drop community list", "feed", f.Name, "err", err)
+			continue
+		}
+		did = append(did, fmt.Sprintf("community list %s dropped (%d entries)", f.Name, f.Entries))
+	}
+	return did
+}
+
+// detectKernel probes the kernel once: each missing feature is one warning line and one
+// event saying what is lost, instead of a failure later on.
+func detectKernel(a *App) []kernelfeat.Feature {
+	fs := kernelfeat.Detect()
+	missing := kernelfeat.Missing(fs)
+	for _, f := range missing {
+		a.Log.Warn(f.Consequence, "feature", f.Name, "probe", f.Detail)
+		a.Bus.Publish(events.Event{Kind: "kernel.missing", Severity: events.Warn, Source: "kernel",
+			Message: f.Consequence, Fields: map[string]string{"feature": f.Name}})
+	}
+	a.Log.Info("kernel features probed", "present", len(fs)-len(missing), "missing", len(missing))
+	return fs
+}
+
+// supervisorEvent tells people about a part that failed or panicked.
+func (a *App) supervisorEvent(e suture.Event) {
+	switch e := e.(type) {
+	case suture.EventServicePanic:
+		a.partFailed(e.ServiceName, fmt.Errorf("panic: %s", e.PanicMsg))
+		a.Log.Error("part panicked", "part", e.ServiceName, "stack", e.Stacktrace)
+	case suture.EventBackoff:
+		a.Log.Warn("part failing repeatedly: restarts slowed down", "part", e.SupervisorName)
+	case suture.EventStopTimeout:
+		a.Log.Error("part did not stop in time", "part", e.ServiceName)
+	}
+}
+
+// partFailed logs, alerts (the page, the LED and email) and records a part's failure.
+func (a *App) partFailed(name string, err error) {
+	msg := fmt.Sprintf("%s failed and is restarted: %v", name, err)
+	a.Log.Error("part failed; restarting it", "part", name, "err", err)
+	a.Alerts.Raise("part."+name, name, msg)
+	a.Bus.Publish(events.Event{Kind: "part.failed", Severity: events.Alert, Source: "daemon", Message: msg,
+		Fields: map[string]string{"part": name}})
 }
 
 // serveControl serves the control API on a unix socket only root can reach.

@@ -3,9 +3,8 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"net/http"
-	"net/netip"
 	"path/filepath"
 	"sync"
 
@@ -13,17 +12,23 @@ import (
 	"github.com/officeedge/appliance/sipguard"
 )
 
-func init() { Register("sipguard", newSIPGuard) }
+// errNoOwner means the firewall owner was not made before a part that sends it blocks.
+var errNoOwner = errors.New("daemon: sipguard needs the firewall owner")
 
+// sipGuardService captures SIP, runs the detectors and sends blocks to the owner.
 type sipGuardService struct {
 	app *App
 	g   *sipguard.Guard
 }
 
-func newSIPGuard(app *App) (Service, error) {
+// newSIPGuardPart makes the sipguard part, or nil when [sipguard] is off.
+func newSIPGuardPart(app *App) (*sipGuardService, error) {
 	cfg := app.Config()
 	if !cfg.SIPGuard.Enabled {
 		return nil, nil
+	}
+	if app.Owner == nil {
+		return nil, errNoOwner
 	}
 	dir := ""
 	if app.StateDir != "" {
@@ -31,7 +36,7 @@ func newSIPGuard(app *App) (Service, error) {
 	}
 	o := sipguard.Options{
 		Thresholds:    sipguard.ThresholdsFrom(cfg),
-		Firewall:      app.Firewall,
+		Blocker:       app.Owner,
 		ForgetFlows:   sipguard.ForgetFlows(nil),
 		Bus:           app.Bus,
 		Log:           app.Log,
@@ -41,6 +46,7 @@ func newSIPGuard(app *App) (Service, error) {
 		EvidenceAfter: cfg.SIPGuard.EvidenceAfter,
 		Site:          cfg.Site,
 		TLSPort:       uint16(cfg.PBX.SIPTLSPort),
+		Alerts:        app.Alerts,
 	}
 	if cfg.SIPGuard.AbuseLookup {
 		o.Abuse = &sipguard.AbuseLookup{}
@@ -49,82 +55,55 @@ func newSIPGuard(app *App) (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sipGuardService{app: app, g: g}
-	app.Control.HandleFunc("GET /sipguard/blocked", s.blocked)
-	app.Control.HandleFunc("POST /sipguard/unblock", s.unblock)
-	app.Control.HandleFunc("GET /sipguard/status", s.status)
-	return s, nil
+	return &sipGuardService{app: app, g: g}, nil
 }
 
+// Run captures on every interface and works through findings until ctx ends (nil). A
+// capture that fails for another reason than its link going down ends Run with its error,
+// for the supervisor to restart the part.
 func (s *sipGuardService) Run(ctx context.Context) error {
-	cfg := s.app.Config()
-	sg := cfg.SIPGuard
-	ifaces := sg.Interfaces
+	ifaces, ports := captureSetup(s.app.Config())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(ifaces))
+	for _, ifn := range ifaces {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := sipguard.Capture(ctx, ifn, ports, s.g); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = s.g.Run(ctx) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	cancel()
+	wg.Wait()
+	return err
+}
+
+// captureSetup lists the interfaces to capture on and the SIP ports to watch.
+func captureSetup(cfg *config.Config) (ifaces []string, ports []uint16) {
+	ifaces = cfg.SIPGuard.Interfaces
 	if len(ifaces) == 0 {
 		ifaces = []string{cfg.LAN.Interface}
 	}
-	var ports []uint16
 	if cfg.PBX.SIPPort != 0 {
 		ports = append(ports, uint16(cfg.PBX.SIPPort))
 	}
 	if cfg.PBX.SIPTLSPort != 0 {
 		ports = append(ports, uint16(cfg.PBX.SIPTLSPort))
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(ifaces)+1)
-	for _, f := range sg.Feeds {
-		wg.Add(1)
-		go func(f config.SIPFeed) {
-			defer wg.Done()
-			s.g.RunFeed(ctx, sipguard.Feed{Name: f.Name, URL: f.URL, File: f.File, Format: f.Format, Interval: f.Interval}, nil)
-		}(f)
-	}
-	for _, ifn := range ifaces {
-		wg.Add(1)
-		go func(ifn string) {
-			defer wg.Done()
-			if err := sipguard.Capture(ctx, ifn, ports, s.g); err != nil {
-				errs <- err
-			}
-		}(ifn)
-	}
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = s.g.Run(ctx) }()
-	wg.Add(1)
-	go func() { defer wg.Done(); s.forgetUnblocked(ctx) }()
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errs:
-		cancel()
-	}
-	wg.Wait()
-	return err
+	return ifaces, ports
 }
 
-// forgetUnblocked makes sipguard forget a source unblocked elsewhere (the status page):
-// otherwise the next start would restore the block from sipguard's state.
-func (s *sipGuardService) forgetUnblocked(ctx context.Context) {
-	ch, unsub := s.app.Bus.Subscribe(64)
-	defer unsub()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e := <-ch:
-			if e.Kind != "block.manual.unblock" {
-				continue
-			}
-			if p, err := netip.ParsePrefix(e.Fields["addr"]); err == nil {
-				_ = s.g.Unblock(p) // already out of the kernel: this clears sipguard's record
-			}
-		}
-	}
-}
-
-// Reload takes new thresholds; capture interfaces and feeds change at the next start.
+// Reload takes new thresholds; capture interfaces change at the part's next start.
 func (s *sipGuardService) Reload(cfg *config.Config) error {
 	s.g.SetThresholds(sipguard.ThresholdsFrom(cfg), sipguard.ProtectedFrom(cfg))
 	return nil
@@ -135,29 +114,47 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// blocked answers GET /sipguard/blocked: sipguard's blocks with why, evidence and expiry.
 func (s *sipGuardService) blocked(w http.ResponseWriter, _ *http.Request) {
-	list, err := s.g.Blocked()
-	if err != nil && len(list) == 0 {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	writeJSON(w, list)
+	writeJSON(w, s.g.Blocked())
 }
 
-func (s *sipGuardService) unblock(w http.ResponseWriter, r *http.Request) {
-	var p config.Prefix
-	if err := p.UnmarshalText([]byte(r.URL.Query().Get("addr"))); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	if err := s.g.Unblock(p.Prefix); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	fmt.Fprintf(w, "unblocked %s\n", p.Prefix)
-}
-
+// status answers GET /sipguard/status: sipguard's counters.
 func (s *sipGuardService) status(w http.ResponseWriter, _ *http.Request) {
 	st, n := s.g.Snapshot()
 	writeJSON(w, map[string]any{"stats": st, "sources": n})
+}
+
+// feedsService loads the community lists into the owner on their schedules.
+type feedsService struct {
+	app *App
+}
+
+// newFeedsPart makes the community-list part, or nil when sipguard is off or lists none.
+func newFeedsPart(app *App) (*feedsService, error) {
+	cfg := app.Config()
+	if !cfg.SIPGuard.Enabled || len(cfg.SIPGuard.Feeds) == 0 {
+		return nil, nil
+	}
+	if app.Owner == nil {
+		return nil, errNoOwner
+	}
+	return &feedsService{app: app}, nil
+}
+
+// Run loads each feed of the configuration in force until ctx ends; a feed whose server
+// hangs or fails delays only itself, and the owner keeps its last good list meanwhile.
+func (s *feedsService) Run(ctx context.Context) error {
+	o := sipguard.FeedOptions{Blocker: s.app.Owner, Bus: s.app.Bus, Log: s.app.Log}
+	var wg sync.WaitGroup
+	for _, f := range s.app.Config().SIPGuard.Feeds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sipguard.RunFeed(ctx, sipguard.Feed{Name: f.Name, URL: f.URL, File: f.File, Format: f.Format, Interval: f.Interval}, o)
+		}()
+	}
+	<-ctx.Done()
+	wg.Wait()
+	return nil
 }

@@ -2,13 +2,11 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"syscall"
 	"time"
@@ -19,59 +17,87 @@ import (
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/web"
-	"github.com/officeedge/appliance/netcfg"
+	"github.com/officeedge/appliance/sipguard"
+	"github.com/officeedge/appliance/wan"
 )
 
-func init() {
-	Register("web", func(app *App) (Service, error) {
-		if app.Config().WebPort() == 0 {
-			return nil, nil
-		}
-		return &webService{app: app, reload: make(chan struct{}, 1)}, nil
-	})
-}
+// keyWebListen is the alert raised while the status page cannot listen.
+const keyWebListen = "web.listen"
 
+// errWebParts means the daemon made the web part before the alerts it raises.
+var errWebParts = errors.New("daemon: the web part needs the alerts")
+
+// webService serves the status page; it reads the other parts' typed state directly.
 type webService struct {
 	app    *App
 	srv    *web.Server
 	reload chan struct{}
 }
 
-func writeJSONResp(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
+// newWebPart makes the status page's part, or nil when [web] port is 0. The parts the page
+// shows (app.WAN, app.Owner, app.Alerts, app.Guard, app.HAL, app.Mail, app.Audit) must be
+// set before: the page reads them through the App at each request.
+func newWebPart(app *App) (*webService, error) {
+	if app.Config().WebPort() == 0 {
+		return nil, nil
+	}
+	if app.Alerts == nil {
+		return nil, errWebParts
+	}
+	return &webService{app: app, srv: web.New(webOptions(app)), reload: make(chan struct{}, 1)}, nil
 }
 
-// controlGet answers a GET on the control API in process, or nil when nothing serves it.
-func (w *webService) controlGet(path string) json.RawMessage {
-	req, err := http.NewRequest("GET", path, nil)
-	if err != nil {
-		return nil
+// webOptions connects the page to the parts, each read where it is: nothing goes through
+// the control API.
+func webOptions(app *App) web.Options {
+	o := web.Options{
+		Config: app.Config, Bus: app.Bus, Audit: app.Audit, Alerts: app.Alerts, StateDir: app.StateDir, Log: app.Log,
+		WAN:          func() (wan.Status, bool) { return wanStatus(app) },
+		Force:        func(ctx context.Context, m wan.Mode) error { return wanForce(ctx, app, m) },
+		Guard:        func() (sipguard.Stats, int, bool) { return guardStats(app) },
+		GuardEntries: func() []sipguard.Entry { return guardEntries(app) },
 	}
-	rec := &controlRecorder{header: http.Header{}, code: 200}
-	w.app.Control.ServeHTTP(rec, req)
-	if rec.code != 200 || !json.Valid(rec.body.Bytes()) {
-		return nil
+	if app.Owner != nil {
+		o.Blocklist = app.Owner
 	}
-	return json.RawMessage(rec.body.Bytes())
+	if app.HAL != nil {
+		o.Board = app.HAL
+	}
+	if app.Mail != nil {
+		o.Mail = app.Mail.Status
+	}
+	return o
 }
 
-// webFirewall unblocks through sipguard when it holds the block (so its own list and
-// evidence stay consistent), and directly in the kernel otherwise.
-type webFirewall struct{ app *App }
-
-func (f webFirewall) Blocklist() ([]netcfg.Blocked, error)        { return f.app.Firewall.Blocklist() }
-func (f webFirewall) Block(p netip.Prefix, d time.Duration) error { return f.app.Firewall.Block(p, d) }
-func (f webFirewall) Unblock(p netip.Prefix) error {
-	req, err := http.NewRequest("POST", "/sipguard/unblock?addr="+url.QueryEscape(p.String()), nil)
-	if err == nil {
-		rec := &controlRecorder{header: http.Header{}, code: 200}
-		f.app.Control.ServeHTTP(rec, req)
-		if rec.code < 300 {
-			return nil
-		}
+func wanStatus(app *App) (wan.Status, bool) {
+	if app.WAN == nil {
+		return wan.Status{}, false
 	}
-	return f.app.Firewall.Unblock(p)
+	return app.WAN.Status(), true
+}
+
+func wanForce(ctx context.Context, app *App, m wan.Mode) error {
+	if app.WAN == nil {
+		return errWANOff
+	}
+	return app.WAN.Force(ctx, m)
+}
+
+func guardStats(app *App) (sipguard.Stats, int, bool) {
+	g := app.guard()
+	if g == nil {
+		return sipguard.Stats{}, 0, false
+	}
+	st, n := g.g.Snapshot()
+	return st, n, true
+}
+
+func guardEntries(app *App) []sipguard.Entry {
+	g := app.guard()
+	if g == nil {
+		return nil
+	}
+	return g.g.Blocked()
 }
 
 // webAddrs are the box's own addresses the page is served on: the LAN's, the uplinks'
@@ -135,22 +161,13 @@ func webListen(ctx context.Context, addrs []netip.Addr, port config.Port) (net.L
 	return multinet.Listen(ls...), nil
 }
 
+// Run serves the page until ctx ends (then it returns nil); an error means the server
+// failed and the part wants a restart.
 func (w *webService) Run(ctx context.Context) error {
-	p := partsOf(w.app)
-	o := web.Options{
-		Config: w.app.Config, Bus: w.app.Bus, Firewall: webFirewall{w.app}, Uplinks: controlUplinks{w.app},
-		Audit: p.audit, WANStatus: func() json.RawMessage { return w.controlGet("/wan/status") },
-		GuardBlocked: func() json.RawMessage { return w.controlGet("/sipguard/blocked") },
-		StateDir:     w.app.StateDir, Log: w.app.Log,
-	}
-	if p.hal != nil {
-		o.Board = halBoard{p.hal}
-	}
-	if p.mail != nil {
-		o.Mail = p.mail.Status
-	}
-	w.srv = web.New(o)
-	go w.srv.Run(ctx, p.panel.Changed())
+	ctx, cancel := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() { defer close(followed); _ = w.srv.Run(ctx) }()
+	defer func() { cancel(); <-followed }()
 	for {
 		cfg := w.app.Config()
 		addrs, port := webAddrs(cfg), cfg.WebPort()
@@ -164,10 +181,7 @@ func (w *webService) Run(ctx context.Context) error {
 		}
 		ln, err := webListen(ctx, addrs, port)
 		if err != nil {
-			// The page is not worth stopping the box for (a busy port, an address not there):
-			// say so and try again on the next reload or in a while.
-			w.app.Log.Error("status page", "err", err)
-			w.app.Bus.Publish(events.Event{Kind: "web.error", Severity: events.Alert, Source: "web", Message: "status page unavailable: " + err.Error()})
+			w.listenFailed(err)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -176,36 +190,55 @@ func (w *webService) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		sctx, stop := context.WithCancel(ctx)
-		hs := &http.Server{Handler: w.srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-			BaseContext: func(net.Listener) context.Context { return sctx }} // open event streams end with it
-		served := make(chan error, 1)
-		go func() { served <- hs.Serve(ln) }()
-		w.app.Log.Info("status page listening", "addrs", ln.Addr().String())
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				break wait
-			case err := <-served:
-				stop()
-				return fmt.Errorf("web: %w", err)
-			case <-w.reload:
-				// New addresses or port: listen again (open pages reconnect by themselves).
-				if c := w.app.Config(); !sameAddrs(addrs, webAddrs(c)) || port != c.WebPort() {
-					break wait
-				}
+		w.app.Alerts.Clear(keyWebListen)
+		if err := w.serve(ctx, ln, addrs, port); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// listenFailed says the page is unavailable: it is not worth stopping the box for (a busy
+// port, an address not there), and is tried again on the next reload or in a while.
+func (w *webService) listenFailed(err error) {
+	msg := "status page unavailable: " + err.Error()
+	w.app.Log.Error("status page", "err", err)
+	w.app.Alerts.Raise(keyWebListen, "web", msg)
+	w.app.Bus.Publish(events.Event{Kind: "web.error", Severity: events.Alert, Source: "web", Message: msg})
+}
+
+// serve serves on ln until ctx ends (nil), the server fails (its error), or a reload changes
+// the addresses or the port (nil, to listen again).
+func (w *webService) serve(ctx context.Context, ln net.Listener, addrs []netip.Addr, port config.Port) error {
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	hs := &http.Server{Handler: w.srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return sctx }} // open event streams end with it
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	w.app.Log.Info("status page listening", "addrs", ln.Addr().String())
+	defer shutdown(hs, stop)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-served:
+			return fmt.Errorf("web: serve: %w", err)
+		case <-w.reload:
+			// New addresses or port: listen again (open pages reconnect by themselves).
+			if c := w.app.Config(); !sameAddrs(addrs, webAddrs(c)) || port != c.WebPort() {
+				return nil
 			}
 		}
-		stop()
-		shctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if hs.Shutdown(shctx) != nil {
-			_ = hs.Close() // connections still open after the grace period must not outlive the listener
-		}
-		cancel()
-		if ctx.Err() != nil {
-			return nil
-		}
+	}
+}
+
+// shutdown ends the open event streams, then the server, within a grace period.
+func shutdown(hs *http.Server, stopStreams func()) {
+	stopStreams()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if hs.Shutdown(ctx) != nil {
+		_ = hs.Close() // connections still open after the grace period must not outlive the listener
 	}
 }
 

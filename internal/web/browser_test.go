@@ -246,8 +246,9 @@ func TestBrowserInLab(t *testing.T) {
 	if err := c.click("#block-form button"); err != nil {
 		t.Fatal(err)
 	}
-	labtest.WaitFor(t, "the blocked attacker in the page's blocklist", 30*time.Second, func() bool {
-		return strings.Contains(c.text("#blocked"), lab.Attacker4)
+	labtest.WaitFor(t, "the blocked attacker in the page's blocklist, blocked by hand", 30*time.Second, func() bool {
+		row := c.text("#blocked")
+		return strings.Contains(row, lab.Attacker4) && strings.Contains(row, "manual")
 	})
 
 	// A configuration change (reload with SIGHUP) shows on the page and in the audit log.

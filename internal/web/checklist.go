@@ -2,11 +2,11 @@ package web
 
 import (
 	"fmt"
-	"reflect"
 	"strings"
 	"time"
 
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/netcfg"
 )
 
 // Check is one item of the security and disaster-readiness checklist.
@@ -76,13 +76,8 @@ func (s *Server) checklist(cfg *config.Config, st *Status) []Check {
 		add("tunnel", "PBX tunnel port", true, fmt.Sprintf("port %d is open to anywhere for remote phones; close it (pbx.tunnel_port = 0) if nobody uses it", cfg.PBX.TunnelPort), "")
 	}
 
-	// Blocklist feeds: the sipguard section owns the setting; found by name so the check works
-	// whatever it is called there (feeds, apiban, blocklists...).
-	if n, found := feedsConfigured(cfg.SIPGuard); found {
-		add("feeds", "Blocklist feeds on", n > 0, fmt.Sprintf("%d feed(s) configured", n), "Turn on a blocklist feed of known SIP scanners in [sipguard].")
-	} else {
-		unknown("feeds", "Blocklist feeds on", "this build has no blocklist feed setting", "Update the firmware to one with sipguard blocklist feeds.")
-	}
+	// Community blocklists: configured, and loaded into the blocklist.
+	feedsCheck(cfg, st, add)
 
 	// Backup uplink.
 	if cfg.Uplink.Backup == nil {
@@ -153,40 +148,36 @@ func (s *Server) checklist(cfg *config.Config, st *Status) []Check {
 	return out
 }
 
-// feedsConfigured looks in the sipguard settings for a field about blocklist feeds and
-// counts what it enables.
-func feedsConfigured(sec any) (n int, found bool) {
-	v := reflect.Indirect(reflect.ValueOf(sec))
-	if v.Kind() != reflect.Struct {
-		return 0, false
+// feedsCheck judges the community blocklists: configured in [sipguard], and each one in
+// force in the blocklist.
+func feedsCheck(cfg *config.Config, st *Status, add func(id, title string, ok bool, detail, fix string)) {
+	const title = "Blocklist feeds on"
+	n := len(cfg.SIPGuard.Feeds)
+	if n == 0 || !cfg.SIPGuard.Enabled {
+		add("feeds", title, false, "no community blocklist is configured", "Turn on a blocklist feed of known SIP scanners: a [[sipguard.feed]] section.")
+		return
 	}
-	for i := 0; i < v.NumField(); i++ {
-		name := strings.ToLower(v.Type().Field(i).Name)
-		if !v.Type().Field(i).IsExported() || !(strings.Contains(name, "feed") || strings.Contains(name, "apiban") || strings.Contains(name, "blocklist")) {
-			continue
-		}
-		f := v.Field(i)
-		switch f.Kind() {
-		case reflect.Slice, reflect.Map:
-			return f.Len(), true
-		case reflect.Bool:
-			if f.Bool() {
-				return 1, true
-			}
-			return 0, true
-		case reflect.String:
-			if f.String() != "" {
-				return 1, true
-			}
-			return 0, true
-		case reflect.Pointer:
-			if !f.IsNil() {
-				return 1, true
-			}
-			return 0, true
-		case reflect.Struct:
-			return 1, true
+	if !st.Blocklist.Available {
+		add("feeds", title, true, fmt.Sprintf("%d feed(s) configured (the blocklist cannot be read to see them loaded)", n), "")
+		return
+	}
+	loaded := map[string]netcfg.FeedInfo{}
+	for _, f := range st.Blocklist.Feeds {
+		loaded[f.Name] = f
+	}
+	var missing []string
+	entries := 0
+	for _, f := range cfg.SIPGuard.Feeds {
+		if fi, ok := loaded[f.Name]; ok {
+			entries += fi.Entries
+		} else {
+			missing = append(missing, f.Name)
 		}
 	}
-	return 0, false
+	if len(missing) > 0 {
+		add("feeds", title, false, fmt.Sprintf("%d feed(s) configured; not loaded yet: %s", n, strings.Join(missing, ", ")),
+			"Check that the box reaches the feed's server (the event log says why a load failed), or that its file exists.")
+		return
+	}
+	add("feeds", title, true, fmt.Sprintf("%d feed(s) in force with %d entries", n, entries), "")
 }

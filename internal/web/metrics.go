@@ -12,30 +12,58 @@ import (
 type collector struct{ s *Server }
 
 var (
-	mInfo     = prometheus.NewDesc("appliance_build_info", "The running firmware.", []string{"version", "build_time", "site"}, nil)
-	mUp       = prometheus.NewDesc("appliance_uplink_up", "1 if the uplink's health checks pass.", []string{"uplink", "role"}, nil)
-	mActive   = prometheus.NewDesc("appliance_uplink_active", "1 for the uplink carrying the office's traffic.", []string{"uplink", "role"}, nil)
-	mRTT      = prometheus.NewDesc("appliance_uplink_rtt_seconds", "Last health-check round trip.", []string{"uplink", "role"}, nil)
-	mLoss     = prometheus.NewDesc("appliance_uplink_loss_ratio", "Last health-check loss (0-1).", []string{"uplink", "role"}, nil)
-	mBlocked  = prometheus.NewDesc("appliance_blocked_addresses", "Entries in the blocklist.", nil, nil)
-	mLoaded   = prometheus.NewDesc("appliance_firewall_loaded", "1 if table inet appliance is in the kernel.", nil, nil)
-	mPackets  = prometheus.NewDesc("appliance_firewall_rule_packets_total", "Packets that hit a firewall rule.", []string{"chain", "handle", "rule"}, nil)
-	mBytes    = prometheus.NewDesc("appliance_firewall_rule_bytes_total", "Bytes that hit a firewall rule.", []string{"chain", "handle", "rule"}, nil)
-	mEvents   = prometheus.NewDesc("appliance_events_total", "Events seen since start, by kind and severity.", []string{"kind", "severity"}, nil)
-	mAlerts   = prometheus.NewDesc("appliance_alerts_unacknowledged", "Alert events not yet acknowledged.", nil, nil)
-	mLED      = prometheus.NewDesc("appliance_led_pattern", "1 for each LED's current pattern.", []string{"led", "pattern"}, nil)
-	mMailQ    = prometheus.NewDesc("appliance_mail_queued", "Alert emails waiting to be sent.", nil, nil)
-	mCheckOK  = prometheus.NewDesc("appliance_checklist_ok", "1 if the readiness check passes, 0 if it fails, -1 if unknown.", []string{"check"}, nil)
-	mTrunkUp  = prometheus.NewDesc("appliance_trunk_up", "1 if the SIP trunk is up.", []string{"trunk"}, nil)
-	allDescs  = []*prometheus.Desc{mInfo, mUp, mActive, mRTT, mLoss, mBlocked, mLoaded, mPackets, mBytes, mEvents, mAlerts, mLED, mMailQ, mCheckOK, mTrunkUp}
-	boolGauge = map[bool]float64{true: 1, false: 0}
+	mInfo       = prometheus.NewDesc("appliance_build_info", "The running firmware.", []string{"version", "build_time", "site"}, nil)
+	mUp         = prometheus.NewDesc("appliance_uplink_up", "1 if the uplink's health checks pass.", []string{"uplink", "role"}, nil)
+	mActive     = prometheus.NewDesc("appliance_uplink_active", "1 for the uplink carrying the office's traffic.", []string{"uplink", "role"}, nil)
+	mRTT        = prometheus.NewDesc("appliance_uplink_rtt_seconds", "Last health-check round trip.", []string{"uplink", "role"}, nil)
+	mLoss       = prometheus.NewDesc("appliance_uplink_loss_ratio", "Last health-check loss (0-1).", []string{"uplink", "role"}, nil)
+	mForced     = prometheus.NewDesc("appliance_uplink_forced", "1 while an uplink is forced by hand.", []string{"mode"}, nil)
+	mBlocked    = prometheus.NewDesc("appliance_blocked_addresses", "Blocklist entries other than the community lists' (by hand, detectors).", nil, nil)
+	mSet        = prometheus.NewDesc("appliance_blocklist_kernel_entries", "Elements written in each kernel block set.", []string{"set"}, nil)
+	mFeed       = prometheus.NewDesc("appliance_blocklist_feed_entries", "Entries in force from each community list.", []string{"feed"}, nil)
+	mFeedLoaded = prometheus.NewDesc("appliance_blocklist_feed_loaded_timestamp_seconds", "When each community list was last loaded.", []string{"feed"}, nil)
+	mRepairs    = prometheus.NewDesc("appliance_blocklist_repairs_total", "Drift of the kernel's blocklist repaired since start.", nil, nil)
+	mGuard      = map[string]*prometheus.Desc{
+		"packets":   prometheus.NewDesc("appliance_sipguard_packets_total", "Packets sipguard read.", nil, nil),
+		"sip":       prometheus.NewDesc("appliance_sipguard_sip_messages_total", "SIP messages sipguard parsed.", nil, nil),
+		"malformed": prometheus.NewDesc("appliance_sipguard_malformed_total", "Packets or messages sipguard could not parse.", nil, nil),
+		"tls":       prometheus.NewDesc("appliance_sipguard_tls_connections_total", "New SIP-over-TLS connections counted (not read).", nil, nil),
+		"findings":  prometheus.NewDesc("appliance_sipguard_findings_total", "Detector findings.", nil, nil),
+		"blocks":    prometheus.NewDesc("appliance_sipguard_blocks_total", "Sources sipguard blocked.", nil, nil),
+		"alerts":    prometheus.NewDesc("appliance_sipguard_alerts_total", "Findings about sources never blocked (trusted peers, office hosts).", nil, nil),
+		"dropped":   prometheus.NewDesc("appliance_sipguard_dropped_total", "Work sipguard dropped, as it counts it.", nil, nil),
+	}
+	mGuardSources = prometheus.NewDesc("appliance_sipguard_sources", "Sources sipguard tracks now.", nil, nil)
+	mLoaded       = prometheus.NewDesc("appliance_firewall_loaded", "1 if table inet appliance is in the kernel.", nil, nil)
+	mPackets      = prometheus.NewDesc("appliance_firewall_rule_packets_total", "Packets that hit a firewall rule.", []string{"chain", "handle", "rule"}, nil)
+	mBytes        = prometheus.NewDesc("appliance_firewall_rule_bytes_total", "Bytes that hit a firewall rule.", []string{"chain", "handle", "rule"}, nil)
+	mEvents       = prometheus.NewDesc("appliance_events_total", "Events seen since start, by kind and severity.", []string{"kind", "severity"}, nil)
+	mAlerts       = prometheus.NewDesc("appliance_alerts_unacknowledged", "Alerts not yet acknowledged.", nil, nil)
+	mAlertsActive = prometheus.NewDesc("appliance_alerts_active", "Alerts whose condition lasts.", nil, nil)
+	mLED          = prometheus.NewDesc("appliance_led_pattern", "1 for each LED's current pattern.", []string{"led", "pattern"}, nil)
+	mMailQ        = prometheus.NewDesc("appliance_mail_queued", "Alert emails waiting to be sent.", nil, nil)
+	mCheckOK      = prometheus.NewDesc("appliance_checklist_ok", "1 if the readiness check passes, 0 if it fails, -1 if unknown.", []string{"check"}, nil)
+	mTrunkUp      = prometheus.NewDesc("appliance_trunk_up", "1 if the SIP trunk is up.", []string{"trunk"}, nil)
+	boolGauge     = map[bool]float64{true: 1, false: 0}
 )
 
+func allDescs() []*prometheus.Desc {
+	out := []*prometheus.Desc{mInfo, mUp, mActive, mRTT, mLoss, mForced, mBlocked, mSet, mFeed, mFeedLoaded, mRepairs, mGuardSources,
+		mLoaded, mPackets, mBytes, mEvents, mAlerts, mAlertsActive, mLED, mMailQ, mCheckOK, mTrunkUp}
+	for _, d := range mGuard {
+		out = append(out, d)
+	}
+	return out
+}
+
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range allDescs {
+	for _, d := range allDescs() {
 		ch <- d
 	}
 }
+
+// metric sends one sample.
+type metric func(d *prometheus.Desc, v float64, labels ...string)
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.s.status()
@@ -46,16 +74,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
 	}
 	g(mInfo, 1, st.Version, st.BuildTime, st.Site)
-	for _, u := range st.Uplinks {
-		g(mUp, boolGauge[u.State == "up"], u.Name, u.Role)
-		g(mActive, boolGauge[u.Active], u.Name, u.Role)
-		g(mRTT, u.RTT/1000, u.Name, u.Role)
-		g(mLoss, u.Loss/100, u.Name, u.Role)
-	}
-	for _, t := range st.Trunks {
-		g(mTrunkUp, boolGauge[t.State == "up"], t.Name)
-	}
-	g(mBlocked, float64(len(st.Blocked)))
+	collectWAN(st, g)
+	collectBlocklist(st, g, k)
+	collectGuard(st, g, k)
 	g(mLoaded, boolGauge[st.Firewall.Loaded])
 	for _, h := range st.Firewall.Hits {
 		k(mPackets, float64(h.Packets), h.Chain, itoa(h.Handle), h.Comment)
@@ -66,7 +87,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		k(mEvents, float64(n), key[0], key[1])
 	}
 	c.s.mu.Unlock()
-	g(mAlerts, float64(st.Alerts))
+	g(mAlerts, float64(st.Unacked))
+	active := 0
+	for _, a := range st.Alerts {
+		if a.Active {
+			active++
+		}
+	}
+	g(mAlertsActive, float64(active))
 	for _, l := range st.LEDs {
 		g(mLED, 1, l.Name, string(l.Pattern))
 	}
@@ -75,6 +103,51 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		v := map[string]float64{"ok": 1, "fail": 0, "unknown": -1}[ck.Result]
 		g(mCheckOK, v, ck.ID)
 	}
+}
+
+func collectWAN(st Status, g metric) {
+	for _, u := range st.Uplinks {
+		g(mUp, boolGauge[u.State == "up"], u.Name, u.Role)
+		g(mActive, boolGauge[u.Active], u.Name, u.Role)
+		g(mRTT, u.RTT/1000, u.Name, u.Role)
+		g(mLoss, u.Loss/100, u.Name, u.Role)
+	}
+	if st.Mode != "off" {
+		g(mForced, boolGauge[st.Mode != "auto"], st.Mode)
+	}
+	for _, t := range st.Trunks {
+		g(mTrunkUp, boolGauge[t.State == "up"], t.Name)
+	}
+}
+
+func collectBlocklist(st Status, g, k metric) {
+	b := st.Blocklist
+	if !b.Available {
+		return
+	}
+	g(mBlocked, float64(b.Total))
+	for set, n := range map[string]int{"block4": b.Kernel.Addrs4, "block6": b.Kernel.Addrs6, "blocknet4": b.Kernel.Nets4, "blocknet6": b.Kernel.Nets6} {
+		g(mSet, float64(n), set)
+	}
+	for _, f := range b.Feeds {
+		g(mFeed, float64(f.Entries), f.Name)
+		if !f.Loaded.IsZero() {
+			g(mFeedLoaded, float64(f.Loaded.Unix()), f.Name)
+		}
+	}
+	k(mRepairs, float64(b.Repairs))
+}
+
+func collectGuard(st Status, g, k metric) {
+	s := st.SIPGuard
+	if s == nil {
+		return
+	}
+	for name, v := range map[string]uint64{"packets": s.Packets, "sip": s.SIP, "malformed": s.Malformed, "tls": s.TLS,
+		"findings": s.Findings, "blocks": s.Blocks, "alerts": s.Alerts, "dropped": s.Dropped} {
+		k(mGuard[name], float64(v))
+	}
+	g(mGuardSources, float64(s.Sources))
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

@@ -2,6 +2,7 @@
 package web
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"embed"
@@ -16,55 +17,54 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/officeedge/appliance/hal"
+	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/notify"
-	"github.com/officeedge/appliance/internal/version"
 	"github.com/officeedge/appliance/netcfg"
+	"github.com/officeedge/appliance/sipguard"
+	"github.com/officeedge/appliance/wan"
 )
 
-// Firewall is the part of netcfg.Firewall the page uses.
-type Firewall interface {
-	Blocklist() ([]netcfg.Blocked, error)
-	Block(p netip.Prefix, d time.Duration) error
-	Unblock(p netip.Prefix) error
-}
-
-// Uplinks forces an uplink; the wan part implements it (through the control API's
-// POST /wan/force with body backup|primary|auto).
-type Uplinks interface {
-	Force(mode string) error
+// Blocklist is the part of *netcfg.Owner the page reads and acts on.
+type Blocklist interface {
+	State() *netcfg.BlockState
+	Block(netcfg.BlockRequest) (netcfg.Entry, error)
+	Unblock(p netip.Prefix, by string) (netcfg.Entry, error)
+	Packets() map[netip.Prefix]uint64
+	Watch() (<-chan struct{}, func())
 }
 
 // Board is the box's LEDs and button as the page shows and presses them.
 type Board interface {
 	Name() string
 	LEDs() []hal.LEDState
-	Forced() bool
-	Press(long bool) error // ErrNoButton when the board cannot be pressed from here
-	Acknowledge()          // clears the alert LED
+	Press(long bool) error    // fails when the button cannot be pressed from here (a real one)
+	Changed() <-chan struct{} // a value whenever an LED's pattern may have changed
 }
 
 // Options are what the server shows and acts on; nil parts are shown as absent.
 type Options struct {
-	Config       func() *config.Config
+	Config func() *config.Config
+	// Bus is the history: the recent events listed, the wake-ups of open pages, the event
+	// counters of /metrics. The state shown comes from the typed snapshots below.
 	Bus          *events.Bus
-	Firewall     Firewall
+	WAN          func() (wan.Status, bool)                   // wan.Service.Status; false when wan is off
+	Force        func(ctx context.Context, m wan.Mode) error // wan.Service.Force
+	Blocklist    Blocklist                                   // the firewall owner
+	Guard        func() (sipguard.Stats, int, bool)          // sipguard's counters and sources tracked; false when off
+	GuardEntries func() []sipguard.Entry                     // sipguard's records of its blocks (evidence, reports)
+	Alerts       *alerts.Store
 	ReadFirewall func() FirewallState // default ReadFirewall (netlink, current namespace)
-	Uplinks      Uplinks
 	Board        Board
 	Audit        *audit.Log
 	Mail         func() notify.Status
-	WANStatus    func() json.RawMessage // the wan part's own status (GET /wan/status), if it has one
-	GuardBlocked func() json.RawMessage // sipguard's blocklist with reasons (GET /sipguard/blocked), if any
 	StateDir     string
 	Log          *slog.Logger
 	Now          func() time.Time
@@ -72,10 +72,10 @@ type Options struct {
 
 // Server is the status page and its API.
 type Server struct {
-	o     Options
-	mux   *http.ServeMux
-	model *model
-	auth  *auth
+	o       Options
+	mux     *http.ServeMux
+	auth    *auth
+	history *history
 
 	mu      sync.Mutex
 	clients map[chan struct{}]struct{}
@@ -87,7 +87,7 @@ type Server struct {
 //go:embed static
 var static embed.FS
 
-// New makes a server; call Run to follow the events and Handler to serve it.
+// New makes a server; call Run to follow the parts and Handler to serve it.
 func New(o Options) *Server {
 	if o.ReadFirewall == nil {
 		o.ReadFirewall = ReadFirewall
@@ -98,67 +98,76 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), model: newModel(), clients: map[chan struct{}]struct{}{}, counts: map[[2]string]uint64{}}
+	s := &Server{o: o, mux: http.NewServeMux(), history: newHistory(), clients: map[chan struct{}]struct{}{}, counts: map[[2]string]uint64{}}
 	s.auth = &auth{stateDir: o.StateDir, now: o.Now, sessions: map[string]*session{}, fails: map[netip.Prefix]*failures{},
 		limits: func() (time.Duration, time.Duration, int) {
 			w := o.Config().Web
 			return w.Session, w.Lockout, w.MaxFailures
 		},
 		configHash: func() string { return o.Config().Web.PasswordHash }}
-	// Subscribe before reading the past, so nothing falls between the two (an event published
-	// in that instant is seen twice, which only repeats a line of history).
+	// Subscribe before counting the past, so nothing falls between the two (an event published
+	// in that instant is counted twice, which only nudges a counter).
 	s.events, s.unsub = o.Bus.Subscribe(1024)
 	for _, e := range o.Bus.Recent(1000) {
-		s.observe(e)
+		s.count(e)
 	}
 	s.routes()
 	return s
 }
 
-func (s *Server) observe(e events.Event) {
-	s.model.observe(s.o.Config(), e)
+// count adds an event to the /metrics counters.
+func (s *Server) count(e events.Event) {
 	s.mu.Lock()
 	s.counts[[2]string{e.Kind, string(e.Severity)}]++
 	s.mu.Unlock()
 }
 
-// Run follows the event bus (and changes) and pushes updates to open pages until ctx ends.
-// ledChanged, if not nil, signals that an LED's pattern may have changed.
-func (s *Server) Run(ctx context.Context, ledChanged <-chan struct{}) error {
+// Run samples the uplinks for the charts and wakes open pages whenever a part's state
+// changes (an event, the blocklist, the alerts, the LEDs), until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
 	defer s.unsub()
-	sample := time.NewTicker(10 * time.Second)
-	defer sample.Stop()
-	s.pollWAN()
+	blocks, stopBlocks := s.watchBlocklist()
+	defer stopBlocks()
+	alerted, stopAlerts := s.watchAlerts()
+	defer stopAlerts()
+	var leds <-chan struct{} // nil: never ready
+	if s.o.Board != nil {
+		leds = s.o.Board.Changed()
+	}
+	tick := time.NewTicker(sampleEvery)
+	defer tick.Stop()
+	s.sample()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-sample.C:
-			s.pollWAN()
+		case <-tick.C:
+			s.sample()
 		case e := <-s.events:
-			s.observe(e)
+			s.count(e)
 			s.Changed()
-		case <-ledChanged:
+		case <-blocks:
+			s.Changed()
+		case <-alerted:
+			s.Changed()
+		case <-leds:
 			s.Changed()
 		}
 	}
 }
 
-// pollWAN reads the wan's own status, for the uplinks' state and their RTT/loss history.
-func (s *Server) pollWAN() *wanMirror {
-	if s.o.WANStatus == nil {
-		return nil
+func (s *Server) watchBlocklist() (<-chan struct{}, func()) {
+	if s.o.Blocklist == nil {
+		return nil, func() {}
 	}
-	raw := s.o.WANStatus()
-	if raw == nil {
-		return nil
+	return s.o.Blocklist.Watch()
+}
+
+func (s *Server) watchAlerts() (<-chan struct{}, func()) {
+	if s.o.Alerts == nil {
+		return nil, func() {}
 	}
-	var w wanMirror
-	if json.Unmarshal(raw, &w) != nil {
-		return nil
-	}
-	s.model.apply(&w, s.o.Now())
-	return &w
+	return s.o.Alerts.Watch()
 }
 
 // Changed tells open pages to refresh.
@@ -391,19 +400,6 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request, a actor) {
 	writeJSON(w, 200, map[string]any{"logged_in": false})
 }
 
-func (s *Server) mode() string {
-	s.model.mu.Lock()
-	m := s.model.mode
-	s.model.mu.Unlock()
-	if m != "" {
-		return m
-	}
-	if s.o.Board != nil && s.o.Board.Forced() {
-		return "backup"
-	}
-	return "auto"
-}
-
 func (s *Server) handleForce(w http.ResponseWriter, r *http.Request, a actor) {
 	var req struct {
 		Mode string `json:"mode"`
@@ -412,23 +408,28 @@ func (s *Server) handleForce(w http.ResponseWriter, r *http.Request, a actor) {
 		httpError(w, 400, err.Error())
 		return
 	}
-	if req.Mode != "backup" && req.Mode != "primary" && req.Mode != "auto" {
+	m, err := wan.ParseMode(req.Mode)
+	if err != nil {
 		httpError(w, 400, "mode must be backup, primary or auto")
 		return
 	}
-	if s.o.Uplinks == nil {
-		httpError(w, http.StatusServiceUnavailable, "forcing an uplink is not available")
+	if _, on := s.wan(); !on || s.o.Force == nil {
+		httpError(w, http.StatusServiceUnavailable, "forcing an uplink is not available: failover (wan) is off")
 		return
 	}
 	before := s.mode()
-	if err := s.o.Uplinks.Force(req.Mode); err != nil {
+	// The wan takes the override in its own loop: a wan that is stopping must not hold the
+	// request for long.
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.o.Force(ctx, m); err != nil {
 		s.publish("web.force.failed", events.Warn, "forcing "+req.Mode+" failed: "+err.Error(), map[string]string{"mode": req.Mode})
-		httpError(w, http.StatusBadGateway, err.Error())
+		httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("force %s: %v", m, err))
 		return
 	}
-	s.record(a, "uplink.force", before, req.Mode)
+	s.record(a, "uplink.force", before, string(m))
 	s.publish("web.force", events.Info, "uplink mode set to "+req.Mode+" from the status page", map[string]string{"mode": req.Mode})
-	writeJSON(w, 200, map[string]string{"mode": req.Mode})
+	writeJSON(w, 200, map[string]string{"mode": string(m)})
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {
@@ -454,6 +455,24 @@ func readAddrRequest(w http.ResponseWriter, r *http.Request, req any, addr *stri
 	return p, true
 }
 
+// blocklistError answers a refused or failed change of the blocklist with the owner's own
+// words, which name the prefix: a refusal names the rule that protects the address, or the
+// widest network allowed. Other errors get code: the owner has no sentinel for "not
+// blocked", which an unblock answers as a conflict.
+func blocklistError(w http.ResponseWriter, what string, err error, code int) {
+	switch {
+	case errors.Is(err, netcfg.ErrProtected), errors.Is(err, netcfg.ErrTooWide):
+		httpError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, netcfg.ErrOwnerStopped):
+		httpError(w, http.StatusServiceUnavailable, what+": "+err.Error())
+	default:
+		httpError(w, code, err.Error())
+	}
+}
+
+// by names who changed the blocklist, as the owner records it on the claim.
+func (a actor) by() string { return fmt.Sprintf("%s (web %s)", a.who, a.from) }
+
 func (s *Server) handleBlock(w http.ResponseWriter, r *http.Request, a actor) {
 	var req struct {
 		Addr   string `json:"addr"`
@@ -465,25 +484,27 @@ func (s *Server) handleBlock(w http.ResponseWriter, r *http.Request, a actor) {
 		return
 	}
 	var d time.Duration
-	if req.For != "" {
+	if req.For = strings.TrimSpace(req.For); req.For != "" {
 		var err error
-		if d, err = time.ParseDuration(req.For); err != nil || d < 0 {
+		if d, err = time.ParseDuration(req.For); err != nil || d < time.Millisecond {
 			httpError(w, 400, fmt.Sprintf("%q is not a duration like 30m or 24h", req.For))
 			return
 		}
 	}
-	if err := s.o.Firewall.Block(p, d); err != nil {
-		code := 500
-		if errors.Is(err, netcfg.ErrProtected) {
-			code = 409
-		}
-		httpError(w, code, err.Error())
+	if s.o.Blocklist == nil {
+		httpError(w, http.StatusServiceUnavailable, "the blocklist is not available")
 		return
 	}
-	reason := firstNonEmpty(req.Reason, "blocked by hand on the status page")
-	s.record(a, "block", "", fmt.Sprintf("%s for %s (%s)", p, forText(d), reason))
-	s.publish("block.manual", events.Info, fmt.Sprintf("%s blocked by hand", p), map[string]string{"addr": p.String(), "reason": reason})
-	writeJSON(w, 200, map[string]string{"blocked": p.String()})
+	reason := cmp.Or(strings.TrimSpace(req.Reason), "blocked on the status page")
+	e, err := s.o.Blocklist.Block(netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceManual, By: a.by(), Reason: reason, For: d})
+	if err != nil {
+		blocklistError(w, "block "+canonical(p), err, http.StatusInternalServerError)
+		return
+	}
+	addr := canonical(e.Prefix)
+	s.record(a, "block", "", fmt.Sprintf("%s for %s (%s)", addr, forText(d), reason))
+	s.publish("block.manual", events.Info, fmt.Sprintf("%s blocked by hand on the status page for %s", addr, forText(d)), map[string]string{"addr": addr, "reason": reason})
+	writeJSON(w, 200, map[string]string{"blocked": addr, "for": forText(d)})
 }
 
 func forText(d time.Duration) string {
@@ -491,6 +512,18 @@ func forText(d time.Duration) string {
 		return "ever"
 	}
 	return d.String()
+}
+
+// claimsText is an entry's claims for the audit log: "manual by admin (web ...): reason; ...".
+func claimsText(e netcfg.Entry) string {
+	var parts []string
+	for _, c := range e.Claims {
+		parts = append(parts, strings.TrimSpace(fmt.Sprintf("%s by %s: %s", c.Source, c.By, c.Reason)))
+	}
+	for _, f := range e.Feeds {
+		parts = append(parts, netcfg.FeedSource(f))
+	}
+	return canonical(e.Prefix) + " (" + strings.Join(parts, "; ") + ")"
 }
 
 func (s *Server) handleUnblock(w http.ResponseWriter, r *http.Request, a actor) {
@@ -501,22 +534,36 @@ func (s *Server) handleUnblock(w http.ResponseWriter, r *http.Request, a actor) 
 	if !ok {
 		return
 	}
-	if err := s.o.Firewall.Unblock(p); err != nil {
-		httpError(w, 409, err.Error())
+	if s.o.Blocklist == nil {
+		httpError(w, http.StatusServiceUnavailable, "the blocklist is not available")
 		return
 	}
-	s.record(a, "unblock", p.String(), "")
-	s.publish("block.manual.unblock", events.Info, fmt.Sprintf("%s unblocked by hand", p), map[string]string{"addr": p.String()})
-	writeJSON(w, 200, map[string]string{"unblocked": p.String()})
+	e, err := s.o.Blocklist.Unblock(p, a.by())
+	if err != nil {
+		blocklistError(w, "unblock "+canonical(p), err, http.StatusConflict)
+		return
+	}
+	s.record(a, "unblock", claimsText(e), "")
+	s.publish("block.manual.unblock", events.Info, fmt.Sprintf("%s unblocked by hand on the status page", canonical(p)), map[string]string{"addr": canonical(p)})
+	writeJSON(w, 200, map[string]string{"unblocked": canonical(p)})
 }
 
+// handleAck acknowledges every alert, as a long press of the button does.
 func (s *Server) handleAck(w http.ResponseWriter, r *http.Request, a actor) {
-	if s.o.Board != nil {
-		s.o.Board.Acknowledge()
+	if s.o.Alerts == nil {
+		httpError(w, http.StatusServiceUnavailable, "no alerts are kept")
+		return
 	}
-	s.record(a, "alert.acknowledge", "", "")
-	s.publish("alert.acknowledged", events.Info, "alerts acknowledged on the status page", nil)
-	writeJSON(w, 200, map[string]bool{"acknowledged": true})
+	var keys []string
+	for _, al := range s.o.Alerts.List() {
+		if !al.Acked {
+			keys = append(keys, al.Key)
+		}
+	}
+	s.o.Alerts.Acknowledge()
+	s.record(a, "alert.acknowledge", strings.Join(keys, ", "), "")
+	s.publish("alert.acknowledged", events.Info, fmt.Sprintf("%d alert(s) acknowledged on the status page", len(keys)), nil)
+	writeJSON(w, 200, map[string]any{"acknowledged": len(keys)})
 }
 
 // ErrNoButton means the board's button cannot be pressed from the page (a real one is).
@@ -565,112 +612,115 @@ func (s *Server) handleAuditCSV(w http.ResponseWriter, r *http.Request) {
 
 // handleEvidence serves the packet capture sipguard recorded for a blocked address.
 func (s *Server) handleEvidence(w http.ResponseWriter, r *http.Request) {
-	key := canonical(r.URL.Query().Get("addr"))
-	pcap, _ := s.blockFiles(key)
-	f, err := s.stateFile(pcap)
+	p, err := parsePrefix(r.URL.Query().Get("addr"))
+	if err != nil {
+		httpError(w, 400, err.Error())
+		return
+	}
+	key := canonical(p)
+	g, _ := s.guardEntry(p)
+	f, err := s.stateFile(g.Evidence)
 	if err != nil {
 		httpError(w, 404, "no evidence recorded for "+key)
 		return
 	}
 	defer f.Close()
-	ext := filepath.Ext(pcap)
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="evidence-%s%s"`, strings.NewReplacer(":", "_", "/", "_").Replace(key), ext))
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="evidence-%s%s"`, strings.NewReplacer(":", "_", "/", "_").Replace(key), filepath.Ext(g.Evidence)))
 	_, _ = io.Copy(w, f)
 }
 
-// handleAbuse writes an abuse report for a blocked address: what the box saw, ready to send
-// to the abuse contact of the network it came from.
-func (s *Server) handleAbuse(w http.ResponseWriter, r *http.Request) {
-	key := canonical(r.URL.Query().Get("addr"))
-	if _, report := s.blockFiles(key); report != "" {
-		if f, err := s.stateFile(report); err == nil { // sipguard's own report, with the RDAP abuse contact
-			defer f.Close()
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			_, _ = io.Copy(w, f)
-			return
+// guardEntry finds sipguard's record of a block.
+func (s *Server) guardEntry(p netip.Prefix) (sipguard.Entry, bool) {
+	if s.o.GuardEntries == nil {
+		return sipguard.Entry{}, false
+	}
+	for _, g := range s.o.GuardEntries() {
+		if g.Prefix.Masked() == p {
+			return g, true
 		}
 	}
-	s.model.mu.Lock()
-	b := s.model.blocks[key]
-	var info blockInfo
-	if b != nil {
-		info = *b
-		info.Events = append([]events.Event(nil), b.Events...)
+	return sipguard.Entry{}, false
+}
+
+// blockEntry finds the blocklist's entry for p (not a community list's alone).
+func (s *Server) blockEntry(p netip.Prefix) (netcfg.Entry, bool) {
+	if s.o.Blocklist == nil {
+		return netcfg.Entry{}, false
 	}
-	s.model.mu.Unlock()
-	if b == nil {
-		httpError(w, 404, "no block recorded for "+key)
+	for _, e := range s.o.Blocklist.State().Entries {
+		if e.Prefix.Masked() == p {
+			return e, true
+		}
+	}
+	return netcfg.Entry{}, false
+}
+
+// handleAbuse writes an abuse report for a blocked address: sipguard's own (with the abuse
+// contact it looked up), or one made from the blocklist's entry, ready to send to the abuse
+// contact of the network it came from.
+func (s *Server) handleAbuse(w http.ResponseWriter, r *http.Request) {
+	p, err := parsePrefix(r.URL.Query().Get("addr"))
+	if err != nil {
+		httpError(w, 400, err.Error())
 		return
 	}
-	cfg := s.o.Config()
+	g, isGuard := s.guardEntry(p)
+	if f, err := s.stateFile(g.Report); err == nil {
+		defer f.Close()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.Copy(w, f)
+		return
+	}
+	e, ok := s.blockEntry(p)
+	if !ok && !isGuard {
+		httpError(w, 404, "no block recorded for "+canonical(p))
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	s.writeReport(w, p, e, g)
+}
+
+// writeReport writes an abuse report from what the blocklist and sipguard know of a block.
+func (s *Server) writeReport(w io.Writer, p netip.Prefix, e netcfg.Entry, g sipguard.Entry) {
+	key := canonical(p)
+	since := e.Since()
+	if since.IsZero() {
+		since = g.Since
+	}
 	fmt.Fprintf(w, "Subject: Abuse report: attacks on a telephone system from %s\n\n", key)
-	if info.Abuse != "" {
-		fmt.Fprintf(w, "To: %s\n\n", info.Abuse)
+	fmt.Fprintf(w, "Hello,\n\nthe office edge firewall of %q saw attacks on its telephone system (SIP) from %s,\n", s.o.Config().Site, key)
+	fmt.Fprintf(w, "which your network announces. The address has been blocked since %s.\n\n", since.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "Reason: %s\n", cmp.Or(e.Reason(), g.Reason, "blocked by the office's administrator"))
+	if g.Detail != "" {
+		fmt.Fprintf(w, "Detail: %s\n", g.Detail)
 	}
-	fmt.Fprintf(w, "Hello,\n\nthe office edge firewall of %q saw attacks on its telephone system (SIP) from %s,\n", cfg.Site, key)
-	fmt.Fprintf(w, "which your network announces. The address has been blocked since %s.\n\n", info.Since.UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "Reason: %s\n", info.Reason)
-	if info.Packets != "" {
-		fmt.Fprintf(w, "Packets dropped: %s\n", info.Packets)
+	if n, ok := s.packets(e.Prefix); ok {
+		fmt.Fprintf(w, "Packets dropped: %d\n", n)
 	}
-	fmt.Fprintf(w, "\nWhat was seen (times in UTC):\n")
-	for _, e := range info.Events {
-		fmt.Fprintf(w, "  %s  %s  %s\n", e.Time.UTC().Format(time.RFC3339), e.Kind, e.Message)
+	if len(e.Claims) > 0 {
+		fmt.Fprintf(w, "\nBlocked (times in UTC):\n")
+		for _, c := range e.Claims {
+			fmt.Fprintf(w, "  %s  %s  %s\n", c.Since.UTC().Format(time.RFC3339), c.Source, c.Reason)
+		}
 	}
-	if info.Pcap != "" {
+	if g.Evidence != "" {
 		fmt.Fprintf(w, "\nA packet capture is available on request.\n")
 	}
 	fmt.Fprintf(w, "\nPlease stop the traffic and check the host for compromise.\n")
 }
 
-// guardEntry is the part of sipguard's block entries the page uses.
-type guardEntry struct {
-	Prefix   string    `json:"prefix"`
-	Reason   string    `json:"reason"`
-	Detail   string    `json:"detail"`
-	Since    time.Time `json:"since"`
-	Expires  time.Time `json:"expires"`
-	Evidence string    `json:"evidence"`
-	Report   string    `json:"report"`
-	Dropped  uint64    `json:"dropped"`
+// packets is the kernel's drop counter of a blocklist entry, when it is counted.
+func (s *Server) packets(p netip.Prefix) (uint64, bool) {
+	if s.o.Blocklist == nil || !p.IsValid() {
+		return 0, false
+	}
+	n, ok := s.o.Blocklist.Packets()[p]
+	return n, ok
 }
 
-func (s *Server) guardEntries() map[string]guardEntry {
-	out := map[string]guardEntry{}
-	if s.o.GuardBlocked == nil {
-		return out
-	}
-	var list []guardEntry
-	if raw := s.o.GuardBlocked(); raw == nil || json.Unmarshal(raw, &list) != nil {
-		return out
-	}
-	for _, e := range list {
-		out[canonical(e.Prefix)] = e
-	}
-	return out
-}
-
-// blockFiles finds the evidence pcap and the abuse report of a blocked address: sipguard's
-// own list first, then what its events said.
-func (s *Server) blockFiles(key string) (pcap, report string) {
-	if g, ok := s.guardEntries()[key]; ok {
-		return g.Evidence, g.Report
-	}
-	s.model.mu.Lock()
-	defer s.model.mu.Unlock()
-	if b := s.model.blocks[key]; b != nil {
-		pcap = b.Pcap
-		if strings.HasSuffix(pcap, ".pcapng") || strings.HasSuffix(pcap, ".pcap") {
-			report = strings.TrimSuffix(strings.TrimSuffix(pcap, ".pcapng"), ".pcap") + ".txt"
-		}
-	}
-	return pcap, report
-}
-
-// stateFile opens path only if it lies in the state directory: the paths come from events.
-// os.OpenInRoot also refuses a symbolic link that leads out of it.
+// stateFile opens path only if it lies in the state directory: the paths come from another
+// part's records. os.OpenInRoot also refuses a symbolic link that leads out of it.
 func (s *Server) stateFile(path string) (*os.File, error) {
 	rel, ok := s.inState(path)
 	if !ok {
@@ -696,116 +746,11 @@ func (s *Server) inState(path string) (string, bool) {
 	return rel, err == nil && filepath.IsLocal(rel)
 }
 
-// BlockedView is one blocklist entry with what is known of why.
-type BlockedView struct {
-	Addr      string    `json:"addr"`
-	Reason    string    `json:"reason"`
-	Since     time.Time `json:"since,omitzero"`
-	Expires   time.Time `json:"expires,omitzero"` // zero: until unblocked
-	Packets   string    `json:"packets_dropped"`  // "" when unknown
-	Evidence  bool      `json:"evidence"`         // a pcap can be downloaded
-	Abuse     string    `json:"abuse_contact,omitempty"`
-	ReportURL string    `json:"report_url"`
-}
-
-// Status is everything the page shows, as the JSON API returns it.
-type Status struct {
-	Version      string         `json:"version"`
-	BuildTime    string         `json:"build_time"`
-	Site         string         `json:"site"`
-	Time         time.Time      `json:"time"`
-	Firewall     FirewallState  `json:"firewall"`
-	Active       string         `json:"active_uplink"` // name; "" when both are down
-	Mode         string         `json:"mode"`          // auto, or backup when forced
-	Uplinks      []UplinkView   `json:"uplinks"`
-	Failovers    []events.Event `json:"failovers"`
-	Trunks       []TrunkView    `json:"trunks"`
-	Blocked      []BlockedView  `json:"blocked"`
-	BlockedError string         `json:"blocked_error,omitempty"`
-	Events       []events.Event `json:"events"` // newest first
-	Alerts       int            `json:"alerts"` // alert events not yet acknowledged
-	Board        string         `json:"board"`
-	LEDs         []hal.LEDState `json:"leds"`
-	Checklist    []Check        `json:"checklist"`
-	Mail         notify.Status  `json:"mail"`
-}
-
 func (s *Server) leds() []hal.LEDState {
 	if s.o.Board == nil {
 		return nil
 	}
 	return s.o.Board.LEDs()
-}
-
-func (s *Server) status() Status {
-	cfg := s.o.Config()
-	st := Status{
-		Version: version.Version, BuildTime: version.BuildTime, Site: cfg.Site,
-		Time: s.o.Now(), Firewall: s.o.ReadFirewall(), Mode: s.mode(),
-		Failovers: []events.Event{}, Trunks: []TrunkView{}, Blocked: []BlockedView{}, Events: []events.Event{},
-	}
-	if raw := s.o.WANStatus; raw != nil {
-		if w := s.pollWAN(); w != nil {
-			st.Mode = firstNonEmpty(w.Mode, st.Mode)
-		}
-	}
-	st.Uplinks, st.Active = s.model.uplinkViews(cfg)
-	s.model.mu.Lock()
-	for i := len(s.model.failovers) - 1; i >= 0 && len(st.Failovers) < 50; i-- {
-		st.Failovers = append(st.Failovers, s.model.failovers[i])
-	}
-	for _, t := range s.model.trunks {
-		st.Trunks = append(st.Trunks, *t)
-	}
-	st.Alerts = s.model.alerts
-	s.model.mu.Unlock()
-	sort.Slice(st.Trunks, func(i, j int) bool { return st.Trunks[i].Name < st.Trunks[j].Name })
-
-	if s.o.Firewall != nil {
-		list, err := s.o.Firewall.Blocklist()
-		if err != nil {
-			st.BlockedError = err.Error()
-		}
-		guard := s.guardEntries()
-		s.model.mu.Lock()
-		for _, b := range list {
-			key := canonical(b.Prefix.String())
-			v := BlockedView{Addr: key, Reason: "unknown (blocked by the CLI, or before events were kept)", ReportURL: "/api/abuse?addr=" + key}
-			if b.Expires > 0 {
-				v.Expires = st.Time.Add(b.Expires).Truncate(time.Second)
-			}
-			if i := s.model.blocks[key]; i != nil {
-				_, ok := s.inState(i.Pcap)
-				v.Reason, v.Since, v.Packets, v.Evidence, v.Abuse = i.Reason, i.Since, i.Packets, ok, i.Abuse
-			}
-			if g, ok := guard[key]; ok {
-				// sipguard's own record is the best source for its blocks; for the others (by
-				// hand, a feed) it knows no time, and the events may know more.
-				if !g.Since.IsZero() || v.Since.IsZero() {
-					v.Reason = firstNonEmpty(strings.TrimSuffix(strings.TrimSpace(g.Reason+": "+g.Detail), ":"), v.Reason)
-					v.Since = g.Since
-				}
-				_, ok := s.inState(g.Evidence)
-				v.Evidence = v.Evidence || ok
-				v.Packets = strconv.FormatUint(g.Dropped, 10)
-			}
-			st.Blocked = append(st.Blocked, v)
-		}
-		s.model.mu.Unlock()
-	}
-	recent := s.o.Bus.Recent(50)
-	for i := len(recent) - 1; i >= 0; i-- {
-		st.Events = append(st.Events, recent[i])
-	}
-	if s.o.Board != nil {
-		st.Board, st.LEDs = s.o.Board.Name(), s.o.Board.LEDs()
-	}
-	if s.o.Mail != nil {
-		st.Mail = s.o.Mail()
-	}
-
-	st.Checklist = s.checklist(cfg, &st)
-	return st
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {

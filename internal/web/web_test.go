@@ -4,81 +4,193 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
+	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/officeedge/appliance/hal"
+	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/netcfg"
+	"github.com/officeedge/appliance/sipguard"
+	"github.com/officeedge/appliance/wan"
 )
 
-type fakeFW struct {
-	mu      sync.Mutex
-	blocked map[netip.Prefix]time.Duration
+// fakeOwner is a blocklist owner in memory: it merges claims by source, refuses protected
+// and too wide networks, and wakes its watchers after each change, as netcfg.Owner does.
+type fakeOwner struct {
+	mu        sync.Mutex
+	now       func() time.Time
+	entries   map[netip.Prefix]netcfg.Entry
+	feeds     []netcfg.FeedInfo
+	kernel    netcfg.BlockCounts
+	packets   map[netip.Prefix]uint64
+	protected []netcfg.Protection
+	watch     chan struct{}
 }
 
-func (f *fakeFW) Blocklist() ([]netcfg.Blocked, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []netcfg.Blocked
-	for p, d := range f.blocked {
-		out = append(out, netcfg.Blocked{Prefix: p, Expires: d})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Prefix.Addr().Less(out[j].Prefix.Addr()) })
-	return out, nil
+func newFakeOwner(now func() time.Time) *fakeOwner {
+	return &fakeOwner{now: now, entries: map[netip.Prefix]netcfg.Entry{}, packets: map[netip.Prefix]uint64{}, watch: make(chan struct{}, 1),
+		protected: []netcfg.Protection{{Prefix: netip.MustParsePrefix("192.0.2.0/28"), Why: "trusted SIP peer acme_trunk"}}}
 }
-func (f *fakeFW) Block(p netip.Prefix, d time.Duration) error {
+
+func (f *fakeOwner) State() *netcfg.BlockState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.blocked[p] = d
+	bs := &netcfg.BlockState{Feeds: slices.Clone(f.feeds), Kernel: f.kernel, Widest4: 16, Widest6: 32}
+	for _, e := range f.entries {
+		bs.Entries = append(bs.Entries, e)
+	}
+	slices.SortFunc(bs.Entries, func(a, b netcfg.Entry) int { return a.Prefix.Addr().Compare(b.Prefix.Addr()) })
+	return bs
+}
+
+func (f *fakeOwner) Block(r netcfg.BlockRequest) (netcfg.Entry, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.protected {
+		if p.Prefix.Overlaps(r.Prefix) {
+			return netcfg.Entry{}, &netcfg.ProtectedError{Prefix: r.Prefix, By: p}
+		}
+	}
+	if r.Prefix.Addr().Is4() && r.Prefix.Bits() < 16 && !r.Force {
+		return netcfg.Entry{}, &netcfg.TooWideError{Prefix: r.Prefix, Widest: 16}
+	}
+	c := netcfg.Claim{Source: r.Source, By: r.By, Reason: r.Reason, Since: f.now()}
+	if r.For > 0 {
+		c.Until = c.Since.Add(r.For)
+	}
+	e := f.entries[r.Prefix]
+	e.Prefix = r.Prefix
+	e.Claims = append(slices.DeleteFunc(e.Claims, func(o netcfg.Claim) bool { return o.Source == r.Source }), c)
+	f.entries[r.Prefix] = e
+	f.poke()
+	return e, nil
+}
+
+func (f *fakeOwner) Unblock(p netip.Prefix, by string) (netcfg.Entry, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.entries[p]
+	if !ok {
+		return netcfg.Entry{}, fmt.Errorf("%s is not blocked", p)
+	}
+	delete(f.entries, p)
+	f.poke()
+	return e, nil
+}
+
+func (f *fakeOwner) Packets() map[netip.Prefix]uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.packets)
+}
+
+func (f *fakeOwner) Watch() (<-chan struct{}, func()) { return f.watch, func() {} }
+
+func (f *fakeOwner) poke() {
+	select {
+	case f.watch <- struct{}{}:
+	default:
+	}
+}
+
+// set changes the owner's state as its loop would, and wakes the watchers.
+func (f *fakeOwner) set(fn func(f *fakeOwner)) {
+	f.mu.Lock()
+	fn(f)
+	f.poke()
+	f.mu.Unlock()
+}
+
+// fakeWAN is the wan's status as a test sets it; Force records the modes it is given.
+type fakeWAN struct {
+	mu     sync.Mutex
+	st     wan.Status
+	on     bool
+	forced []wan.Mode
+}
+
+func (w *fakeWAN) status() (wan.Status, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.st, w.on
+}
+
+func (w *fakeWAN) force(_ context.Context, m wan.Mode) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.forced = append(w.forced, m)
+	w.st.Mode = m
 	return nil
 }
-func (f *fakeFW) Unblock(p netip.Prefix) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, ok := f.blocked[p]; !ok {
-		return errors.New("not blocked")
-	}
-	delete(f.blocked, p)
-	return nil
+
+func (w *fakeWAN) set(fn func(st *wan.Status)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fn(&w.st)
 }
 
-type fakeUplinks struct{ modes []string }
+// healthy is both uplinks up, on the fixed line.
+func healthy(now time.Time) wan.Status {
+	up := func(r wan.Role, name, ifn string, rtt time.Duration) wan.UplinkStatus {
+		return wan.UplinkStatus{Role: r, Name: name, Interface: ifn, Carrier: true, State: wan.Up, Since: now.Add(-time.Hour), Reason: "all targets answer",
+			Targets: []wan.TargetStats{{Target: "icmp:192.0.2.53", Sent: 20, RTT: rtt}, {Target: "tcp:192.0.2.80:80", Sent: 20, RTT: rtt + 2*time.Millisecond}}}
+	}
+	return wan.Status{Active: wan.Primary, Mode: wan.Auto, Uplinks: []wan.UplinkStatus{up(wan.Primary, "FTTC", "eth1", 9*time.Millisecond), up(wan.Backup, "LTE", "usb0", 48*time.Millisecond)}}
+}
 
-func (u *fakeUplinks) Force(m string) error { u.modes = append(u.modes, m); return nil }
+// failover is the fixed line down and the modem carrying traffic, with the wan's history.
+func failover(st *wan.Status, at time.Time) {
+	st.Active = wan.Backup
+	st.Uplinks[0].State, st.Uplinks[0].Since, st.Uplinks[0].Reason = wan.Down, at, "no target answered 5 probes in a row"
+	st.Uplinks[0].Targets[0].LossPct, st.Uplinks[0].Targets[1].LossPct = 100, 100
+	st.Uplinks[1].Targets[0].RTT, st.Uplinks[1].Targets[0].LossPct = 48500*time.Microsecond, 4
+	st.Events = append(st.Events,
+		events.Event{Time: at, Kind: "uplink.down", Severity: events.Alert, Source: "wan", Message: "uplink FTTC (eth1) is down"},
+		events.Event{Time: at, Kind: "wan.failover", Severity: events.Warn, Source: "wan", Message: "failover: traffic moved from FTTC to LTE"})
+	st.Trunks = []wan.TrunkStatus{{Name: "acme", Target: "192.0.2.10:5060", State: wan.Up, RTT: 21 * time.Millisecond, Via: "backup", Since: at}}
+}
 
 type fakeBoard struct {
 	panel   *hal.Panel
+	mu      sync.Mutex
 	presses int
 }
 
-func (b *fakeBoard) Name() string          { return "sim" }
-func (b *fakeBoard) LEDs() []hal.LEDState  { return b.panel.LEDs() }
-func (b *fakeBoard) Forced() bool          { return b.panel.Forced() }
-func (b *fakeBoard) Press(long bool) error { b.presses++; return nil }
-func (b *fakeBoard) Acknowledge()          { b.panel.Acknowledge() }
+func (b *fakeBoard) Name() string             { return "sim" }
+func (b *fakeBoard) LEDs() []hal.LEDState     { return b.panel.LEDs() }
+func (b *fakeBoard) Changed() <-chan struct{} { return b.panel.Changed() }
+func (b *fakeBoard) Press(long bool) error {
+	b.mu.Lock()
+	b.presses++
+	b.mu.Unlock()
+	return nil
+}
 
 type env struct {
-	s     *Server
-	bus   *events.Bus
-	fw    *fakeFW
-	up    *fakeUplinks
-	audit *audit.Log
-	dir   string
-	now   time.Time
+	s      *Server
+	bus    *events.Bus
+	owner  *fakeOwner
+	wan    *fakeWAN
+	alerts *alerts.Store
+	board  *fakeBoard
+	guard  []sipguard.Entry
+	audit  *audit.Log
+	dir    string
+	now    time.Time
 }
 
 func newEnv(t testing.TB) *env {
@@ -88,12 +200,19 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	cfg.Web.MaxFailures, cfg.Web.Lockout = 3, time.Minute
-	e := &env{bus: events.New(100), fw: &fakeFW{blocked: map[netip.Prefix]time.Duration{}}, up: &fakeUplinks{}, dir: t.TempDir(),
-		now: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)}
+	e := &env{bus: events.New(100), dir: t.TempDir(), now: time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)}
+	clock := func() time.Time { return e.now }
+	e.owner, e.alerts = newFakeOwner(clock), alerts.New(clock)
+	e.wan = &fakeWAN{st: healthy(e.now), on: true}
+	e.board = &fakeBoard{panel: hal.New(clock, 0)}
 	e.audit = audit.Open(filepath.Join(e.dir, "audit.log"))
 	e.s = New(Options{
-		Config: func() *config.Config { return cfg }, Bus: e.bus, Firewall: e.fw, Uplinks: e.up, Audit: e.audit,
-		Board: &fakeBoard{panel: hal.NewPanel(nil, nil, 0)}, StateDir: e.dir, Now: func() time.Time { return e.now },
+		Config: func() *config.Config { return cfg }, Bus: e.bus, WAN: e.wan.status, Force: e.wan.force, Blocklist: e.owner,
+		Guard: func() (sipguard.Stats, int, bool) {
+			return sipguard.Stats{Packets: 9000, SIP: 8000, Findings: 12, Blocks: 3}, 41, true
+		},
+		GuardEntries: func() []sipguard.Entry { return e.guard },
+		Alerts:       e.alerts, Audit: e.audit, Board: e.board, StateDir: e.dir, Now: clock,
 		ReadFirewall: func() FirewallState {
 			return FirewallState{Loaded: true, Table: "inet appliance", Rules: 1, Hits: []RuleHits{{Chain: "input", Handle: 7, Comment: "blocked address", Packets: 42, Bytes: 4200}}}
 		},
@@ -122,21 +241,9 @@ func (e *env) req(method, path, from string, body string, hdr map[string]string)
 	return w
 }
 
-const lan = "192.168.1.20"
-
-func TestStatusAPI(t *testing.T) {
-	e := newEnv(t)
-	e.bus.Publish(events.Event{Kind: "wan.failover", Severity: events.Alert, Message: "FTTC down, now on LTE", Fields: map[string]string{"active": "LTE"}})
-	e.bus.Publish(events.Event{Kind: "uplink.check", Fields: map[string]string{"uplink": "LTE", "state": "up", "rtt_ms": "48.5", "loss": "2%"}})
-	e.bus.Publish(events.Event{Kind: "sipguard.block", Severity: events.Alert, Message: "REGISTER flood", Fields: map[string]string{"addr": "192.0.2.66", "reason": "friendly-scanner", "packets": "1200"}})
-	e.fw.Block(netip.MustParsePrefix("192.0.2.66/32"), time.Hour)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.s.Run(ctx, nil)
-	deadline := time.Now().Add(10 * time.Second)
-	for e.s.status().Active != "LTE" && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+// status reads /api/status from the LAN.
+func (e *env) status(t *testing.T) Status {
+	t.Helper()
 	w := e.req("GET", "/api/status", lan, "", nil)
 	if w.Code != 200 {
 		t.Fatalf("status from the LAN: %d %s", w.Code, w.Body)
@@ -145,26 +252,83 @@ func TestStatusAPI(t *testing.T) {
 	if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+func uplink(st Status, role string) UplinkView {
+	for _, u := range st.Uplinks {
+		if u.Role == role {
+			return u
+		}
+	}
+	return UplinkView{}
+}
+
+func blocked(st Status, addr string) *BlockedView {
+	for i := range st.Blocklist.Entries {
+		if st.Blocklist.Entries[i].Addr == addr {
+			return &st.Blocklist.Entries[i]
+		}
+	}
+	return nil
+}
+
+const lan = "192.168.1.20"
+
+// The API says what the parts' snapshots say: an uplink down and the failover, a block with
+// its source and expiry, a community list's line, sipguard's counters, an alert.
+func TestStatusAPI(t *testing.T) {
+	e := newEnv(t)
+	e.wan.set(func(st *wan.Status) { failover(st, e.now.Add(-time.Minute)) })
+	attacker := netip.MustParsePrefix("198.51.100.66/32")
+	e.owner.set(func(f *fakeOwner) {
+		f.entries[attacker] = netcfg.Entry{Prefix: attacker, Claims: []netcfg.Claim{{Source: netcfg.SourceSIPGuard, By: "scanner", Reason: "scanner",
+			Since: e.now.Add(-10 * time.Minute), Until: e.now.Add(50 * time.Minute)}}}
+		f.packets[attacker] = 1200
+		f.feeds = []netcfg.FeedInfo{{Name: "apiban", Entries: 51234, Refused: 2, Loaded: e.now.Add(-time.Hour), Until: e.now.Add(23 * time.Hour)}}
+		f.kernel = netcfg.BlockCounts{Addrs4: 51000, Addrs6: 35, Nets4: 200}
+	})
+	e.guard = []sipguard.Entry{{Prefix: attacker, Reason: "scanner", Detail: "friendly-scanner", Since: e.now.Add(-10 * time.Minute), Offense: 2}}
+	e.alerts.Raise("part.sipguard", "daemon", "sipguard restarted after: capture: interface eth0 vanished")
+
+	st := e.status(t)
 	if st.Version == "" || st.BuildTime == "" || st.Site != "Example Office" || !st.Firewall.Loaded || st.Firewall.Table != "inet appliance" || st.Firewall.Rules != 1 {
 		t.Errorf("status basics: %+v", st)
 	}
-	if st.Active != "LTE" || len(st.Failovers) != 1 {
-		t.Errorf("active %q, failovers %d; want LTE after a failover", st.Active, len(st.Failovers))
+	if st.Active != "LTE" || st.Mode != "auto" || st.BothDown || len(st.WANEvents) != 2 || st.WANEvents[0].Kind != "wan.failover" {
+		t.Errorf("active %q mode %q, wan events %+v; want LTE after a failover, newest first", st.Active, st.Mode, st.WANEvents)
 	}
-	var lte UplinkView
-	for _, u := range st.Uplinks {
-		if u.Role == "backup" {
-			lte = u
-		}
+	fttc, lte := uplink(st, "primary"), uplink(st, "backup")
+	if fttc.State != "down" || fttc.Active || fttc.Reason == "" || fttc.Loss != 100 {
+		t.Errorf("FTTC uplink = %+v, want down with its reason", fttc)
 	}
-	if lte.State != "up" || lte.RTT != 48.5 || lte.Loss != 2 || len(lte.History) != 1 {
-		t.Errorf("LTE uplink = %+v", lte)
+	if lte.State != "up" || !lte.Active || lte.RTT != 48.5 || lte.Loss != 2 || len(lte.Targets) != 2 {
+		t.Errorf("LTE uplink = %+v, want up, carrying traffic, best RTT 48.5 ms, loss 2%%", lte)
 	}
-	if len(st.Blocked) != 1 || st.Blocked[0].Reason != "friendly-scanner" || st.Blocked[0].Packets != "1200" || st.Blocked[0].Expires.IsZero() {
-		t.Errorf("blocked = %+v", st.Blocked)
+	if len(st.Trunks) != 1 || st.Trunks[0].State != "up" || st.Trunks[0].Via != "backup" {
+		t.Errorf("trunks = %+v", st.Trunks)
 	}
-	if len(st.LEDs) != 3 || st.Alerts != 2 {
-		t.Errorf("LEDs %v alerts %d", st.LEDs, st.Alerts)
+
+	bl := st.Blocklist
+	b := blocked(st, "198.51.100.66")
+	if !bl.Available || bl.Total != 1 || b == nil {
+		t.Fatalf("blocklist = %+v", bl)
+	}
+	if !slices.Equal(b.Sources, []string{"sipguard"}) || b.Reason != "scanner" || b.Detail != "friendly-scanner" || b.Offense != 2 ||
+		!b.Until.Equal(e.now.Add(50*time.Minute)) || b.Remaining != "50m0s" || b.Packets == nil || *b.Packets != 1200 || b.Evidence {
+		t.Errorf("blocked entry = %+v", b)
+	}
+	if len(bl.Feeds) != 1 || bl.Feeds[0].Name != "apiban" || bl.Feeds[0].Entries != 51234 || bl.Kernel.Total != 51235 || bl.Kernel.Addrs6 != 35 {
+		t.Errorf("feeds %+v kernel %+v", bl.Feeds, bl.Kernel)
+	}
+	if st.SIPGuard == nil || st.SIPGuard.Packets != 9000 || st.SIPGuard.Sources != 41 {
+		t.Errorf("sipguard = %+v", st.SIPGuard)
+	}
+	if len(st.Alerts) != 1 || st.Alerts[0].Key != "part.sipguard" || st.Alerts[0].Source != "daemon" || st.Alerts[0].Count != 1 || st.Unacked != 1 {
+		t.Errorf("alerts %+v unacked %d", st.Alerts, st.Unacked)
+	}
+	if len(st.LEDs) != 3 || st.Board != "sim" {
+		t.Errorf("board %q LEDs %v", st.Board, st.LEDs)
 	}
 	var email *Check
 	for i := range st.Checklist {
@@ -190,17 +354,108 @@ func TestStatusAPI(t *testing.T) {
 	if w := e.req("GET", "/", lan, "", nil); w.Code != 200 || !strings.Contains(w.Body.String(), "/static/app.js") || !strings.Contains(w.Header().Get("Content-Security-Policy"), "default-src 'self'") {
 		t.Errorf("page: %d, CSP %q", w.Code, w.Header().Get("Content-Security-Policy"))
 	}
-	m := e.req("GET", "/metrics", lan, "", nil)
-	for _, want := range []string{`appliance_firewall_rule_packets_total{chain="input",handle="7",rule="blocked address"} 42`, `appliance_uplink_active{role="backup",uplink="LTE"} 1`, `appliance_blocked_addresses 1`} {
-		if !strings.Contains(m.Body.String(), want) {
+	m := e.req("GET", "/metrics", lan, "", nil).Body.String()
+	for _, want := range []string{
+		`appliance_firewall_rule_packets_total{chain="input",handle="7",rule="blocked address"} 42`,
+		`appliance_uplink_active{role="backup",uplink="LTE"} 1`,
+		`appliance_uplink_up{role="primary",uplink="FTTC"} 0`,
+		`appliance_blocked_addresses 1`,
+		`appliance_blocklist_kernel_entries{set="block4"} 51000`,
+		`appliance_blocklist_kernel_entries{set="blocknet4"} 200`,
+		`appliance_blocklist_feed_entries{feed="apiban"} 51234`,
+		`appliance_sipguard_packets_total 9000`,
+		`appliance_sipguard_blocks_total 3`,
+		`appliance_sipguard_sources 41`,
+		`appliance_alerts_unacknowledged 1`,
+		`appliance_alerts_active 1`,
+	} {
+		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
+	}
+}
+
+// The RTT and loss charts are sampled from the wan's status, an hour of them kept.
+func TestUplinkHistory(t *testing.T) {
+	e := newEnv(t)
+	start := e.now
+	for i := 0; i < 3; i++ {
+		e.s.sample()
+		e.now = e.now.Add(sampleEvery)
+	}
+	e.s.sample() // out of turn, a moment after the last: it replaces it
+	e.now = e.now.Add(time.Second)
+	e.s.sample()
+	h := uplink(e.status(t), "primary").History
+	if len(h) != 4 || h[0].RTT != 9 || !h[0].T.Equal(start) || !h[3].T.Equal(start.Add(3*sampleEvery+time.Second)) {
+		t.Fatalf("history = %+v, want 4 samples of 9 ms from %v", h, start)
+	}
+	e.wan.set(func(st *wan.Status) { failover(st, e.now) })
+	e.now = start.Add(historyKeep + 2*sampleEvery)
+	e.s.sample()
+	h = uplink(e.status(t), "primary").History
+	if len(h) != 3 || h[len(h)-1].Loss != 100 || h[0].T.Before(e.now.Add(-historyKeep)) {
+		t.Errorf("an hour later: %+v, want the samples of the last hour, ending with the line's loss", h)
+	}
+}
+
+// The checklist's feed item says whether each configured community list is in force.
+func TestFeedsCheck(t *testing.T) {
+	e := newEnv(t)
+	feeds := func() Check {
+		for _, c := range e.status(t).Checklist {
+			if c.ID == "feeds" {
+				return c
+			}
+		}
+		return Check{}
+	}
+	if c := feeds(); c.Result != "fail" || c.Fix == "" {
+		t.Errorf("no feed configured: %+v", c)
+	}
+	e.s.o.Config().SIPGuard.Feeds = []config.SIPFeed{{Name: "apiban"}}
+	if c := feeds(); c.Result != "fail" || !strings.Contains(c.Detail, "not loaded yet: apiban") {
+		t.Errorf("a feed not loaded: %+v", c)
+	}
+	e.owner.set(func(f *fakeOwner) { f.feeds = []netcfg.FeedInfo{{Name: "apiban", Entries: 812, Loaded: e.now}} })
+	if c := feeds(); c.Result != "ok" || !strings.Contains(c.Detail, "812 entries") {
+		t.Errorf("a feed in force: %+v", c)
+	}
+}
+
+// Without a wan the page says failover is off, and forcing is refused.
+func TestWANOff(t *testing.T) {
+	e := newEnv(t)
+	e.wan.on = false
+	st := e.status(t)
+	if st.Mode != "off" || st.Active != "" || len(st.Uplinks) != 2 || uplink(st, "backup").State != "unknown" {
+		t.Errorf("wan off: mode %q active %q uplinks %+v", st.Mode, st.Active, st.Uplinks)
+	}
+	ok := loggedIn(t, e)
+	if w := e.req("POST", "/api/uplink/force", lan, `{"mode":"backup"}`, ok); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("force without a wan: %d %s", w.Code, w.Body)
 	}
 }
 
 func login(t *testing.T, e *env, from, pw string, hdr map[string]string) *httptest.ResponseRecorder {
 	b, _ := json.Marshal(map[string]string{"password": pw})
 	return e.req("POST", "/api/login", from, string(b), hdr)
+}
+
+// loggedIn sets a password, logs in from the LAN and returns the headers of an action.
+func loggedIn(t *testing.T, e *env) map[string]string {
+	t.Helper()
+	if err := SetPassword(e.dir, "correct horse"); err != nil {
+		t.Fatal(err)
+	}
+	w := login(t, e, lan, "correct horse", nil)
+	if w.Code != 200 {
+		t.Fatalf("login: %d %s", w.Code, w.Body)
+	}
+	var lr struct{ CSRF string }
+	_ = json.Unmarshal(w.Body.Bytes(), &lr)
+	c := w.Result().Cookies()[0]
+	return map[string]string{"Cookie": c.Name + "=" + c.Value, "X-CSRF-Token": lr.CSRF, "Origin": "http://192.168.1.1"}
 }
 
 func TestAuthRules(t *testing.T) {
@@ -265,20 +520,23 @@ func TestAuthRules(t *testing.T) {
 	if w := e.req("POST", "/api/uplink/force", lan, force, with(map[string]string{"X-CSRF-Token": lr.CSRF, "Origin": "http://evil.example"})); w.Code != 403 {
 		t.Errorf("action from another origin: %d, want 403", w.Code)
 	}
-	if len(e.up.modes) != 0 {
-		t.Fatalf("a refused action reached the uplinks: %v", e.up.modes)
+	if len(e.wan.forced) != 0 {
+		t.Fatalf("a refused action reached the wan: %v", e.wan.forced)
 	}
 	ok := with(map[string]string{"X-CSRF-Token": lr.CSRF, "Origin": "http://192.168.1.1"})
-	if w := e.req("POST", "/api/uplink/force", lan, force, ok); w.Code != 200 || len(e.up.modes) != 1 || e.up.modes[0] != "backup" {
-		t.Errorf("force backup: %d %s, uplinks got %v", w.Code, w.Body, e.up.modes)
+	if w := e.req("POST", "/api/uplink/force", lan, force, ok); w.Code != 200 || !slices.Equal(e.wan.forced, []wan.Mode{wan.ForceBackup}) {
+		t.Errorf("force backup: %d %s, wan got %v", w.Code, w.Body, e.wan.forced)
 	}
-	if w := e.req("POST", "/api/block", lan, `{"addr":"192.0.2.77","for":"1h"}`, ok); w.Code != 200 {
+	if w := e.req("POST", "/api/uplink/force", lan, `{"mode":"sideways"}`, ok); w.Code != 400 {
+		t.Errorf("force of an unknown mode: %d, want 400", w.Code)
+	}
+	if w := e.req("POST", "/api/block", lan, `{"addr":"198.51.100.77","for":"1h"}`, ok); w.Code != 200 {
 		t.Errorf("block: %d %s", w.Code, w.Body)
 	}
 	if w := e.req("POST", "/api/block", lan, `{"addr":"not-an-ip"}`, ok); w.Code != 400 {
 		t.Errorf("block of garbage: %d, want 400", w.Code)
 	}
-	if w := e.req("POST", "/api/unblock", lan, `{"addr":"192.0.2.77"}`, ok); w.Code != 200 {
+	if w := e.req("POST", "/api/unblock", lan, `{"addr":"198.51.100.77"}`, ok); w.Code != 200 {
 		t.Errorf("unblock: %d %s", w.Code, w.Body)
 	}
 	if w := e.req("POST", "/api/alerts/ack", lan, `{}`, ok); w.Code != 200 {
@@ -327,25 +585,93 @@ func TestAuthRules(t *testing.T) {
 	}
 }
 
-// The page's event stream pushes a new status when something happens.
-func TestEventStream(t *testing.T) {
+// A block from the page is a manual claim with who made it, from where, and until when; the
+// page lists it; a refusal reaches the person with the owner's reason.
+func TestBlockFromPage(t *testing.T) {
 	e := newEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.s.Run(ctx, nil)
+	ok := loggedIn(t, e)
+	if w := e.req("POST", "/api/block", lan, `{"addr":"198.51.100.77","for":"24h"}`, ok); w.Code != 200 {
+		t.Fatalf("block: %d %s", w.Code, w.Body)
+	}
+	c := e.owner.State().Entries[0].Claims[0]
+	if c.Source != netcfg.SourceManual || c.By != "admin (web "+lan+")" || c.Reason != "blocked on the status page" || !c.Until.Equal(e.now.Add(24*time.Hour)) {
+		t.Errorf("the owner got the claim %+v", c)
+	}
+	b := blocked(e.status(t), "198.51.100.77")
+	if b == nil || !slices.Equal(b.Sources, []string{"manual"}) || b.Remaining != "24h0m0s" || b.Claims[0].By != "admin (web "+lan+")" || b.Packets != nil {
+		t.Errorf("the page lists %+v", b)
+	}
+
+	// A trusted peer's network: refused with the rule that protects it.
+	w := e.req("POST", "/api/block", lan, `{"addr":"192.0.2.5"}`, ok)
+	var msg struct{ Error string }
+	_ = json.Unmarshal(w.Body.Bytes(), &msg)
+	if w.Code != http.StatusConflict || !strings.Contains(msg.Error, "trusted SIP peer acme_trunk") {
+		t.Errorf("block of a trusted peer: %d %q, want 409 naming the rule", w.Code, msg.Error)
+	}
+	w = e.req("POST", "/api/block", lan, `{"addr":"10.0.0.0/8"}`, ok)
+	_ = json.Unmarshal(w.Body.Bytes(), &msg)
+	if w.Code != http.StatusConflict || !strings.Contains(msg.Error, "wider than /16") {
+		t.Errorf("block of a /8: %d %q, want 409 with the limit", w.Code, msg.Error)
+	}
+	if w := e.req("POST", "/api/block", lan, `{"addr":"198.51.100.78","for":"-1h"}`, ok); w.Code != 400 {
+		t.Errorf("block for a negative time: %d, want 400", w.Code)
+	}
+	if len(e.owner.State().Entries) != 1 {
+		t.Errorf("refused blocks reached the blocklist: %+v", e.owner.State().Entries)
+	}
+	if w := e.req("POST", "/api/unblock", lan, `{"addr":"198.51.100.9"}`, ok); w.Code != http.StatusConflict {
+		t.Errorf("unblock of what is not blocked: %d", w.Code)
+	}
+	es, _ := e.audit.Entries()
+	if last := es[len(es)-1]; last.What != "block" || last.After != "198.51.100.77 for 24h0m0s (blocked on the status page)" {
+		t.Errorf("last audit entry %+v, want only the block that happened", last)
+	}
+}
+
+// The page lists the alerts and acknowledges them, audited with what was acknowledged.
+func TestAlertsAcknowledge(t *testing.T) {
+	e := newEnv(t)
+	e.alerts.Raise(alerts.KeyHALBoard, "hal", "LEDs and button unavailable: no /dev/gpiochip0")
+	e.alerts.Raise("firewall.drift", "netcfg", "the kernel's table was changed")
+	e.alerts.Clear("firewall.drift")
+	st := e.status(t)
+	if st.Unacked != 2 || len(st.Alerts) != 2 || st.Alerts[0].Key != alerts.KeyHALBoard || !st.Alerts[0].Active || st.Alerts[1].Active {
+		t.Fatalf("alerts %+v unacked %d, want the active one first", st.Alerts, st.Unacked)
+	}
+	ok := loggedIn(t, e)
+	if w := e.req("POST", "/api/alerts/ack", lan, `{}`, ok); w.Code != 200 || !strings.Contains(w.Body.String(), `"acknowledged": 2`) {
+		t.Fatalf("ack: %d %s", w.Code, w.Body)
+	}
+	st = e.status(t)
+	if st.Unacked != 0 || len(st.Alerts) != 1 || !st.Alerts[0].Acked || !st.Alerts[0].Active {
+		t.Errorf("after acknowledging: %+v, want the active one left, acknowledged", st.Alerts)
+	}
+	es, _ := e.audit.Entries()
+	if last := es[len(es)-1]; last.What != "alert.acknowledge" || last.Before != "hal.board, firewall.drift" {
+		t.Errorf("audited %+v", last)
+	}
+	if m := e.req("GET", "/metrics", lan, "", nil).Body.String(); !strings.Contains(m, "appliance_alerts_unacknowledged 0") {
+		t.Error("/metrics still counts acknowledged alerts")
+	}
+}
+
+// statusStream opens the page's event stream; next returns the next status pushed.
+func statusStream(t *testing.T, ctx context.Context, e *env) (next func() Status) {
+	t.Helper()
 	srv := httptest.NewServer(e.s.Handler())
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/events", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	t.Cleanup(func() { resp.Body.Close() })
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
 	rd := bufio.NewReader(resp.Body)
-	next := func() Status {
+	return func() Status {
 		for {
 			line, err := rd.ReadString('\n')
 			if err != nil {
@@ -360,17 +686,44 @@ func TestEventStream(t *testing.T) {
 			}
 		}
 	}
-	if st := next(); st.Active != "FTTC" {
-		t.Fatalf("first status: active %q", st.Active)
-	}
-	e.bus.Publish(events.Event{Kind: "wan.failover", Message: "to LTE", Fields: map[string]string{"active": "LTE"}})
-	deadline := time.Now().Add(10 * time.Second)
+}
+
+// waitStream reads the stream until a status satisfies ok, failing after a deadline. The
+// stream's own 5 s refresh is longer than the deadline: only a wake-up passes in time.
+func waitStream(t *testing.T, next func() Status, what string, ok func(Status) bool) {
+	t.Helper()
+	deadline := time.Now().Add(4 * time.Second)
 	for time.Now().Before(deadline) {
-		if st := next(); st.Active == "LTE" {
+		if ok(next()) {
 			return
 		}
 	}
-	t.Fatal("the stream never showed the failover")
+	t.Fatalf("the stream never showed %s", what)
+}
+
+// The page's event stream pushes a new status when a part's state changes: a wan event (a
+// wake-up: the state is read from the wan), a block (the owner's watch), an alert.
+func TestEventStream(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.s.Run(ctx)
+	next := statusStream(t, ctx, e)
+	if st := next(); st.Active != "FTTC" {
+		t.Fatalf("first status: active %q", st.Active)
+	}
+	e.wan.set(func(st *wan.Status) { failover(st, e.now) })
+	e.bus.Publish(events.Event{Kind: "wan.failover", Message: "to LTE"})
+	waitStream(t, next, "the failover", func(st Status) bool { return st.Active == "LTE" })
+
+	e.owner.set(func(f *fakeOwner) {
+		p := netip.MustParsePrefix("198.51.100.66/32")
+		f.entries[p] = netcfg.Entry{Prefix: p, Claims: []netcfg.Claim{{Source: netcfg.SourceSIPGuard, Reason: "flood", Since: e.now}}}
+	})
+	waitStream(t, next, "the block", func(st Status) bool { return blocked(st, "198.51.100.66") != nil })
+
+	e.alerts.Raise("part.wan", "daemon", "wan restarted")
+	waitStream(t, next, "the alert", func(st Status) bool { return st.Unacked == 1 })
 }
 
 // A page that stops reading its event stream does not hold a stream forever: the write
@@ -420,52 +773,60 @@ func readFile(p string) (string, error) {
 	return string(b), err
 }
 
-var _ = io.EOF
-
 // sipguard's evidence pcap and abuse report for a blocked address are served to a logged-in
-// admin, and never a file outside the state directory.
+// admin, and never a file outside the state directory. A block by hand gets a report made
+// from the blocklist's entry.
 func TestEvidenceAndReport(t *testing.T) {
 	e := newEnv(t)
-	if err := SetPassword(e.dir, "correct horse"); err != nil {
-		t.Fatal(err)
-	}
-	ev := filepath.Join(e.dir, "evidence", "x-192.0.2.66.pcapng")
+	ev := filepath.Join(e.dir, "evidence", "x-198.51.100.66.pcapng")
 	os.MkdirAll(filepath.Dir(ev), 0o700)
 	os.WriteFile(ev, []byte("PCAPNG-BYTES"), 0o600)
 	os.WriteFile(strings.TrimSuffix(ev, ".pcapng")+".txt", []byte("To: abuse@example.net\nreport body"), 0o600)
-	entries := []map[string]any{
-		{"prefix": "192.0.2.66/32", "reason": "scanner", "detail": "friendly-scanner", "since": e.now, "evidence": ev, "report": strings.TrimSuffix(ev, ".pcapng") + ".txt", "dropped": 812},
-		{"prefix": "192.0.2.67/32", "reason": "flood", "evidence": "/etc/passwd"},
+	a, b, m := netip.MustParsePrefix("198.51.100.66/32"), netip.MustParsePrefix("198.51.100.67/32"), netip.MustParsePrefix("198.51.100.0/29")
+	e.owner.set(func(f *fakeOwner) {
+		for _, p := range []netip.Prefix{a, b} {
+			f.entries[p] = netcfg.Entry{Prefix: p, Claims: []netcfg.Claim{{Source: netcfg.SourceSIPGuard, Reason: "scanner", Since: e.now}}}
+		}
+		f.entries[m] = netcfg.Entry{Prefix: m, Claims: []netcfg.Claim{{Source: netcfg.SourceManual, By: "root (cli)", Reason: "hosting range of the scans", Since: e.now}}}
+		f.packets[m] = 77
+	})
+	e.guard = []sipguard.Entry{
+		{Prefix: a, Reason: "scanner", Detail: "friendly-scanner", Since: e.now, Evidence: ev, Report: strings.TrimSuffix(ev, ".pcapng") + ".txt"},
+		{Prefix: b, Reason: "flood", Evidence: "/etc/passwd"},
 	}
-	e.s.o.GuardBlocked = func() json.RawMessage { b, _ := json.Marshal(entries); return b }
-	e.fw.Block(netip.MustParsePrefix("192.0.2.66/32"), 0)
-	e.fw.Block(netip.MustParsePrefix("192.0.2.67/32"), 0)
 
-	st := e.s.status()
-	if len(st.Blocked) != 2 || st.Blocked[0].Reason != "scanner: friendly-scanner" || st.Blocked[0].Packets != "812" || !st.Blocked[0].Evidence || st.Blocked[1].Evidence {
-		t.Fatalf("blocked = %+v", st.Blocked)
+	st := e.status(t)
+	if ba, bb := blocked(st, "198.51.100.66"), blocked(st, "198.51.100.67"); ba == nil || bb == nil || !ba.Evidence || bb.Evidence {
+		t.Fatalf("blocked = %+v", st.Blocklist.Entries)
 	}
-	w := login(t, e, lan, "correct horse", nil)
-	sess := map[string]string{"Cookie": w.Result().Cookies()[0].Name + "=" + w.Result().Cookies()[0].Value}
-	if w := e.req("GET", "/api/evidence?addr=192.0.2.66", lan, "", nil); w.Code != 401 {
+	sess := loggedIn(t, e)
+	delete(sess, "X-CSRF-Token")
+	if w := e.req("GET", "/api/evidence?addr=198.51.100.66", lan, "", nil); w.Code != 401 {
 		t.Errorf("evidence without login: %d", w.Code)
 	}
-	if w := e.req("GET", "/api/evidence?addr=192.0.2.66", lan, "", sess); w.Code != 200 || w.Body.String() != "PCAPNG-BYTES" {
+	if w := e.req("GET", "/api/evidence?addr=198.51.100.66", lan, "", sess); w.Code != 200 || w.Body.String() != "PCAPNG-BYTES" {
 		t.Errorf("evidence: %d %q", w.Code, w.Body)
 	}
-	if w := e.req("GET", "/api/abuse?addr=192.0.2.66", lan, "", sess); w.Code != 200 || !strings.Contains(w.Body.String(), "abuse@example.net") {
+	if w := e.req("GET", "/api/abuse?addr=198.51.100.66", lan, "", sess); w.Code != 200 || !strings.Contains(w.Body.String(), "abuse@example.net") {
 		t.Errorf("report: %d %q", w.Code, w.Body)
 	}
-	if w := e.req("GET", "/api/evidence?addr=192.0.2.67", lan, "", sess); w.Code != 404 || strings.Contains(w.Body.String(), "root:") {
+	if w := e.req("GET", "/api/evidence?addr=198.51.100.67", lan, "", sess); w.Code != 404 || strings.Contains(w.Body.String(), "root:") {
 		t.Errorf("evidence outside the state directory: %d %q", w.Code, w.Body)
 	}
 	// A symbolic link in the state directory that leads out of it is not followed.
 	if err := os.Symlink("/etc", filepath.Join(e.dir, "etc")); err != nil {
 		t.Fatal(err)
 	}
-	entries[1]["evidence"] = filepath.Join(e.dir, "etc", "passwd")
-	if w := e.req("GET", "/api/evidence?addr=192.0.2.67", lan, "", sess); w.Code != 404 || strings.Contains(w.Body.String(), "root:") {
+	e.guard[1].Evidence = filepath.Join(e.dir, "etc", "passwd")
+	if w := e.req("GET", "/api/evidence?addr=198.51.100.67", lan, "", sess); w.Code != 404 || strings.Contains(w.Body.String(), "root:") {
 		t.Errorf("evidence through a symlink out of the state directory: %d %q", w.Code, w.Body)
+	}
+	w := e.req("GET", "/api/abuse?addr=198.51.100.0/29", lan, "", sess)
+	if body := w.Body.String(); w.Code != 200 || !strings.Contains(body, "Reason: hosting range of the scans") || !strings.Contains(body, "Packets dropped: 77") {
+		t.Errorf("report of a block by hand: %d %q", w.Code, body)
+	}
+	if w := e.req("GET", "/api/abuse?addr=198.51.100.200", lan, "", sess); w.Code != 404 {
+		t.Errorf("report of what is not blocked: %d", w.Code)
 	}
 }
 
@@ -498,16 +859,18 @@ func TestLockoutConcurrent(t *testing.T) {
 }
 
 // BenchmarkStatus is the cost of one status snapshot (every open page and every scrape pays
-// it), with a blocklist of 1000 entries and 1000 events kept.
+// it), with 5000 blocklist entries (1000 of them shown) and 100 events kept.
 func BenchmarkStatus(b *testing.B) {
 	e := newEnv(b)
-	for i := 0; i < 1000; i++ {
-		a := netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)})
-		e.fw.Block(netip.PrefixFrom(a, 32), time.Hour)
-		e.bus.Publish(events.Event{Kind: "sipguard.block", Fields: map[string]string{"addr": a.String(), "reason": "scanner"}})
-	}
-	for _, ev := range e.bus.Recent(1000) {
-		e.s.observe(ev)
+	e.owner.set(func(f *fakeOwner) {
+		for i := 0; i < 5000; i++ {
+			p := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 32)
+			f.entries[p] = netcfg.Entry{Prefix: p, Claims: []netcfg.Claim{{Source: netcfg.SourceSIPGuard, Reason: "scanner", Since: e.now.Add(-time.Duration(i) * time.Second)}}}
+			f.packets[p] = uint64(i)
+		}
+	})
+	for i := 0; i < 100; i++ {
+		e.bus.Publish(events.Event{Kind: "sipguard.block", Message: "blocked"})
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -58,15 +58,17 @@
     return svg;
   }
 
+  const modeText = { backup: "backup forced by hand", primary: "fixed line forced by hand", off: "failover is off" };
+
   function render(s) {
     last = s;
     document.title = s.site + " · office edge box";
     $("site").textContent = s.site;
     $("version").textContent = "firmware " + s.version + " (" + s.build_time + ")";
     const au = $("active-uplink");
-    au.textContent = s.active_uplink || "no uplink";
-    au.className = "big" + (s.active_uplink ? "" : " down");
-    $("mode").textContent = s.mode === "backup" ? "backup forced by hand" : "automatic failover";
+    au.textContent = s.active_uplink || (s.mode === "off" ? "—" : "no uplink");
+    au.className = "big" + (s.active_uplink || s.mode === "off" ? "" : " down");
+    $("mode").textContent = modeText[s.mode] || "automatic failover";
 
     leds = s.leds || [];
     $("leds").replaceChildren(...leds.map((l) => el("div", { class: "led led-" + l.name, id: "led-" + l.name, title: l.means },
@@ -77,22 +79,20 @@
       el("div", { class: "row" }, el("strong", {}, u.name), " (" + u.role + ", " + u.interface + ") ",
         el("span", { class: "state " + u.state }, u.state), u.active ? " carrying traffic" : ""),
       el("div", { class: "sub" }, "RTT " + (u.rtt_ms || 0).toFixed(1) + " ms · loss " + (u.loss_pct || 0).toFixed(1) + " % " + (u.since ? "· since " + ago(u.since) : "")),
+      u.reason ? el("div", { class: "sub" }, u.reason) : "",
+      el("div", { class: "sub" }, (u.targets || []).map((x) => x.target + " " + x.loss_pct + "% lost" + (x.last_error ? " (" + x.last_error + ")" : "")).join(" · ")),
       spark(u.history))));
 
     fill($("trunks"), (s.trunks.length ? s.trunks : []).map((tr) => el("tr", {},
       el("td", {}, tr.name), el("td", {}, el("span", { class: "state " + tr.state }, tr.state)), el("td", {}, ago(tr.since)), el("td", {}, tr.message))));
     if (!s.trunks.length) fill($("trunks"), [el("tr", {}, el("td", { colspan: 4, class: "sub" }, "no trunk health reported yet"))]);
 
-    fill($("failovers"), s.failovers.map((e) => el("tr", {}, el("td", {}, t(e.time)), el("td", {}, e.message || e.kind))));
-    if (!s.failovers.length) fill($("failovers"), [el("tr", {}, el("td", { colspan: 2, class: "sub" }, "no failover since the box started"))]);
+    const we = s.wan_events || [];
+    fill($("wan-events"), we.map((e) => el("tr", {}, el("td", {}, t(e.time)), el("td", { class: "sev-" + e.severity }, e.message || e.kind))));
+    if (!we.length) fill($("wan-events"), [el("tr", {}, el("td", { colspan: 2, class: "sub" }, s.mode === "off" ? "failover (wan) is off" : "no failover since the box started"))]);
 
-    $("blocked-count").textContent = "(" + s.blocked.length + ")" + (s.blocked_error ? " " + s.blocked_error : "");
-    fill($("blocked"), s.blocked.map((b) => el("tr", {},
-      el("td", {}, b.addr), el("td", {}, b.reason), el("td", {}, ago(b.since)),
-      el("td", {}, b.expires ? t(b.expires) : "until unblocked"), el("td", { class: "num" }, b.packets_dropped || "—"),
-      el("td", {}, b.evidence ? el("a", { href: "/api/evidence?addr=" + encodeURIComponent(b.addr) }, "pcap") : "—"),
-      el("td", {}, el("a", { href: b.report_url, target: "_blank" }, "report"), b.abuse_contact ? " → " + b.abuse_contact : ""),
-      el("td", {}, csrf ? unblockButton(b.addr) : ""))));
+    renderAlerts(s);
+    renderBlocklist(s);
 
     $("checklist").replaceChildren(...s.checklist.map((c) => el("li", { id: "check-" + c.id },
       el("span", { class: "state " + c.result }, c.result), " ", el("strong", {}, c.title), " — ", c.detail,
@@ -107,6 +107,43 @@
       el("td", {}, h.chain), el("td", {}, h.comment), el("td", { class: "num" }, h.packets.toLocaleString()), el("td", { class: "num" }, h.bytes.toLocaleString()))));
 
     for (const b of document.querySelectorAll("button.sim")) b.classList.toggle("hidden", s.board !== "sim");
+  }
+
+  function renderAlerts(s) {
+    const list = s.alerts || [];
+    $("alerts-count").textContent = s.alerts_unacked ? "(" + s.alerts_unacked + " not acknowledged)" : "";
+    fill($("alerts"), list.map((a) => el("tr", { class: a.acked ? "" : "unacked" },
+      el("td", {}, ago(a.since)), el("td", {}, a.key), el("td", {}, a.source), el("td", {}, a.message),
+      el("td", { class: "num" }, a.count),
+      el("td", {}, el("span", { class: "state " + (a.active ? "fail" : "ok") }, a.active ? "active" : "over"), a.acked ? " acknowledged" : ""))));
+    if (!list.length) fill($("alerts"), [el("tr", {}, el("td", { colspan: 6, class: "sub" }, "nothing needs a person"))]);
+  }
+
+  function renderBlocklist(s) {
+    const bl = s.blocklist, k = bl.kernel;
+    $("blocked-count").textContent = "(" + bl.total + (bl.total > bl.entries.length ? ", the newest " + bl.entries.length + " shown" : "") + ")" +
+      (bl.error ? " " + bl.error : "");
+    $("kernel-summary").textContent = bl.available ? "kernel block sets: " + k.total.toLocaleString() + " element(s) (" +
+      k.addrs4.toLocaleString() + " IPv4 and " + k.addrs6.toLocaleString() + " IPv6 addresses, " +
+      k.nets4.toLocaleString() + " IPv4 and " + k.nets6.toLocaleString() + " IPv6 networks)" + (bl.repairs ? "; drift repaired " + bl.repairs + " time(s)" : "") : "";
+    const g = s.sipguard;
+    $("sipguard-summary").textContent = g ? "sipguard: " + g.packets.toLocaleString() + " packets, " + g.sip.toLocaleString() + " SIP messages, " +
+      g.findings.toLocaleString() + " findings, " + g.blocks.toLocaleString() + " blocks, " + g.sources.toLocaleString() + " sources tracked" : "sipguard is off";
+    fill($("blocked"), bl.entries.map((b) => el("tr", {},
+      el("td", {}, b.addr),
+      el("td", { title: b.claims.map((c) => c.source + (c.by ? " by " + c.by : "")).join("\n") }, b.sources.join(", ")),
+      el("td", {}, b.reason + (b.detail ? " (" + b.detail + ")" : "") + (b.offense > 1 ? ", offense " + b.offense : "")),
+      el("td", {}, ago(b.since)),
+      el("td", {}, b.until ? t(b.until) + (b.remaining ? " (" + b.remaining + " left)" : "") : "until unblocked"),
+      el("td", { class: "num" }, b.packets_dropped == null ? "—" : b.packets_dropped.toLocaleString()),
+      el("td", {}, b.evidence ? el("a", { href: "/api/evidence?addr=" + encodeURIComponent(b.addr) }, "pcap") : "—"),
+      el("td", {}, el("a", { href: b.report_url, target: "_blank" }, "report")),
+      el("td", {}, csrf ? unblockButton(b.addr) : ""))));
+    if (!bl.entries.length) fill($("blocked"), [el("tr", {}, el("td", { colspan: 9, class: "sub" }, "nothing blocked by hand or by sipguard"))]);
+    fill($("feeds"), bl.feeds.map((f) => el("tr", { id: "feed-" + f.name },
+      el("td", {}, f.name), el("td", { class: "num" }, f.entries.toLocaleString()), el("td", { class: "num" }, f.refused.toLocaleString()),
+      el("td", {}, ago(f.loaded)), el("td", {}, t(f.until)))));
+    if (!bl.feeds.length) fill($("feeds"), [el("tr", {}, el("td", { colspan: 5, class: "sub" }, "no community list loaded"))]);
   }
 
   // The LEDs blink here by the same patterns (steps in ms, from hal) the box uses.
@@ -132,12 +169,12 @@
 
   function unblockButton(addr) {
     const b = el("button", {}, "unblock");
-    b.addEventListener("click", () => act("/api/unblock", { addr }));
+    b.addEventListener("click", () => act("/api/unblock", { addr }, "block-msg"));
     return b;
   }
 
-  async function act(path, body) {
-    const msg = $("action-msg");
+  async function act(path, body, msgId) {
+    const msg = $(msgId || "action-msg");
     msg.className = "msg"; msg.textContent = "…";
     try {
       const r = await fetch(path, { method: "POST", credentials: "same-origin",
@@ -152,6 +189,7 @@
     $("login-form").classList.toggle("hidden", yes);
     $("actions").classList.toggle("hidden", !yes);
     $("block-form").classList.toggle("hidden", !yes);
+    $("ack").classList.toggle("hidden", !yes);
     if (last) render(last);
   }
 
@@ -185,7 +223,7 @@
   $("press-long").addEventListener("click", () => act("/api/button", { long: true }));
   $("block-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    act("/api/block", { addr: $("block-addr").value, for: $("block-for").value });
+    act("/api/block", { addr: $("block-addr").value, for: $("block-for").value }, "block-msg");
   });
 
   function connect() {
