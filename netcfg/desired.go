@@ -48,9 +48,12 @@ func (w want) timeout(now time.Time) time.Duration {
 }
 
 // want computes the kernel's element for p from every claim and feed at now.
-func (b *blocklist) want(p netip.Prefix, now time.Time) want {
-	for _, f := range b.feeds {
-		if f.has(p) {
+func (b *blocklist) want(p netip.Prefix, now time.Time) want { return b.wantExcept(p, now, "") }
+
+// wantExcept is want with the feed named skip left out.
+func (b *blocklist) wantExcept(p netip.Prefix, now time.Time, skip string) want {
+	for name, f := range b.feeds {
+		if name != skip && f.has(p) {
 			return want{present: true} // in force while the feed lists it; the owner drops stale feeds
 		}
 	}

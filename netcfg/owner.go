@@ -455,37 +455,33 @@ func (w *Owner) setFeed(name string, ps []netip.Prefix, keep time.Duration) (Fee
 	if old != nil {
 		oldList = old.list
 	}
-	// Which single addresses change: walk both sorted lists once.
-	var changed []netip.Prefix
+	// Walk both sorted lists once, with the old list still in force: what each added or
+	// removed address was, and what it becomes.
+	var ops []elemOp
+	netsChanged := false
+	change := func(p netip.Prefix, after want) {
+		if !p.IsSingleIP() {
+			netsChanged = true
+			return
+		}
+		ops = append(ops, w.singleOps(p, w.bl.want(p, now), after, now)...)
+	}
 	i, j := 0, 0
 	for i < len(oldList) || j < len(list) {
 		switch {
 		case j == len(list) || (i < len(oldList) && comparePrefix(oldList[i], list[j]) < 0):
-			changed = append(changed, oldList[i])
+			change(oldList[i], w.bl.wantExcept(oldList[i], now, name))
 			res.Removed++
 			i++
 		case i == len(oldList) || comparePrefix(oldList[i], list[j]) > 0:
-			changed = append(changed, list[j])
+			change(list[j], want{present: true})
 			res.Added++
 			j++
 		default:
 			i, j = i+1, j+1
 		}
 	}
-	befores := make([]want, len(changed))
-	for k, p := range changed {
-		befores[k] = w.bl.want(p, now)
-	}
 	w.bl.feeds[name] = f
-	var ops []elemOp
-	netsChanged := false
-	for k, p := range changed {
-		if !p.IsSingleIP() {
-			netsChanged = true
-			continue
-		}
-		ops = append(ops, w.singleOps(p, befores[k], w.bl.want(p, now), now)...)
-	}
 	if netsChanged {
 		ops = append(ops, w.netOps(now)...)
 	}
@@ -504,6 +500,12 @@ func (w *Owner) setFeed(name string, ps []netip.Prefix, keep time.Duration) (Fee
 	}
 	w.dirty = true
 	res.Entries = len(list)
+	if len(ops) > 50000 {
+		// A big load leaves tens of MB of garbage behind: give it back now rather than
+		// carry it on a box with little memory.
+		ops = nil
+		debug.FreeOSMemory()
+	}
 	return res, nil
 }
 
@@ -720,6 +722,10 @@ func (w *Owner) writeAll(why string) {
 	w.recount()
 	w.ok()
 	w.o.Log.Info("netcfg: blocklist written", "why", why, "entries", len(ops), "took", time.Since(start).Round(time.Millisecond))
+	if len(ops) > 50000 {
+		ops = nil
+		debug.FreeOSMemory() // as after a big feed load
+	}
 }
 
 // expire drops claims and feeds whose time is up.

@@ -1,27 +1,33 @@
 // Command bench-blocklist measures the kernel owner with a community list of 500,000
 // addresses and 10,000 networks, in a network namespace of its own (root only): the first
 // apply, a reload, a restart on a kernel that kept the table and on one that lost it, a feed
-// refresh, and one block's latency with it all present. It prints `name value` and
-// `name p50=… p95=…` lines.
+// refresh, and one block's latency with it all present; then the real daemon in the
+// namespace lab with the list as a community list file: its start, a reload, a block through
+// its control API, its memory. It prints `name value` and `name p50=… p95=…` lines.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vishvananda/netns"
 
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/netcfg"
+	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 func main() {
@@ -187,7 +193,81 @@ func run(nAddrs, nNets, nBlocks int) error {
 	}
 	fmt.Printf("restart_empty_kernel_s %.2f\n", tFresh.Seconds())
 	o.stop()
+	return runDaemon(list, nBlocks)
+}
+
+// runDaemon measures the real daemon in the namespace lab with the list as a community
+// list file: its start until the list is in the kernel, a reload, a block through the
+// control API, and its memory.
+func runDaemon(list []netip.Prefix, nBlocks int) error {
+	dir, err := os.MkdirTemp("", "bench-blocklist-daemon-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin, err := wanlab.BuildDaemon(dir)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	for _, p := range list {
+		b.WriteString(p.String() + "\n")
+	}
+	feed := filepath.Join(dir, "list.txt")
+	if err := os.WriteFile(feed, []byte(b.String()), 0o600); err != nil {
+		return err
+	}
+	cfg := string(wanlab.Config()) + "\n[[sipguard.feed]]\nname = \"big\"\nfile = \"" + feed + "\"\nformat = \"text\"\ninterval = \"1h\"\n"
+	t0 := time.Now()
+	s, err := wanlab.Start(fmt.Sprintf("bbd%d", os.Getpid()), bin, dir, []byte(cfg))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	total := func() int {
+		body, err := daemon.Call(s.Control, "GET", "/blocklist", nil)
+		var v struct{ State netcfg.BlockState }
+		if err != nil || json.Unmarshal(body, &v) != nil {
+			return -1
+		}
+		return v.State.Kernel.Total()
+	}
+	if err := waitFor(60*time.Second, func() bool { return total() == len(list) }); err != nil {
+		return fmt.Errorf("the daemon's list in the kernel: %w", err)
+	}
+	fmt.Printf("daemon_start_with_list_s %.2f\n", time.Since(t0).Seconds())
+	fmt.Printf("daemon_rss_mb %.1f\n", procRSS(s.Daemon.Process.Pid))
+	n := strings.Count(s.Log(), "configuration reloaded")
+	t0 = time.Now()
+	if err := s.Daemon.Process.Signal(syscall.SIGHUP); err != nil {
+		return err
+	}
+	if err := waitFor(30*time.Second, func() bool { return strings.Count(s.Log(), "configuration reloaded") > n }); err != nil {
+		return err
+	}
+	fmt.Printf("daemon_reload_ms %.1f\n", ms(time.Since(t0)))
+	var lat []time.Duration
+	for i := range nBlocks {
+		req := fmt.Sprintf(`{"prefix":"100.65.%d.%d","for":3600000000000,"by":"bench"}`, i>>8, i&255)
+		t0 := time.Now()
+		if _, err := daemon.Call(s.Control, "POST", "/blocklist/block", strings.NewReader(req)); err != nil {
+			return err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	fmt.Printf("daemon_block_ms %s\n", pct(lat))
+	fmt.Printf("daemon_rss_after_mb %.1f\n", procRSS(s.Daemon.Process.Pid))
 	return nil
+}
+
+// waitFor polls cond every 100 ms until it holds or d has passed.
+func waitFor(d time.Duration, cond func() bool) error {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return nil
+		}
+	}
+	return fmt.Errorf("not done within %s", d)
 }
 
 // kernelHas checks that the kernel holds every entry of list (point lookups: a dump of a big
@@ -222,8 +302,10 @@ func heapMB() float64 {
 	return float64(m.HeapAlloc) / (1 << 20)
 }
 
-func rssMB() float64 {
-	b, err := os.ReadFile("/proc/self/status")
+func rssMB() float64 { return procRSS(os.Getpid()) }
+
+func procRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
