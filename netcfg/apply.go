@@ -23,6 +23,7 @@ type Firewall struct {
 	netns   int            // fd of the namespace, 0 for the current one
 	lasting bool           // keep one socket (the owner's); otherwise one per call (the CLI's)
 	c       *nftables.Conn // the lasting connection, dialled on first use
+	gen     *netlink.Conn  // the lasting one's socket for generation checks (every 2 s)
 }
 
 // New returns a Firewall for the current network namespace, or for the one open at netnsFD (>0).
@@ -62,6 +63,10 @@ func (f *Firewall) reset() {
 	if f.c != nil {
 		_ = f.c.CloseLasting()
 		f.c = nil
+	}
+	if f.gen != nil {
+		_ = f.gen.Close()
+		f.gen = nil
 	}
 }
 
@@ -297,16 +302,24 @@ func (f *Firewall) Verify(t *Table) ([]string, error) {
 // Generation is the kernel's nftables ruleset generation: every committed change, by anyone,
 // moves it on by one. (google/nftables v0.3.0 has no call for it: one GETGEN message.)
 func (f *Firewall) Generation() (uint32, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: f.netns})
-	if err != nil {
-		return 0, fmt.Errorf("netcfg: open netlink: %w", err)
+	c := f.gen
+	if c == nil {
+		var err error
+		if c, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: f.netns}); err != nil {
+			return 0, fmt.Errorf("netcfg: open netlink: %w", err)
+		}
+		if f.lasting {
+			f.gen = c
+		} else {
+			defer c.Close()
+		}
 	}
-	defer c.Close()
 	msgs, err := c.Execute(netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
 		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
 	})
 	if err != nil {
+		f.reset()
 		return 0, fmt.Errorf("netcfg: read ruleset generation: %w", err)
 	}
 	for _, m := range msgs {

@@ -289,6 +289,14 @@ func TestBlocksDuringReload(t *testing.T) {
 	if _, err := cliIn(t, s, "block", "198.18.99.1"); err != nil {
 		t.Fatal(err)
 	}
+	// Traffic from the office counted before the reloads, to see the counters carried over.
+	if out, err := s.Lab.Run(lab.HostPBX, "ping", "-c3", "-i0.2", "-W1", lab.BoxLAN4); err != nil {
+		t.Fatalf("ping the box: %v %s", err, out)
+	}
+	counted := ruleHits(t, s, "blocklist", "not from the internet")
+	if counted < 3 {
+		t.Fatalf("the office's pings were not counted (%d)", counted)
+	}
 	done := make(chan error, 1)
 	go func() {
 		var err error
@@ -325,6 +333,9 @@ func TestBlocksDuringReload(t *testing.T) {
 		}
 	}
 	check("after blocks during reloads")
+	if n := ruleHits(t, s, "blocklist", "not from the internet"); n < counted {
+		t.Errorf("the reloads reset a rule's counter: %d packets, %d before", n, counted)
+	}
 	if err := s.Daemon.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -483,4 +494,42 @@ func TestPartsFailAlone(t *testing.T) {
 	if !alive(s) {
 		t.Fatal("the daemon stopped")
 	}
+}
+
+// A gateway learned by DHCP is protected as soon as the lease gives it.
+func TestDHCPGatewayProtected(t *testing.T) {
+	labtest.RequireRoot(t, "nft", "sipp", "conntrack")
+	var dhcp *wanlab.DHCPServer
+	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), wanlab.ConfigDHCPBackup(), func(s *wanlab.Site) (err error) {
+		dhcp, err = wanlab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Minute)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dhcp.Close(); _ = s.Close() })
+	labtest.WaitFor(t, "the DHCP gateway protected", 10*time.Second, func() bool {
+		out, err := cliIn(t, s, "block", lab.LTEGW4)
+		return err != nil && strings.Contains(out, "the gateway of uplink LTE (as it has it now)")
+	})
+}
+
+// ruleHits reads the packet counter of the first rule of chain with comment in the box.
+func ruleHits(t *testing.T, s *wanlab.Site, chain, comment string) int {
+	t.Helper()
+	out, err := s.Lab.Run(lab.HostBox, "nft", "list", "chain", "inet", netcfg.TableName, chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, `comment "`+comment+`"`) {
+			var n int
+			if i := strings.Index(l, "counter packets "); i >= 0 {
+				fmt.Sscan(l[i+len("counter packets "):], &n)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no rule %q in chain %s:\n%s", comment, chain, out)
+	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/thejerf/suture/v4"
 
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
 )
 
@@ -45,7 +47,7 @@ func specs() []partSpec {
 			if a.WAN == nil {
 				return nil, nil
 			}
-			return a.WAN, nil
+			return &wanPart{app: a, s: a.WAN}, nil
 		}},
 		{name: "hal", make: func(a *App) (runner, error) {
 			h, err := newHALPart(a)
@@ -195,6 +197,46 @@ func restartNeeded(prev, next *config.Config) []string {
 		out = append(out, "uplink (the failover part's uplinks)")
 	}
 	return out
+}
+
+// wanPart is the failover part, and it tells the owner which gateways the uplinks have
+// now (a DHCP lease's gateway is as vital as a configured one: never to be blocked).
+type wanPart struct {
+	app *App
+	s   *wan.Service
+}
+
+func (p *wanPart) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go p.protectGateways(ctx)
+	return p.s.Run(ctx)
+}
+
+func (p *wanPart) Reload(cfg *config.Config) error { return p.s.Reload(cfg) }
+
+func (p *wanPart) protectGateways(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	var last []netcfg.Protection
+	for {
+		var now []netcfg.Protection
+		for _, u := range p.s.Status().Uplinks {
+			if a, err := netip.ParseAddr(u.Gateway); err == nil {
+				now = append(now, netcfg.Protection{Prefix: netip.PrefixFrom(a, a.BitLen()), Why: "the gateway of uplink " + u.Name + " (as it has it now)"})
+			}
+		}
+		if !slices.Equal(now, last) {
+			if err := p.app.Owner.SetProtected("wan", now); err == nil {
+				last = now
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // supervised is a part as suture runs it: its failures are alerts, and a part that has run a
