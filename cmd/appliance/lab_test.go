@@ -79,9 +79,15 @@ var counterRE = regexp.MustCompile(`counter packets (\d+) bytes \d+ .*comment "(
 // page shows and what an admin reads with `nft list chain`.
 func (o *office) hits(chain, comment string) int {
 	o.t.Helper()
-	out, err := o.Run(lab.HostBox, "nft", "list", "chain", "inet", "appliance", chain)
+	return ruleHits(o.t, o.Lab, chain, comment)
+}
+
+// ruleHits is hits in any lab's box.
+func ruleHits(t *testing.T, l *lab.Lab, chain, comment string) int {
+	t.Helper()
+	out, err := l.Run(lab.HostBox, "nft", "list", "chain", "inet", "appliance", chain)
 	if err != nil {
-		o.t.Fatal(err)
+		t.Fatal(err)
 	}
 	for _, m := range counterRE.FindAllStringSubmatch(out, -1) {
 		if m[2] == comment {
@@ -89,7 +95,7 @@ func (o *office) hits(chain, comment string) int {
 			return n
 		}
 	}
-	o.t.Fatalf("no rule %q in chain %s:\n%s", comment, chain, out)
+	t.Fatalf("no rule %q in chain %s:\n%s", comment, chain, out)
 	return 0
 }
 
@@ -174,11 +180,18 @@ func (o *office) canConnect(host, addr string) bool {
 
 func (o *office) tcpListen(host, addr string) {
 	o.t.Helper()
-	ln, err := o.ListenTCP(host, addr)
+	acceptAndClose(o.t, o.Lab, host, addr)
+}
+
+// acceptAndClose listens on addr in host and closes every connection it accepts, until the
+// test ends.
+func acceptAndClose(t *testing.T, l *lab.Lab, host, addr string) {
+	t.Helper()
+	ln, err := l.ListenTCP(host, addr)
 	if err != nil {
-		o.t.Fatal(err)
+		t.Fatal(err)
 	}
-	o.t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -180,7 +180,7 @@ func findEntry(st netcfg.BlockState, addr string) (netcfg.Entry, bool) {
 // reloads with it and restarts after SIGKILL with it, every entry in the kernel each time,
 // and the trunk's call still gets through.
 func TestBigFeedThroughReloadAndKill(t *testing.T) {
-	list := bigList(500000, 10000)
+	list := lab.Blocklist(500000, 10000)
 	feed := filepath.Join(t.TempDir(), "big.txt")
 	var b strings.Builder
 	for _, p := range list {
@@ -237,18 +237,6 @@ func restart(t *testing.T, s *wanlab.Site) {
 	}
 }
 
-func bigList(n, m int) []netip.Prefix {
-	out := make([]netip.Prefix, 0, n+m)
-	for i := range n {
-		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32))
-	}
-	for i := range m {
-		x := i << 4
-		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16 + byte(x>>16), byte(x >> 8), byte(x)}), 28))
-	}
-	return out
-}
-
 func rss(pid int) string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -293,7 +281,7 @@ func TestBlocksDuringReload(t *testing.T) {
 	if out, err := s.Lab.Run(lab.HostPBX, "ping", "-c3", "-i0.2", "-W1", lab.BoxLAN4); err != nil {
 		t.Fatalf("ping the box: %v %s", err, out)
 	}
-	counted := ruleHits(t, s, "blocklist", "not from the internet")
+	counted := ruleHits(t, s.Lab, "blocklist", "not from the internet")
 	if counted < 3 {
 		t.Fatalf("the office's pings were not counted (%d)", counted)
 	}
@@ -333,7 +321,7 @@ func TestBlocksDuringReload(t *testing.T) {
 		}
 	}
 	check("after blocks during reloads")
-	if n := ruleHits(t, s, "blocklist", "not from the internet"); n < counted {
+	if n := ruleHits(t, s.Lab, "blocklist", "not from the internet"); n < counted {
 		t.Errorf("the reloads reset a rule's counter: %d packets, %d before", n, counted)
 	}
 	if err := s.Daemon.Process.Signal(syscall.SIGKILL); err != nil {
@@ -351,20 +339,7 @@ func TestBlocksDuringReload(t *testing.T) {
 // attacker is refused again.
 func TestFirewallRepairedAfterFlush(t *testing.T) {
 	s := site(t, nil)
-	ln, err := s.Lab.ListenTCP(lab.HostBox, net.JoinHostPort(lab.BoxWAN4, "22"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	acceptAndClose(t, s.Lab, lab.HostBox, net.JoinHostPort(lab.BoxWAN4, "22"))
 	ssh := func() bool {
 		c, err := s.Lab.DialTCP(lab.HostAttacker, net.JoinHostPort(lab.BoxWAN4, "22"), 500*time.Millisecond)
 		if err == nil {
@@ -512,24 +487,4 @@ func TestDHCPGatewayProtected(t *testing.T) {
 		out, err := cliIn(t, s, "block", lab.LTEGW4)
 		return err != nil && strings.Contains(out, "the gateway of uplink LTE (as it has it now)")
 	})
-}
-
-// ruleHits reads the packet counter of the first rule of chain with comment in the box.
-func ruleHits(t *testing.T, s *wanlab.Site, chain, comment string) int {
-	t.Helper()
-	out, err := s.Lab.Run(lab.HostBox, "nft", "list", "chain", "inet", netcfg.TableName, chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, `comment "`+comment+`"`) {
-			var n int
-			if i := strings.Index(l, "counter packets "); i >= 0 {
-				fmt.Sscan(l[i+len("counter packets "):], &n)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no rule %q in chain %s:\n%s", comment, chain, out)
-	return 0
 }

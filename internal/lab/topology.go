@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -345,4 +346,19 @@ func (l *Lab) waitNotTentative(hosts ...string) error {
 		}
 	}
 	return nil
+}
+
+// Blocklist makes a community list for scale tests: n addresses in 10.0.0.0/8 and m /28
+// networks in 172.16.0.0/12, none of them in the lab. Nothing is ever sent to them; they
+// only fill the kernel's sets.
+func Blocklist(n, m int) []netip.Prefix {
+	out := make([]netip.Prefix, 0, n+m)
+	for i := range n {
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32))
+	}
+	for i := range m {
+		x := i << 4
+		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16 + byte(x>>16), byte(x >> 8), byte(x)}), 28))
+	}
+	return out
 }

@@ -48,20 +48,6 @@ func fail(msg string) {
 	os.Exit(1)
 }
 
-// List makes n addresses in 10.0.0.0/8 and m /28 networks in 172.16.0.0/12: nothing is ever
-// sent to them, they only fill the kernel's sets.
-func List(n, m int) []netip.Prefix {
-	out := make([]netip.Prefix, 0, n+m)
-	for i := range n {
-		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32))
-	}
-	for i := range m {
-		x := i << 4
-		out = append(out, netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16 + byte(x>>16), byte(x >> 8), byte(x)}), 28))
-	}
-	return out
-}
-
 func namespace(name string) (int, func(), error) {
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return 0, nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
@@ -112,7 +98,7 @@ func run(nAddrs, nNets, nBlocks int) error {
 		return err
 	}
 	defer del()
-	list := List(nAddrs, nNets)
+	list := lab.Blocklist(nAddrs, nNets)
 	want := nAddrs + nNets
 
 	// First apply: the ruleset on an empty kernel, then the whole list.
