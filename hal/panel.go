@@ -50,14 +50,6 @@ type Panel struct {
 	changed  chan struct{}
 }
 
-// NewPanel returns a panel that starts on the primary uplink, showing "starting".
-//
-// Deprecated: use New. roles is ignored: the daemon's hal part names uplinks by role.
-// It stays until internal/daemon/audit.go, its last caller, is gone.
-func NewPanel(now func() time.Time, roles map[string]string, blinkFor time.Duration) *Panel {
-	return New(now, blinkFor)
-}
-
 // New returns a panel that starts on the primary uplink, showing "starting". now is the
 // clock (nil: time.Now); blinkFor is how long the alert LED blinks after a block (0: 10 min).
 func New(now func() time.Time, blinkFor time.Duration) *Panel {
