@@ -53,3 +53,12 @@ func auditCLI(control, what, before, after string) {
 	b, _ := json.Marshal(audit.Entry{Who: cliUser(), From: "console", What: what, Before: before, After: after})
 	_, _ = daemon.Call(control, "POST", "/audit/record", bytes.NewReader(b))
 }
+
+// auditOffline records a command-line action in the audit log itself, for when no daemon
+// runs to do it (the log is an append-only file in the state directory).
+func auditOffline(state string, stderr io.Writer, what, before, after string) {
+	e := audit.Entry{Who: cliUser(), From: "console", Via: "cli (no daemon)", What: what, Before: before, After: after}
+	if err := audit.Open(filepath.Join(state, "audit.log")).Record(e); err != nil {
+		fmt.Fprintf(stderr, "audit: %v\n", err)
+	}
+}

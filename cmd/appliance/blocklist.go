@@ -60,20 +60,23 @@ func blockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req, _ := json.Marshal(daemon.BlockRequest{Prefix: p.String(), For: *dur, Force: *force, By: "root", Reason: *reason})
-	_, derr := daemon.Call(*control, "POST", "/blocklist/block", bytes.NewReader(req))
+	req, _ := json.Marshal(daemon.BlockRequest{Prefix: p.String(), For: *dur, Force: *force, By: cliUser(), Reason: *reason})
+	_, derr := daemon.Call(*control, "POST", "/blocklist/block", bytes.NewReader(req)) // the daemon audits it
 	if isNotRunning(derr) {
+		fmt.Fprintf(stderr, "the daemon is not running: blocking in the kernel and the saved blocklist (%s) directly\n", *state)
 		cfg, cerr := config.Load(*cfgPath)
 		if cerr != nil {
-			fmt.Fprintf(stderr, "no daemon, and its config does not load (%v): only trusted peers and admin networks in the kernel are checked\n", cerr)
+			fmt.Fprintf(stderr, "its config does not load (%v): only trusted peers and admin networks in the kernel are checked\n", cerr)
 			cfg = nil
 		}
-		_, derr = netcfg.BlockOffline(netcfg.New(0), *state, cfg, netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceManual, By: "root (cli)", Reason: *reason, For: *dur, Force: *force})
+		_, derr = netcfg.BlockOffline(netcfg.New(0), *state, cfg, netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceManual, By: cliUser() + " (cli)", Reason: *reason, For: *dur, Force: *force})
+		if derr == nil {
+			auditOffline(*state, stderr, "block", "", prefixText(p)+forText(*dur)+": "+*reason)
+		}
 	}
 	if derr != nil {
 		return fmt.Errorf("block: %w", derr)
 	}
-	auditCLI(*control, "block", "", prefixText(p)+forText(*dur))
 	fmt.Fprintf(stdout, "blocked %s%s\n", prefixText(p), forText(*dur))
 	return nil
 }
@@ -90,9 +93,12 @@ func unblockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, derr := daemon.Call(*control, "POST", "/blocklist/unblock?addr="+url.QueryEscape(p.String()), nil)
+	_, derr := daemon.Call(*control, "POST", "/blocklist/unblock?addr="+url.QueryEscape(p.String())+"&who="+url.QueryEscape(cliUser()), nil)
 	if isNotRunning(derr) {
-		derr = netcfg.UnblockOffline(netcfg.New(0), *state, p)
+		fmt.Fprintf(stderr, "the daemon is not running: unblocking in the kernel and the saved blocklist (%s) directly\n", *state)
+		if derr = netcfg.UnblockOffline(netcfg.New(0), *state, p); derr == nil {
+			auditOffline(*state, stderr, "unblock", prefixText(p), "")
+		}
 		// sipguard's own record of the source goes too, so its counters start afresh.
 		if _, err := sipguard.ForgetPersisted(filepath.Join(*state, "sipguard"), p); err != nil {
 			fmt.Fprintf(stderr, "sipguard state: %v\n", err)
@@ -101,7 +107,6 @@ func unblockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if derr != nil {
 		return fmt.Errorf("unblock: %w", derr)
 	}
-	auditCLI(*control, "unblock", prefixText(p), "")
 	fmt.Fprintf(stdout, "unblocked %s\n", prefixText(p))
 	return nil
 }

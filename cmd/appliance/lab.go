@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/internal/web"
 )
 
 // labDir keeps the running lab's config, log and daemon PID between `lab up` and `lab down`.
@@ -73,6 +75,11 @@ func labUp(prefix, cfgPath string, stdout io.Writer) error {
 	if err != nil {
 		return fail(fmt.Errorf("lab: %w", err))
 	}
+	// A password of its own, so that a newcomer can log in to the lab's page at once.
+	pw := labPassword()
+	if err := web.SetPassword(filepath.Join(dir, "state"), pw); err != nil {
+		return fail(fmt.Errorf("lab: %w", err))
+	}
 	logPath := filepath.Join(dir, "appliance.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -99,6 +106,8 @@ func labUp(prefix, cfgPath string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, `The lab is up: the appliance (PID %d) guards the office in namespace %s.
   config:   %s
   log:      %s
+  page:     http://%s/ from the LAN, log in with the password %s
+            (ip netns exec %s chromium --headless ..., or curl from any lab host)
 
 Namespaces: %s (PBX %s), %s (phone %s), %s (the box), %s and %s (ISPs),
             %s (internet core), %s (SIP trunk %s), %s (remote office %s),
@@ -107,7 +116,7 @@ Namespaces: %s (PBX %s), %s (phone %s), %s (the box), %s and %s (ISPs),
 Look around:
   ip netns exec %s nft list table inet appliance     # the firewall, with hit counters
   ip netns exec %s %s blocked --control %s            # the blocklist
-  ip netns exec %s %s block %s --for 10m
+  ip netns exec %s %s block %s --for 10m --control %s
   %s wan status --control %s                          # uplink health; also: wan force backup|auto
   %s button press --control %s                        # the simulated button: force the modem
   ip netns exec %s curl -s http://%s/api/status       # the status page (http://%s/ from the LAN)
@@ -116,15 +125,30 @@ Look around:
   ip netns exec %s sipp -sn uac %s:5060 -i %s -m 1     # the trunk calls in through the box
 
 Tear it all down:  %s lab down --prefix %s
-`, pid, ns(lab.HostBox), conf, logPath,
+`, pid, ns(lab.HostBox), conf, logPath, lab.BoxLAN4, pw, ns(lab.HostPhone),
 		ns(lab.HostPBX), lab.PBX4, ns(lab.HostPhone), lab.Phone4, ns(lab.HostBox), ns(lab.HostFTTC), ns(lab.HostLTE),
 		ns(lab.HostNet), ns(lab.HostTrunk), lab.Trunk4, ns(lab.HostRemote), lab.Remote4,
 		ns(lab.HostAttacker), lab.Attacker4, ns(lab.HostAdmin), lab.Admin4,
-		ns(lab.HostBox), ns(lab.HostBox), self, ctl, ns(lab.HostBox), self, lab.Attacker4,
+		ns(lab.HostBox), ns(lab.HostBox), self, ctl, ns(lab.HostBox), self, lab.Attacker4, ctl,
 		self, ctl, self, ctl, ns(lab.HostPhone), lab.BoxLAN4, lab.BoxLAN4,
 		ns(lab.HostPBX), lab.Trunk4, ns(lab.HostPBX), lab.PBX4, ns(lab.HostTrunk), lab.BoxWAN4, lab.Trunk4,
 		self, prefix)
 	return nil
+}
+
+// labPassword is a fresh random password: four groups of four lower-case letters.
+func labPassword() string {
+	const letters = "abcdefghijkmnpqrstuvwxyz"
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	var out []byte
+	for i, c := range b {
+		if i > 0 && i%4 == 0 {
+			out = append(out, '-')
+		}
+		out = append(out, letters[int(c)%len(letters)])
+	}
+	return string(out)
 }
 
 // waitForLog waits until the daemon's log says want, or the daemon dies, or the deadline passes.

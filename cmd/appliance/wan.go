@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 
 	"github.com/officeedge/appliance/internal/daemon"
@@ -31,7 +32,7 @@ func wanCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 		if _, err := wan.ParseMode(pos[1]); err != nil {
 			return err
 		}
-		body, err = daemon.Call(*control, "POST", "/wan/force", strings.NewReader(pos[1]))
+		body, err = daemon.Call(*control, "POST", "/wan/force?who="+url.QueryEscape(cliUser()), strings.NewReader(pos[1]))
 	default:
 		return fmt.Errorf("wan: use `wan status [--json]` or `wan force backup|primary|auto`")
 	}

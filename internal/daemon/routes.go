@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
@@ -88,10 +89,12 @@ func (a *App) wanForce(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	before := string(a.WAN.Status().Mode)
 	if err := a.WAN.Force(r.Context(), m); err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
+	a.audit(r, "uplink.force", before, string(m))
 	writeJSON(w, a.WAN.Status())
 }
 
@@ -133,7 +136,11 @@ func (a *App) block(w http.ResponseWriter, r *http.Request) {
 	if reason == "" {
 		reason = "blocked by hand"
 	}
-	e, err := a.Owner.Block(netcfg.BlockRequest{Prefix: p.Prefix, Source: netcfg.SourceManual, By: req.By + " (cli)", Reason: reason, For: req.For, Force: req.Force})
+	who := req.By
+	if who == "" {
+		who = "root"
+	}
+	e, err := a.Owner.Block(netcfg.BlockRequest{Prefix: p.Prefix, Source: netcfg.SourceManual, By: who + " (cli)", Reason: reason, For: req.For, Force: req.Force})
 	if err != nil {
 		code := http.StatusInternalServerError
 		if errors.Is(err, netcfg.ErrProtected) || errors.Is(err, netcfg.ErrTooWide) {
@@ -142,6 +149,11 @@ func (a *App) block(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), code)
 		return
 	}
+	after := p.Prefix.String() + " until unblocked"
+	if req.For > 0 {
+		after = p.Prefix.String() + " for " + req.For.String()
+	}
+	a.auditAs(who, "block", "", after+": "+reason)
 	writeJSON(w, e)
 }
 
@@ -159,5 +171,21 @@ func (a *App) unblock(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
 	}
+	a.auditAs(who, "unblock", p.Prefix.String(), "")
 	fmt.Fprintf(w, "unblocked %s\n", p.Prefix)
+}
+
+// audit records a change made through the control API (the CLI: root on the box).
+func (a *App) audit(r *http.Request, what, before, after string) {
+	who := r.URL.Query().Get("who")
+	if who == "" {
+		who = "root"
+	}
+	a.auditAs(who, what, before, after)
+}
+
+func (a *App) auditAs(who, what, before, after string) {
+	if err := a.Audit.Record(audit.Entry{Who: who, From: "console", Via: "cli", What: what, Before: before, After: after}); err != nil {
+		a.Log.Error("audit", "err", err)
+	}
 }
