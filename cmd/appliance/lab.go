@@ -106,8 +106,8 @@ func labUp(prefix, cfgPath string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, `The lab is up: the appliance (PID %d) guards the office in namespace %s.
   config:   %s
   log:      %s
-  page:     http://%s/ from the LAN, log in with the password %s
-            (ip netns exec %s chromium --headless ..., or curl from any lab host)
+  page:     https://%s/ from the LAN, log in with the password %s
+            (the box's own certificate: check its fingerprint with %s web cert --state %s)
 
 Namespaces: %s (PBX %s), %s (phone %s), %s (the box), %s and %s (ISPs),
             %s (internet core), %s (SIP trunk %s), %s (remote office %s),
@@ -125,7 +125,7 @@ Look around:
   ip netns exec %s sipp -sn uac %s:5060 -i %s -m 1     # the trunk calls in through the box
 
 Tear it all down:  %s lab down --prefix %s
-`, pid, ns(lab.HostBox), conf, logPath, lab.BoxLAN4, pw, ns(lab.HostPhone),
+`, pid, ns(lab.HostBox), conf, logPath, lab.BoxLAN4, pw, self, filepath.Join(dir, "state"),
 		ns(lab.HostPBX), lab.PBX4, ns(lab.HostPhone), lab.Phone4, ns(lab.HostBox), ns(lab.HostFTTC), ns(lab.HostLTE),
 		ns(lab.HostNet), ns(lab.HostTrunk), lab.Trunk4, ns(lab.HostRemote), lab.Remote4,
 		ns(lab.HostAttacker), lab.Attacker4, ns(lab.HostAdmin), lab.Admin4,

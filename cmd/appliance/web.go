@@ -7,16 +7,18 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/web"
 )
 
 func init() {
-	commands["web"] = command{"passwd [--state DIR] [--print]: set the status page's password (read from the terminal or stdin); --print shows the hash for [web] password_hash instead", webCmd}
+	commands["web"] = command{"passwd [--state DIR] [--print]: set the status page's password (read from the terminal or stdin); --print shows the hash for [web] password_hash instead; cert [--state DIR] [--config FILE]: the SHA-256 fingerprint of the page's HTTPS certificate, to check in the browser", webCmd}
 	commands["notify"] = command{"test: send a test alert email now", notifyCmd}
 }
 
@@ -25,12 +27,16 @@ func webCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	state := fs.String("state", "/var/lib/appliance", "the daemon's state directory")
 	control := controlFlag(fs)
 	print := fs.Bool("print", false, "print the hash for [web] password_hash instead of setting it on this box")
+	cfgPath := fs.String("config", "/etc/appliance/appliance.toml", "the config (for a certificate it names)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
+	if len(pos) == 1 && pos[0] == "cert" {
+		return certCmd(*state, *cfgPath, stdout)
+	}
 	if len(pos) != 1 || pos[0] != "passwd" {
-		return errors.New("web: say `appliance web passwd`")
+		return errors.New("web: say `appliance web passwd` or `appliance web cert`")
 	}
 	pw, err := readPassword(stdin, stderr)
 	if err != nil {
@@ -49,6 +55,26 @@ func webCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "password set (argon2id hash in %s/%s); it takes effect at the next login\n", *state, web.PasswordFile)
 	auditCLI(*control, "web.passwd", "", "password changed")
+	return nil
+}
+
+// certCmd prints the fingerprint of the certificate the page serves: the one the config
+// names, or the one the box made in its state directory.
+func certCmd(state, cfgPath string, stdout io.Writer) error {
+	fp, path := "", ""
+	if cfg, err := config.Load(cfgPath); err == nil && cfg.Web.CertFile != "" {
+		path = cfg.Web.CertFile
+		fp, err = web.FileFingerprint(path)
+		if err != nil {
+			return fmt.Errorf("web cert: %w", err)
+		}
+	} else {
+		path = filepath.Join(state, web.CertFile)
+		if fp, err = web.CertFingerprint(state); err != nil {
+			return fmt.Errorf("web cert: %w (the daemon makes it at its first start)", err)
+		}
+	}
+	fmt.Fprintf(stdout, "SHA-256 fingerprint of %s:\n%s\n", path, fp)
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"regexp"
@@ -93,6 +94,11 @@ type PBX struct {
 	WebPorts             []Port     `toml:"web_ports"`
 	WebFrom              Source     `toml:"web_from"`
 	AllowSIPFromAnywhere bool       `toml:"allow_sip_from_anywhere"`
+	// SIPWidest4 and SIPWidest6 are prefix lengths: all SIP peers' networks together may
+	// cover at most as many addresses as one network this wide, unless SIP is allowed from
+	// anywhere (two /1s are the whole internet as surely as a /0 is).
+	SIPWidest4 int `toml:"sip_widest4"`
+	SIPWidest6 int `toml:"sip_widest6"`
 }
 
 // SIPPeer is a named group of networks allowed to send SIP to the PBX.
@@ -109,6 +115,13 @@ type Admin struct {
 	Networks []Prefix `toml:"networks"`
 	SSHPort  Port     `toml:"ssh_port"`
 	WebPorts []Port   `toml:"web_ports"`
+	// Widest4 and Widest6 are prefix lengths: the admin networks together may cover at most
+	// as many addresses as one network this wide, unless AllowWide says otherwise.
+	Widest4 int `toml:"widest4"`
+	Widest6 int `toml:"widest6"`
+	// AllowWide lets the admin networks be wider than that (never the whole internet); it
+	// is warned about at every start.
+	AllowWide bool `toml:"allow_wide"`
 }
 
 // Forward is an extra port forward from the uplinks to a LAN host.
@@ -139,31 +152,63 @@ func Example() []byte { return example }
 
 // Load reads and validates the configuration file at path.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	defer f.Close()
+	// Read one byte past the limit, not the whole file: a wrong path (a disk image, a log)
+	// or /dev/zero must not fill the box's memory before it is refused.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, tooBig(path, fileSize(f))
+	}
 	return Parse(path, data)
+}
+
+// tooBig is the error for a file over MaxFileSize; size is -1 when it is not known.
+func tooBig(name string, size int64) error {
+	what := "more than 1 MiB"
+	if size >= 0 {
+		what = fmt.Sprintf("%d bytes", size)
+	}
+	return Errors{{File: name, Msg: fmt.Sprintf("the file is %s; a config may be at most 1 MiB (%d bytes): is this the right file?", what, MaxFileSize)}}
+}
+
+// fileSize is f's size, or -1 when it has none (a pipe, a device).
+func fileSize(f *os.File) int64 {
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		return st.Size()
+	}
+	return -1
 }
 
 // Parse decodes and validates data; name is the file name used in error messages.
 // Every problem found is returned, each with its file, line, column and field.
 func Parse(name string, data []byte) (*Config, error) {
-	var c Config
-	md, err := toml.Decode(string(data), &c)
+	if len(data) > MaxFileSize {
+		return nil, tooBig(name, int64(len(data)))
+	}
+	// First into a generic tree: syntax errors come out here, and the tree is checked
+	// against Config's types so that every type error is reported, in plain words.
+	var tree map[string]any
+	md, err := toml.Decode(string(data), &tree)
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, Errors{{File: name, Line: pe.Position.Line, Col: pe.Position.Col, Field: pe.LastKey, Msg: unwrapMsg(pe)}}
-		}
-		// Type mismatches come as plain errors that still say the line and key.
-		if m := plainErrRE.FindStringSubmatch(err.Error()); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			return nil, Errors{{File: name, Line: line, Field: m[2], Msg: m[3]}}
-		}
-		return nil, Errors{{File: name, Msg: err.Error()}}
+		return nil, decodeErr(name, err, nil)
 	}
 	v := validator{file: name, md: &md, data: string(data)}
+	if !checkTypes(&v, tree) {
+		return nil, v.errs
+	}
+	var c Config
+	md, err = toml.Decode(string(data), &c)
+	if err != nil {
+		return nil, decodeErr(name, err, &v)
+	}
+	v.md = &md
 	// A typo must not silently open or close a door: unknown keys are errors. An unknown
 	// section is reported once, not once more for each key in it.
 	unknown := map[string]bool{}
@@ -180,6 +225,24 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, v.errs
 	}
 	return &c, nil
+}
+
+// decodeErr turns the library's error into this package's form. Type errors are caught by
+// checkTypes first; one it missed still gets its line, and its column when v knows it.
+func decodeErr(name string, err error, v *validator) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		return Errors{{File: name, Line: pe.Position.Line, Col: pe.Position.Col, Field: pe.LastKey, Msg: unwrapMsg(pe)}}
+	}
+	if m := plainErrRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		col := 0
+		if v != nil {
+			_, col = v.position(m[2])
+		}
+		return Errors{{File: name, Line: line, Col: col, Field: m[2], Msg: m[3]}}
+	}
+	return Errors{{File: name, Msg: err.Error()}}
 }
 
 var plainErrRE = regexp.MustCompile(`^toml: line (\d+) \(last key "(.*?)"\): (.*)$`)

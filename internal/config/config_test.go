@@ -104,7 +104,7 @@ func TestErrors(t *testing.T) {
 		{"TOML syntax", [2]string{`site = "Test"`, `site = "Test`},
 			`t.toml:1:13: site: strings cannot contain newlines`},
 		{"wrong type", [2]string{`site = "Test"`, `site = 5`},
-			`t.toml:1: site: incompatible types: TOML value has type int64; destination has type string`},
+			`t.toml:1:8: site: must be text in quotes, got the number 5`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := base + "\n" + tc.replace[1]

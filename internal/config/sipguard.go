@@ -135,6 +135,11 @@ func (s *SIPGuard) check(c *Config, v *validator) {
 			v.errf(key("sipguard", field), "must be 0 (off) or more, not %d", n)
 		}
 	}
+	for _, name := range s.Interfaces {
+		if msg := ifaceNameErr(name); msg != "" {
+			v.errf(key("sipguard", "interfaces"), "%s", msg)
+		}
+	}
 	pos("auth_failures", s.AuthFailures)
 	pos("unanswered_challenges", s.UnansweredChallenges)
 	pos("flood_rate", s.FloodRate)

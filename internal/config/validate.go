@@ -68,6 +68,20 @@ func (c *Config) applyDefaults(md *toml.MetaData) {
 	if !md.IsDefined("admin", "web_ports") {
 		c.Admin.WebPorts = []Port{80, 443}
 	}
+	// One /8 of IPv4 or /32 of IPv6, all networks together: an office's admins or providers
+	// never need more, and two /1s must not pass where a /0 is refused.
+	if !md.IsDefined("admin", "widest4") {
+		c.Admin.Widest4 = 8
+	}
+	if !md.IsDefined("admin", "widest6") {
+		c.Admin.Widest6 = 32
+	}
+	if !md.IsDefined("pbx", "sip_widest4") {
+		c.PBX.SIPWidest4 = 8
+	}
+	if !md.IsDefined("pbx", "sip_widest6") {
+		c.PBX.SIPWidest6 = 32
+	}
 	for _, n := range SortedNames(c.SIPPeers) {
 		if c.SIPPeers[n].Kind == "" {
 			c.SIPPeers[n].Kind = "trunk"
@@ -91,8 +105,8 @@ func (c *Config) validate(v *validator) {
 	var subnets []subnet
 	ifaces := map[string]string{}
 	useIface := func(field, name string) {
-		if name == "" {
-			v.errf(field, "an interface name is required")
+		if msg := ifaceNameErr(name); msg != "" {
+			v.errf(field, "%s", msg)
 			return
 		}
 		if other, ok := ifaces[name]; ok {
@@ -175,6 +189,15 @@ func (c *Config) validate(v *validator) {
 	c.validatePBX(v)
 	c.validatePeers(v)
 	c.validateForwards(v)
+	c.checkManagementPorts(v)
+	nets := c.networkFields()
+	for _, field := range SortedNames(nets) {
+		checkHostBits(v, field, nets[field])
+	}
+	c.checkAdminWidth(v)
+	c.checkSIPWidth(v)
+	checkWidths(v, "admin.widest4", "admin.widest6", c.Admin.Widest4, c.Admin.Widest6)
+	checkWidths(v, "pbx.sip_widest4", "pbx.sip_widest6", c.PBX.SIPWidest4, c.PBX.SIPWidest6)
 	for _, s := range c.sections() {
 		s.check(c, v)
 	}
@@ -268,6 +291,9 @@ func (c *Config) validatePeers(v *validator) {
 	for _, n := range SortedNames(c.SIPPeers) {
 		peer := c.SIPPeers[n]
 		f := func(field string) string { return key("sip_peers", n, field) }
+		if msg := nameErr(n); msg != "" {
+			v.errf(key("sip_peers", n), "%s", msg)
+		}
 		if peer.Kind != "trunk" && peer.Kind != "office" {
 			v.errf(f("kind"), "%q is not a peer kind: use trunk or office", peer.Kind)
 		}

@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -21,8 +23,16 @@ import (
 	"github.com/officeedge/appliance/wan"
 )
 
-// keyWebListen is the alert raised while the status page cannot listen.
-const keyWebListen = "web.listen"
+// keyWebListen is the alert raised while the status page cannot listen; keyWebTLS while its
+// HTTPS certificate is not the one wanted (it cannot be saved, [web] cert_file is unusable).
+const (
+	keyWebListen = "web.listen"
+	keyWebTLS    = "web.tls"
+)
+
+// certCheckEvery is how often the certificate is looked at between reloads, so that the
+// box's own one is renewed before its end on a box that runs for years.
+const certCheckEvery = 24 * time.Hour
 
 // errWebParts means the daemon made the web part before the alerts it raises.
 var errWebParts = errors.New("daemon: the web part needs the alerts")
@@ -31,6 +41,7 @@ var errWebParts = errors.New("daemon: the web part needs the alerts")
 type webService struct {
 	app    *App
 	srv    *web.Server
+	certs  *web.Certs
 	reload chan struct{}
 }
 
@@ -44,7 +55,9 @@ func newWebPart(app *App) (*webService, error) {
 	if app.Alerts == nil {
 		return nil, errWebParts
 	}
-	return &webService{app: app, srv: web.New(webOptions(app)), reload: make(chan struct{}, 1)}, nil
+	o := webOptions(app)
+	o.Certs = web.NewCerts(app.StateDir)
+	return &webService{app: app, srv: web.New(o), certs: o.Certs, reload: make(chan struct{}, 1)}, nil
 }
 
 // webOptions connects the page to the parts, each read where it is: nothing goes through
@@ -128,6 +141,11 @@ func webAddrs(c *config.Config) []netip.Addr {
 	return out
 }
 
+// webPorts are the page's plain HTTP and HTTPS ports.
+type webPorts struct{ http, https config.Port }
+
+func portsOf(c *config.Config) webPorts { return webPorts{c.WebPort(), c.Web.HTTPSPort} }
+
 // webListen binds every address with IP_FREEBIND: an IPv6 address still in duplicate address
 // detection (or one not yet configured) cannot be bound otherwise, and the page must come up
 // with the box rather than fail because the LAN came up a moment later.
@@ -170,8 +188,8 @@ func (w *webService) Run(ctx context.Context) error {
 	defer func() { cancel(); <-followed }()
 	for {
 		cfg := w.app.Config()
-		addrs, port := webAddrs(cfg), cfg.WebPort()
-		if port == 0 { // switched off by a reload: wait for the next one
+		addrs, ports := webAddrs(cfg), portsOf(cfg)
+		if ports.http == 0 { // switched off by a reload: wait for the next one
 			select {
 			case <-ctx.Done():
 				return nil
@@ -179,7 +197,8 @@ func (w *webService) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		ln, err := webListen(ctx, addrs, port)
+		w.ensureCert(cfg)
+		ln, err := listenBoth(ctx, addrs, ports)
 		if err != nil {
 			w.listenFailed(err)
 			select {
@@ -191,9 +210,38 @@ func (w *webService) Run(ctx context.Context) error {
 			continue
 		}
 		w.app.Alerts.Clear(keyWebListen)
-		if err := w.serve(ctx, ln, addrs, port); err != nil || ctx.Err() != nil {
+		if err := w.serve(ctx, ln, addrs, ports); err != nil || ctx.Err() != nil {
 			return err
 		}
+	}
+}
+
+// listenBoth listens on the addresses for plain HTTP and for HTTPS.
+func listenBoth(ctx context.Context, addrs []netip.Addr, ports webPorts) ([2]net.Listener, error) {
+	plain, err := webListen(ctx, addrs, ports.http)
+	if err != nil {
+		return [2]net.Listener{}, err
+	}
+	secure, err := webListen(ctx, addrs, ports.https)
+	if err != nil {
+		plain.Close()
+		return [2]net.Listener{}, err
+	}
+	return [2]net.Listener{plain, secure}, nil
+}
+
+// ensureCert makes the HTTPS certificate fit the configuration; a problem is an alert, and
+// a certificate is served anyway (see web.Certs.Ensure).
+func (w *webService) ensureCert(cfg *config.Config) {
+	if err := w.certs.Ensure(cfg); err != nil {
+		msg := "status page certificate: " + err.Error()
+		w.app.Log.Error("status page certificate", "err", err)
+		w.app.Alerts.Raise(keyWebTLS, "web", msg)
+		return
+	}
+	w.app.Alerts.Clear(keyWebTLS)
+	if ci, ok := w.certs.Info(); ok {
+		w.app.Log.Info("status page certificate", "sha256", ci.Fingerprint, "names", ci.Names, "not_after", ci.NotAfter)
 	}
 }
 
@@ -206,43 +254,63 @@ func (w *webService) listenFailed(err error) {
 	w.app.Bus.Publish(events.Event{Kind: "web.error", Severity: events.Alert, Source: "web", Message: msg})
 }
 
-// serve serves on ln until ctx ends (nil), the server fails (its error), or a reload changes
-// the addresses or the port (nil, to listen again).
-func (w *webService) serve(ctx context.Context, ln net.Listener, addrs []netip.Addr, port config.Port) error {
+// serve serves plain HTTP on ln[0] and HTTPS on ln[1] until ctx ends (nil), the server fails
+// (its error), or a reload changes the addresses or the ports (nil, to listen again). A
+// reload that changes only the certificate's names swaps the certificate in place.
+func (w *webService) serve(ctx context.Context, ln [2]net.Listener, addrs []netip.Addr, ports webPorts) error {
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	hs := &http.Server{Handler: w.srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		BaseContext: func(net.Listener) context.Context { return sctx }} // open event streams end with it
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	w.app.Log.Info("status page listening", "addrs", ln.Addr().String())
-	defer shutdown(hs, stop)
+	// One server per port: sharing one, the plain listener's Serve can run HTTP/2's one-time
+	// set-up first, in its non-TLS form, and HTTPS then offers h2 with nothing to serve it.
+	server := func(tc *tls.Config) *http.Server {
+		return &http.Server{Handler: w.srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			TLSConfig: tc,
+			// A browser that does not yet trust the box's own certificate, and every scanner,
+			// fails a handshake: worth a debug line, not a line on the console each time.
+			ErrorLog:    slog.NewLogLogger(w.app.Log.Handler(), slog.LevelDebug),
+			BaseContext: func(net.Listener) context.Context { return sctx }} // open event streams end with it
+	}
+	plain, secure := server(nil), server(w.certs.TLSConfig())
+	served := make(chan error, 2)
+	go func() { served <- plain.Serve(ln[0]) }()
+	go func() { served <- secure.ServeTLS(ln[1], "", "") }() // the certificate comes from TLSConfig
+	w.app.Log.Info("status page listening", "http", ln[0].Addr().String(), "https", ln[1].Addr().String())
+	defer shutdown(stop, plain, secure)
+	check := time.NewTicker(certCheckEvery)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-served:
 			return fmt.Errorf("web: serve: %w", err)
+		case <-check.C:
+			w.ensureCert(w.app.Config())
 		case <-w.reload:
-			// New addresses or port: listen again (open pages reconnect by themselves).
-			if c := w.app.Config(); !sameAddrs(addrs, webAddrs(c)) || port != c.WebPort() {
+			// New addresses or ports: listen again (open pages reconnect by themselves).
+			c := w.app.Config()
+			if !sameAddrs(addrs, webAddrs(c)) || ports != portsOf(c) {
 				return nil
 			}
+			w.ensureCert(c)
 		}
 	}
 }
 
 // shutdown ends the open event streams, then the server, within a grace period.
-func shutdown(hs *http.Server, stopStreams func()) {
+func shutdown(stopStreams func(), servers ...*http.Server) {
 	stopStreams()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if hs.Shutdown(ctx) != nil {
-		_ = hs.Close() // connections still open after the grace period must not outlive the listener
+	for _, hs := range servers {
+		if hs.Shutdown(ctx) != nil {
+			_ = hs.Close() // connections still open after the grace period must not outlive the listener
+		}
 	}
 }
 
-// Reload listens again when the page's addresses or port changed; everything else (who may
+// Reload listens again when the page's addresses or ports changed, and makes the certificate
+// again when the box's addresses or names changed; everything else (who may
 // log in, lockout, admin networks) is read from the configuration at each request.
 func (w *webService) Reload(*config.Config) error {
 	select {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -91,6 +92,11 @@ type failures struct {
 	lastAt time.Time
 }
 
+// maxChecks bounds the argon2 checks running at once: each takes 64 MiB, and with one
+// client address allowed one check at a time (see takeTurn), a stream of wrong passwords
+// from one address leaves a slot free for the real admin's login.
+const maxChecks = 2
+
 // auth holds the login state: sessions and failed attempts, in memory (a restart logs
 // everyone out, which is fine for a box managed by one or two people).
 type auth struct {
@@ -100,24 +106,34 @@ type auth struct {
 	// configHash is [web] password_hash: the way to set a password on an image without a
 	// shell. A password set on the box (the state file) wins over it.
 	configHash func() string
+	keyOf      func(netip.Addr) netip.Prefix // what a lockout applies to: see Server.clientKey
+	verify     func(hash, pw string) bool    // verifyPassword; a test's hook
+	checks     chan struct{}                 // a slot per argon2 check running, maxChecks of them
 
-	verifyMu sync.Mutex // one login at a time: argon2 takes 64 MiB, and see login
 	mu       sync.Mutex
 	sessions map[string]*session
-	fails    map[netip.Prefix]*failures // by lockKey
+	fails    map[netip.Prefix]*failures // by keyOf
+	turns    map[netip.Prefix]*turn     // by keyOf, while a login from it is being handled
 }
 
-// lockKey is what a lockout applies to: an IPv4 address, or an IPv6 address's /64 (a host
-// picks any address in its /64 at will, and would get a fresh count with each).
-func lockKey(a netip.Addr) netip.Prefix {
-	if a.Is4() {
-		return netip.PrefixFrom(a, 32)
-	}
-	p, _ := a.Prefix(64)
-	return p
+// turn lets one login at a time from a client address be checked; refs counts the logins
+// holding or waiting for it, so it is forgotten when none does.
+type turn struct {
+	ch   chan struct{}
+	refs int
 }
 
-const cookieName = "appliance_session"
+// newAuth makes the login state; keyOf defaults to the address itself.
+func newAuth(stateDir string, now func() time.Time) *auth {
+	return &auth{stateDir: stateDir, now: now, verify: verifyPassword, checks: make(chan struct{}, maxChecks),
+		sessions: map[string]*session{}, fails: map[netip.Prefix]*failures{}, turns: map[netip.Prefix]*turn{},
+		keyOf: func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }}
+}
+
+// cookieName has the __Host- prefix: browsers keep such a cookie only when it came over
+// HTTPS with Secure and Path=/ and no Domain, so nothing on plain HTTP can plant or
+// overwrite it.
+const cookieName = "__Host-appliance_session"
 
 func token() string {
 	b := make([]byte, 32)
@@ -146,55 +162,138 @@ var (
 	errBadLogin   = errors.New("wrong password")
 )
 
-// login checks a password from addr and returns a new session's cookie value and CSRF token.
-func (a *auth) login(addr netip.Addr, pw string) (id, csrf string, lockedFor time.Duration, err error) {
-	ttl, lockout, max := a.limits()
-	// The lockout check, the verification and the count of a failure are one step: checked
-	// apart, many attempts sent at once all pass the check before the first failure is
-	// counted, and the lockout would not bound the guesses.
-	a.verifyMu.Lock()
-	defer a.verifyMu.Unlock()
-	now := a.now()
-	lk := lockKey(addr)
-	a.mu.Lock()
-	f := a.fails[lk]
-	if f != nil && now.Before(f.until) {
-		a.mu.Unlock()
-		return "", "", f.until.Sub(now), errLocked
-	}
-	a.mu.Unlock()
+// loginResult is what a login attempt gave besides its error.
+type loginResult struct {
+	id, csrf    string        // the new session's cookie value and CSRF token
+	lockedFor   time.Duration // with errLocked: how long the address stays locked out
+	lockStarted bool          // this attempt started the lockout (the one to tell people about)
+	firstWrong  bool          // with errBadLogin: the first wrong password of a series
+}
 
+// login checks a password from addr. A locked-out address is refused before any waiting or
+// hashing; logins from one address are checked one at a time, so that attempts sent all at
+// once are counted as they are checked and the lockout bounds the guesses.
+func (a *auth) login(ctx context.Context, addr netip.Addr, pw string) (loginResult, error) {
+	k := a.keyOf(addr)
+	if d, ok := a.lockedOut(k); ok {
+		return loginResult{lockedFor: d}, errLocked
+	}
+	release, err := a.takeTurn(ctx, k)
+	if err != nil {
+		return loginResult{}, err
+	}
+	defer release()
+	if d, ok := a.lockedOut(k); ok { // the attempt ahead of this one may have locked it
+		return loginResult{lockedFor: d}, errLocked
+	}
 	hash := a.passwordHash()
 	if hash == "" {
-		return "", "", 0, errNoPassword
+		return loginResult{}, errNoPassword
 	}
-	ok := verifyPassword(hash, pw)
+	ok, err := a.check(ctx, hash, pw)
+	if err != nil {
+		return loginResult{}, err
+	}
+	if !ok {
+		return a.failed(k)
+	}
+	return a.newSession(k), nil
+}
 
+// lockedOut says for how long key is still locked out.
+func (a *auth) lockedOut(k netip.Prefix) (time.Duration, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !ok {
-		f := a.fails[lk]
-		if f == nil || now.Sub(f.lastAt) > lockout {
-			f = &failures{}
-			a.fails[lk] = f
-		}
-		f.count++
-		f.lastAt = now
-		if f.count >= max {
-			f.until, f.count = now.Add(lockout), 0
-			return "", "", lockout, errLocked
-		}
-		return "", "", 0, errBadLogin
+	now := a.now()
+	if f := a.fails[k]; f != nil && now.Before(f.until) {
+		return f.until.Sub(now), true
 	}
-	delete(a.fails, lk)
-	for k, s := range a.sessions { // forget expired sessions
+	return 0, false
+}
+
+// takeTurn waits until no other login from key is being checked; release ends the turn.
+func (a *auth) takeTurn(ctx context.Context, k netip.Prefix) (release func(), err error) {
+	a.mu.Lock()
+	t := a.turns[k]
+	if t == nil {
+		t = &turn{ch: make(chan struct{}, 1)}
+		a.turns[k] = t
+	}
+	t.refs++
+	a.mu.Unlock()
+	drop := func() {
+		a.mu.Lock()
+		if t.refs--; t.refs == 0 {
+			delete(a.turns, k)
+		}
+		a.mu.Unlock()
+	}
+	select {
+	case t.ch <- struct{}{}:
+		return func() { <-t.ch; drop() }, nil
+	case <-ctx.Done():
+		drop()
+		return nil, fmt.Errorf("web: login abandoned while waiting: %w", ctx.Err())
+	}
+}
+
+// check verifies pw in one of the maxChecks slots.
+func (a *auth) check(ctx context.Context, hash, pw string) (bool, error) {
+	select {
+	case a.checks <- struct{}{}:
+	case <-ctx.Done():
+		return false, fmt.Errorf("web: login abandoned while waiting: %w", ctx.Err())
+	}
+	defer func() { <-a.checks }()
+	return a.verify(hash, pw), nil
+}
+
+// failed counts a wrong password from key, locking it out at the limit.
+func (a *auth) failed(k netip.Prefix) (loginResult, error) {
+	_, lockout, max := a.limits()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	f := a.fails[k]
+	if f == nil || now.Sub(f.lastAt) > lockout {
+		a.forgetFailures(now, lockout)
+		f = &failures{}
+		a.fails[k] = f
+	}
+	f.count++
+	f.lastAt = now
+	if f.count >= max {
+		f.until, f.count = now.Add(lockout), 0
+		return loginResult{lockedFor: lockout, lockStarted: true}, errLocked
+	}
+	return loginResult{firstWrong: f.count == 1}, errBadLogin
+}
+
+// forgetFailures drops the counts that are over: many addresses guessing must not grow the
+// map for ever. Called with a.mu held.
+func (a *auth) forgetFailures(now time.Time, lockout time.Duration) {
+	for k, f := range a.fails {
+		if now.Sub(f.lastAt) > lockout && !now.Before(f.until) {
+			delete(a.fails, k)
+		}
+	}
+}
+
+// newSession clears key's failures and opens a session.
+func (a *auth) newSession(k netip.Prefix) loginResult {
+	ttl, _, _ := a.limits()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	delete(a.fails, k)
+	for id, s := range a.sessions { // forget expired sessions
 		if now.After(s.expires) {
-			delete(a.sessions, k)
+			delete(a.sessions, id)
 		}
 	}
-	id, csrf = token(), token()
-	a.sessions[id] = &session{csrf: csrf, expires: now.Add(ttl)}
-	return id, csrf, 0, nil
+	r := loginResult{id: token(), csrf: token()}
+	a.sessions[r.id] = &session{csrf: r.csrf, expires: now.Add(ttl)}
+	return r
 }
 
 // session returns the request's valid session, if any.
@@ -222,24 +321,30 @@ func (a *auth) logout(r *http.Request) {
 
 // sameOrigin rejects cross-site requests: a browser always sends Origin on a POST (and
 // Referer unless told not to); when it names another site than the one it talks to, the
-// request was made by a page elsewhere. A request with neither (curl, scripts) is left to the
-// CSRF token.
+// request was made by a page elsewhere. Over HTTPS the origin must be HTTPS too: a page of
+// the same host over plain HTTP could have been changed on its way. A request with neither
+// (curl, scripts) is left to the CSRF token.
 func sameOrigin(r *http.Request) error {
 	if o := r.Header.Get("Origin"); o != "" {
-		u, err := url.Parse(o)
-		if o == "null" || err != nil || u.Host != r.Host {
+		if o == "null" || !sameSite(r, o) {
 			return fmt.Errorf("cross-site request refused (origin %q)", o)
 		}
 		return nil
 	}
-	if ref := r.Header.Get("Referer"); ref != "" {
-		u, err := url.Parse(ref)
-		if err != nil || u.Host != r.Host {
-			return errors.New("cross-site request refused (referer)")
-		}
+	if ref := r.Header.Get("Referer"); ref != "" && !sameSite(r, ref) {
+		return errors.New("cross-site request refused (referer)")
 	}
 	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
 		return errors.New("cross-site request refused")
 	}
 	return nil
+}
+
+// sameSite says whether a URL (an Origin, a Referer) names the host and scheme r came to.
+func sameSite(r *http.Request, raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host != r.Host {
+		return false
+	}
+	return r.TLS == nil || u.Scheme == "https"
 }

@@ -1,8 +1,13 @@
 package web_test
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +26,7 @@ import (
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/internal/notify/notifytest"
+	"github.com/officeedge/appliance/internal/web"
 )
 
 // withSettings puts settings into a section of a config: under its header if the file has
@@ -70,8 +76,10 @@ func buildAppliance(t *testing.T) string {
 }
 
 // The status page in a real browser: headless Chromium on the office phone's network loads
-// the page from the appliance running in the lab's box, sees a forced failover and a button
-// press appear without a reload, logs in and presses the simulated button.
+// the page over HTTPS (pinning the box's own certificate) from the appliance running in the
+// lab's box, shows the status while its event stream is refused, goes live, sees a forced
+// failover and a button press appear without a reload, logs in and presses the simulated
+// button. Plain HTTP serves the status only: a login there is refused.
 func TestBrowserInLab(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test needs root (network namespaces, nftables): run the suite with sudo")
@@ -115,19 +123,19 @@ func TestBrowserInLab(t *testing.T) {
 			t.Logf("daemon log:\n%s", l.Output(d))
 		}
 	}()
-	page := "http://" + lab.BoxLAN4 + "/"
+	page, plainPage := "https://"+lab.BoxLAN4+"/", "http://"+lab.BoxLAN4+"/"
 
 	// The phone on the LAN reaches the page's API; the attacker on the internet does not.
 	phone := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 		return l.DialTCP(lab.HostPhone, addr, 3*time.Second)
-	}}}
+	}}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var st struct {
 		Version  string
 		Firewall struct{ Loaded bool }
 		Active   string `json:"active_uplink"`
 	}
-	labtest.WaitFor(t, "the status API on the LAN", 20*time.Second, func() bool {
-		resp, err := phone.Get(page + "api/status")
+	labtest.WaitFor(t, "the status API on the LAN (plain HTTP)", 20*time.Second, func() bool {
+		resp, err := phone.Get(plainPage + "api/status")
 		if err != nil {
 			return false
 		}
@@ -137,18 +145,43 @@ func TestBrowserInLab(t *testing.T) {
 	if !st.Firewall.Loaded {
 		t.Errorf("status says the firewall is not loaded")
 	}
-	// The admin's host on the internet reaches it on the uplink's address.
+	fp, spki := boxCert(t, state)
+	pinned := func(host string) *http.Client {
+		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: web.PinnedTLS(fp),
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return l.DialTCP(host, addr, 3*time.Second)
+			}}}
+	}
+	httpsPhone := pinned(lab.HostPhone)
+	checkHTTPS(t, phone, httpsPhone, page, plainPage, password, fp)
+
+	// The admin's host on the internet reaches it on the uplink's address, on both ports.
 	admin := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
 		return l.DialTCP(lab.HostAdmin, addr, 3*time.Second)
 	}}}
-	if resp, err := admin.Get("http://" + lab.BoxWAN4 + "/api/status"); err != nil || resp.StatusCode != 200 {
-		t.Errorf("the admin network cannot reach the status page on the uplink: %v %v", err, resp)
-	} else {
-		resp.Body.Close()
+	for _, c := range []struct {
+		client *http.Client
+		url    string
+	}{{admin, "http://" + lab.BoxWAN4 + "/api/status"}, {pinned(lab.HostAdmin), "https://" + lab.BoxWAN4 + "/api/status"}} {
+		if resp, err := c.client.Get(c.url); err != nil || resp.StatusCode != 200 {
+			t.Errorf("the admin network cannot reach %s on the uplink: %v %v", c.url, err, resp)
+		} else {
+			resp.Body.Close()
+		}
 	}
-	if c, err := l.DialTCP(lab.HostAttacker, lab.BoxWAN4+":80", time.Second); err == nil {
-		c.Close()
-		t.Errorf("the attacker reached the status page's port on the uplink")
+	for _, port := range []string{"80", "443"} {
+		if c, err := l.DialTCP(lab.HostAttacker, lab.BoxWAN4+":"+port, time.Second); err == nil {
+			c.Close()
+			t.Errorf("the attacker reached the status page's port %s on the uplink", port)
+		}
+	}
+
+	// The phone already holds every event stream one address may open: the page must show
+	// the box all the same, from its status, and go live once a stream is free.
+	streamsCtx, closeStreams := context.WithCancel(context.Background())
+	defer closeStreams()
+	for i := 0; i < 4; i++ {
+		openStream(t, streamsCtx, httpsPhone, page)
 	}
 
 	// One browser for the whole test: Chromium starts slowly on two cores.
@@ -156,6 +189,7 @@ func TestBrowserInLab(t *testing.T) {
 	fromR, fromW, _ := os.Pipe()
 	br := l.Command(lab.HostPhone, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+		"--ignore-certificate-errors-spki-list="+spki, // trusts the box's own certificate, and only it
 		"--user-data-dir="+filepath.Join(dir, "chromium"), "--remote-debugging-pipe", "about:blank")
 	br.ExtraFiles = []*os.File{toR, fromW} // fd 3: commands in, fd 4: answers out
 	var brLog strings.Builder
@@ -174,7 +208,17 @@ func TestBrowserInLab(t *testing.T) {
 	if err := c.open(page); err != nil {
 		t.Fatalf("open the page in chromium: %v\n%s", err, brLog.String())
 	}
+	labtest.WaitFor(t, "the page to show the status while its event stream is refused", 60*time.Second, func() bool {
+		return c.text("#active-uplink") == "FTTC" && strings.HasPrefix(c.text("#live"), "not live")
+	})
+	if got := c.text("#tls"); !strings.Contains(got, fp) {
+		t.Errorf("the page shows the certificate as %q, want its fingerprint %s", got, fp)
+	}
+	closeStreams()
 	labtest.WaitFor(t, "the page to go live (server-sent events)", 60*time.Second, func() bool { return c.text("#live") == "live" })
+	if v, _ := c.eval("location.protocol"); string(v) != `"https:"` {
+		t.Errorf("the page is served over %s, want https:", v)
+	}
 	if got := c.text("#active-uplink"); got != "FTTC" {
 		t.Errorf("active uplink on the page = %q, want FTTC", got)
 	}
@@ -322,6 +366,101 @@ func TestBrowserInLab(t *testing.T) {
 		"web/admin/" + lab.Phone4 + "/block", "config/root (SIGHUP reload)/box/config.changed"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("audit log lacks %s:\n%s", want, all)
+		}
+	}
+}
+
+// boxCert waits for the certificate the daemon makes in its state directory and returns its
+// SHA-256 fingerprint (web.CertFingerprint) and the base64 SHA-256 of its public key, as
+// Chromium's --ignore-certificate-errors-spki-list takes it.
+func boxCert(t *testing.T, state string) (fp, spki string) {
+	t.Helper()
+	var err error
+	labtest.WaitFor(t, "the box's HTTPS certificate", 20*time.Second, func() bool {
+		fp, err = web.CertFingerprint(state)
+		return err == nil
+	})
+	b, err := os.ReadFile(filepath.Join(state, web.CertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s holds no PEM", web.CertFile)
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	return fp, base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// checkHTTPS checks what plain HTTP and HTTPS serve: over HTTP the page redirects to HTTPS
+// and a login is refused; over HTTPS, pinned to the box's certificate, the same login works,
+// with a Secure cookie and HSTS, and the status names the certificate.
+func checkHTTPS(t *testing.T, plain, pinned *http.Client, page, plainPage, password, fp string) {
+	t.Helper()
+	resp, err := plain.Get(plainPage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != page {
+		t.Errorf("plain HTTP page: %d to %q, want a redirect to %s", resp.StatusCode, resp.Header.Get("Location"), page)
+	}
+	body := `{"password":` + fmt.Sprintf("%q", password) + `}`
+	if resp, err = plain.Post(plainPage+"api/login", "application/json", strings.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || len(resp.Cookies()) != 0 {
+		t.Errorf("login over plain HTTP: %d, cookies %v; want 403 and none", resp.StatusCode, resp.Cookies())
+	}
+	if resp, err = pinned.Post(page+"api/login", "application/json", strings.NewReader(body)); err != nil {
+		t.Fatalf("login over HTTPS, pinned to %s: %v", fp, err)
+	}
+	resp.Body.Close()
+	if cs := resp.Cookies(); resp.StatusCode != 200 || len(cs) != 1 || !cs[0].Secure || resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Errorf("login over HTTPS: %d, cookies %v, HSTS %q", resp.StatusCode, cs, resp.Header.Get("Strict-Transport-Security"))
+	}
+	if resp, err = pinned.Get(page + "api/status"); err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		TLS struct {
+			Fingerprint string `json:"fingerprint_sha256"`
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.TLS.Fingerprint != fp {
+		t.Errorf("the status names the certificate %q (%v), want %s", st.TLS.Fingerprint, err, fp)
+	}
+}
+
+// openStream opens the page's event stream and waits for its first status; it stays open
+// until ctx ends.
+func openStream(t *testing.T, ctx context.Context, c *http.Client, page string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", page+"api/events", nil)
+	client := *c
+	client.Timeout = 0 // a stream lasts
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	context.AfterFunc(ctx, func() { resp.Body.Close() })
+	if resp.StatusCode != 200 {
+		t.Fatalf("event stream: %d", resp.StatusCode)
+	}
+	rd := bufio.NewReader(resp.Body)
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("event stream: %v", err)
+		}
+		if strings.HasPrefix(line, "data: ") {
+			return
 		}
 	}
 }

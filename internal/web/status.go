@@ -41,6 +41,7 @@ type Status struct {
 	LEDs       []hal.LEDState `json:"leds"`
 	Checklist  []Check        `json:"checklist"`
 	Mail       notify.Status  `json:"mail"`
+	TLS        *CertInfo      `json:"tls,omitempty"` // the HTTPS certificate, to compare with what the browser shows
 }
 
 // UplinkView is one uplink as the page shows it.
@@ -173,6 +174,11 @@ func (s *Server) status() Status {
 	}
 	if s.o.Mail != nil {
 		st.Mail = s.o.Mail()
+	}
+	if s.o.Certs != nil {
+		if ci, ok := s.o.Certs.Info(); ok {
+			st.TLS = &ci
+		}
 	}
 	st.Checklist = s.checklist(cfg, &st)
 	return st

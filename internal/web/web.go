@@ -15,8 +15,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -65,6 +67,7 @@ type Options struct {
 	Board        Board
 	Audit        *audit.Log
 	Mail         func() notify.Status
+	Certs        *Certs // the HTTPS certificate, shown on the page; nil: none shown
 	StateDir     string
 	Log          *slog.Logger
 	Now          func() time.Time
@@ -79,9 +82,19 @@ type Server struct {
 
 	mu      sync.Mutex
 	clients map[chan struct{}]struct{}
+	streams map[netip.Prefix]int // open event streams by clientKey
+	gen     uint64               // counts Changed, so a snapshot knows whether it is still current
+	snap    snapshot             // the last status sent on a stream, shared by all of them
 	events  <-chan events.Event
 	unsub   func()
 	counts  map[[2]string]uint64 // events seen by kind and severity, for /metrics
+}
+
+// snapshot is a status as JSON, made after gen changes.
+type snapshot struct {
+	b   []byte
+	gen uint64
+	at  time.Time
 }
 
 //go:embed static
@@ -98,13 +111,15 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), history: newHistory(), clients: map[chan struct{}]struct{}{}, counts: map[[2]string]uint64{}}
-	s.auth = &auth{stateDir: o.StateDir, now: o.Now, sessions: map[string]*session{}, fails: map[netip.Prefix]*failures{},
-		limits: func() (time.Duration, time.Duration, int) {
-			w := o.Config().Web
-			return w.Session, w.Lockout, w.MaxFailures
-		},
-		configHash: func() string { return o.Config().Web.PasswordHash }}
+	s := &Server{o: o, mux: http.NewServeMux(), history: newHistory(), clients: map[chan struct{}]struct{}{},
+		streams: map[netip.Prefix]int{}, counts: map[[2]string]uint64{}}
+	s.auth = newAuth(o.StateDir, o.Now)
+	s.auth.limits = func() (time.Duration, time.Duration, int) {
+		w := o.Config().Web
+		return w.Session, w.Lockout, w.MaxFailures
+	}
+	s.auth.configHash = func() string { return o.Config().Web.PasswordHash }
+	s.auth.keyOf = s.clientKey
 	// Subscribe before counting the past, so nothing falls between the two (an event published
 	// in that instant is counted twice, which only nudges a counter).
 	s.events, s.unsub = o.Bus.Subscribe(1024)
@@ -174,6 +189,7 @@ func (s *Server) watchAlerts() (<-chan struct{}, func()) {
 func (s *Server) Changed() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.gen++
 	for c := range s.clients {
 		select {
 		case c <- struct{}{}:
@@ -204,7 +220,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/abuse", s.loggedIn(s.handleAbuse))
 }
 
-// Handler serves the page and API to the LAN and the admin networks only.
+// Handler serves the page and API to the LAN and the admin networks only: all of it over
+// HTTPS, only the status (see plainAllowed) over plain HTTP.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -213,6 +230,11 @@ func (s *Server) Handler() http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
+		if r.TLS != nil {
+			// Ignored by browsers for IP addresses and for a certificate they were told to
+			// accept despite errors; it holds for a host name with a trusted certificate.
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		if !s.hostAllowed(r.Host) {
 			// A name the box does not know is how DNS rebinding lets a web page elsewhere read
 			// this one: only its IP addresses and the configured names are served.
@@ -224,8 +246,71 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, "the status page is only for the office LAN and the admin networks", http.StatusForbidden)
 			return
 		}
+		if r.TLS == nil && !plainAllowed(r) {
+			s.toHTTPS(w, r)
+			return
+		}
 		s.mux.ServeHTTP(w, r)
 	})
+}
+
+// plainAllowed says whether a request may be served over plain HTTP: reading the status and
+// the metrics (monitoring, scripts, curl), which hold no secrets. The page itself, its
+// session, its event stream, the downloads and every action are HTTPS only.
+func plainAllowed(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	switch r.URL.Path {
+	case "/api/status", "/metrics", "/api/leds":
+		return true
+	}
+	return false
+}
+
+// toHTTPS sends a plain HTTP reader to the HTTPS page, and refuses anything else: a
+// password or a session sent over plain HTTP has already crossed the network in clear, and
+// a redirect would only teach clients that it works.
+func (s *Server) toHTTPS(w http.ResponseWriter, r *http.Request) {
+	target := s.httpsURL(r)
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		http.Redirect(w, r, target, http.StatusFound)
+		return
+	}
+	httpError(w, http.StatusForbidden, "log in and act over HTTPS only: "+target)
+}
+
+// httpsURL is r's URL on the HTTPS port, under the host name r used.
+func (s *Server) httpsURL(r *http.Request) string {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if port := s.o.Config().Web.HTTPSPort; port != 443 && port != 0 {
+		host = net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(int(port)))
+	} else if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]"
+	}
+	u := url.URL{Scheme: "https", Host: host, Path: r.URL.Path, RawQuery: r.URL.RawQuery}
+	return u.String()
+}
+
+// clientKey is what a lockout and the event stream limit apply to: the address itself on the
+// LAN (every LAN host must be told apart from the others, or one can lock all of them out),
+// and from elsewhere an IPv6 address's /64 (a host there picks any address of its /64 at
+// will, and would get a fresh count with each).
+func (s *Server) clientKey(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	if a.Is4() || a.IsLoopback() {
+		return netip.PrefixFrom(a, a.BitLen())
+	}
+	for _, p := range s.o.Config().LAN.Subnets() {
+		if p.Contains(a) {
+			return netip.PrefixFrom(a, 128)
+		}
+	}
+	p, _ := a.Prefix(64)
+	return p
 }
 
 func remoteAddr(r *http.Request) netip.Addr {
@@ -370,32 +455,50 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := remoteAddr(r)
-	id, csrf, locked, err := s.auth.login(addr, req.Password)
-	switch {
-	case errors.Is(err, errLocked):
-		s.publish("web.login.locked", events.Warn, fmt.Sprintf("login from %s locked out after wrong passwords", addr), map[string]string{"addr": addr.String()})
-		w.Header().Set("Retry-After", fmt.Sprint(int(locked.Seconds())+1))
-		httpError(w, http.StatusTooManyRequests, fmt.Sprintf("%v for %s", err, locked.Round(time.Second)))
-		return
-	case errors.Is(err, errNoPassword):
-		httpError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	case err != nil:
-		s.publish("web.login.failed", events.Info, "wrong password from "+addr.String(), map[string]string{"addr": addr.String()})
-		httpError(w, http.StatusUnauthorized, err.Error())
+	res, err := s.auth.login(r.Context(), addr, req.Password)
+	if err != nil {
+		s.loginRefused(w, addr, res, err)
 		return
 	}
 	ttl, _, _ := s.auth.limits()
-	// No Secure flag: the page is plain HTTP on the LAN; SameSite=Strict keeps other sites'
-	// requests from carrying it.
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: int(ttl.Seconds())})
+	http.SetCookie(w, sessionCookie(res.id, int(ttl.Seconds())))
 	s.record(actor{"admin", addr.String()}, "login", "", "")
-	writeJSON(w, 200, map[string]any{"logged_in": true, "csrf": csrf})
+	writeJSON(w, 200, map[string]any{"logged_in": true, "csrf": res.csrf})
+}
+
+// loginRefused answers a failed login. It tells people once per lockout, and once per
+// series of wrong passwords: an event per refused request would let anyone push the
+// blocks and failovers off the page's recent events.
+func (s *Server) loginRefused(w http.ResponseWriter, addr netip.Addr, res loginResult, err error) {
+	fields := map[string]string{"addr": addr.String(), "key": s.clientKey(addr).String()}
+	switch {
+	case errors.Is(err, errLocked):
+		if res.lockStarted {
+			s.publish("web.login.locked", events.Warn, fmt.Sprintf("logins from %s locked out for %s after wrong passwords", s.clientKey(addr), res.lockedFor), fields)
+		}
+		w.Header().Set("Retry-After", fmt.Sprint(int(res.lockedFor.Seconds())+1))
+		httpError(w, http.StatusTooManyRequests, fmt.Sprintf("%v for %s", err, res.lockedFor.Round(time.Second)))
+	case errors.Is(err, errNoPassword):
+		httpError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, errBadLogin):
+		if res.firstWrong {
+			s.publish("web.login.failed", events.Info, "wrong password from "+addr.String(), fields)
+		}
+		httpError(w, http.StatusUnauthorized, err.Error())
+	default: // the client went away while waiting
+		httpError(w, http.StatusServiceUnavailable, err.Error())
+	}
+}
+
+// sessionCookie is the login's cookie: Secure (HTTPS only) and HttpOnly; SameSite=Strict
+// keeps other sites' requests from carrying it. maxAge -1 deletes it.
+func sessionCookie(value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: cookieName, Value: value, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: maxAge}
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request, a actor) {
 	s.auth.logout(r)
-	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.SetCookie(w, sessionCookie("", -1))
 	s.record(a, "logout", "", "")
 	writeJSON(w, 200, map[string]any{"logged_in": false})
 }
@@ -757,7 +860,12 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.status())
 }
 
-const maxStreams = 32
+// maxStreams bounds the open event streams, maxStreamsPerClient those of one client (by
+// clientKey): a few tabs are a person, more are someone keeping others from the live page.
+const (
+	maxStreams          = 256
+	maxStreamsPerClient = 4
+)
 
 // sseWriteTimeout bounds one write of the event stream (a variable for the tests).
 var sseWriteTimeout = 30 * time.Second
@@ -769,19 +877,12 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	ch := make(chan struct{}, 1)
-	s.mu.Lock()
-	if len(s.clients) >= maxStreams { // each open page costs a status snapshot every few seconds
-		s.mu.Unlock()
-		httpError(w, http.StatusServiceUnavailable, "too many open status pages")
+	key := s.clientKey(remoteAddr(r))
+	if code, err := s.openStream(ch, key); err != nil {
+		httpError(w, code, err.Error())
 		return
 	}
-	s.clients[ch] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.clients, ch)
-		s.mu.Unlock()
-	}()
+	defer s.closeStream(ch, key)
 	// A page that stops reading (a laptop gone to sleep) would block a write for as long as
 	// its connection stays open, holding one of the streams: each write gets a deadline.
 	rc := http.NewResponseController(w)
@@ -789,7 +890,7 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
-		b, _ := json.Marshal(s.status())
+		b := s.statusJSON()
 		_ = rc.SetWriteDeadline(time.Now().Add(sseWriteTimeout))
 		if _, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", b); err != nil {
 			return
@@ -809,4 +910,51 @@ func (s *Server) handleSSE(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// openStream registers an event stream of a client, within the limits; the code answers a refusal.
+func (s *Server) openStream(ch chan struct{}, key netip.Prefix) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streams[key] >= maxStreamsPerClient {
+		return http.StatusTooManyRequests, fmt.Errorf("%d status pages already open from %s: close one", maxStreamsPerClient, key)
+	}
+	if len(s.clients) >= maxStreams { // each open page costs a status snapshot every few seconds
+		return http.StatusServiceUnavailable, errors.New("too many open status pages")
+	}
+	s.clients[ch] = struct{}{}
+	s.streams[key]++
+	return 0, nil
+}
+
+// closeStream forgets an event stream.
+func (s *Server) closeStream(ch chan struct{}, key netip.Prefix) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.clients, ch)
+	if s.streams[key]--; s.streams[key] <= 0 {
+		delete(s.streams, key)
+	}
+}
+
+// snapshotAge bounds how long the streams share one status: the counters move between
+// wake-ups.
+const snapshotAge = time.Second
+
+// statusJSON is the status for the event streams: one snapshot serves every open page until
+// something changes, so many pages cost little more than one.
+func (s *Server) statusJSON() []byte {
+	s.mu.Lock()
+	snap, gen := s.snap, s.gen
+	s.mu.Unlock()
+	if snap.b != nil && snap.gen == gen && time.Since(snap.at) < snapshotAge {
+		return snap.b
+	}
+	b, _ := json.Marshal(s.status())
+	s.mu.Lock()
+	if gen >= s.snap.gen { // a snapshot begun after a later change is newer than this one
+		s.snap = snapshot{b: b, gen: gen, at: time.Now()}
+	}
+	s.mu.Unlock()
+	return b
 }

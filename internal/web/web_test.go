@@ -3,6 +3,7 @@ package web
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -220,9 +221,19 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
-// req makes a request as if from addr (the page decides by the TCP peer's address).
+// req makes a request over HTTPS as if from addr (the page decides by the TCP peer's address).
 func (e *env) req(method, path, from string, body string, hdr map[string]string) *httptest.ResponseRecorder {
-	r := httptest.NewRequest(method, "http://192.168.1.1"+path, strings.NewReader(body))
+	return e.reqURL(method, "https://192.168.1.1"+path, from, body, hdr)
+}
+
+// plain makes a request over plain HTTP as if from addr.
+func (e *env) plain(method, path, from string, body string, hdr map[string]string) *httptest.ResponseRecorder {
+	return e.reqURL(method, "http://192.168.1.1"+path, from, body, hdr)
+}
+
+// reqURL makes a request as if from addr; an https URL makes it one over TLS.
+func (e *env) reqURL(method, url, from string, body string, hdr map[string]string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, url, strings.NewReader(body))
 	r.RemoteAddr = from + ":50000"
 	if strings.Contains(from, ":") {
 		r.RemoteAddr = "[" + from + "]:50000"
@@ -455,7 +466,7 @@ func loggedIn(t *testing.T, e *env) map[string]string {
 	var lr struct{ CSRF string }
 	_ = json.Unmarshal(w.Body.Bytes(), &lr)
 	c := w.Result().Cookies()[0]
-	return map[string]string{"Cookie": c.Name + "=" + c.Value, "X-CSRF-Token": lr.CSRF, "Origin": "http://192.168.1.1"}
+	return map[string]string{"Cookie": c.Name + "=" + c.Value, "X-CSRF-Token": lr.CSRF, "Origin": "https://192.168.1.1"}
 }
 
 func TestAuthRules(t *testing.T) {
@@ -484,13 +495,17 @@ func TestAuthRules(t *testing.T) {
 		t.Errorf("form login: %d, want 400", r.Code)
 	}
 
-	w := login(t, e, lan, "correct horse", map[string]string{"Origin": "http://192.168.1.1"})
+	// A page of the same host over plain HTTP could have been changed on its way.
+	if w := login(t, e, lan, "correct horse", map[string]string{"Origin": "http://192.168.1.1"}); w.Code != 403 {
+		t.Errorf("login with a plain HTTP Origin: %d, want 403", w.Code)
+	}
+	w := login(t, e, lan, "correct horse", map[string]string{"Origin": "https://192.168.1.1"})
 	if w.Code != 200 {
 		t.Fatalf("login: %d %s", w.Code, w.Body)
 	}
 	cookie := w.Result().Cookies()[0]
-	if !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
-		t.Errorf("cookie %+v: want HttpOnly, SameSite=Strict", cookie)
+	if !cookie.HttpOnly || !cookie.Secure || cookie.SameSite != http.SameSiteStrictMode || !strings.HasPrefix(cookie.Name, "__Host-") || cookie.Path != "/" {
+		t.Errorf("cookie %+v: want Secure, HttpOnly, SameSite=Strict, __Host-, Path=/", cookie)
 	}
 	var lr struct{ CSRF string }
 	json.Unmarshal(w.Body.Bytes(), &lr)
@@ -523,7 +538,7 @@ func TestAuthRules(t *testing.T) {
 	if len(e.wan.forced) != 0 {
 		t.Fatalf("a refused action reached the wan: %v", e.wan.forced)
 	}
-	ok := with(map[string]string{"X-CSRF-Token": lr.CSRF, "Origin": "http://192.168.1.1"})
+	ok := with(map[string]string{"X-CSRF-Token": lr.CSRF, "Origin": "https://192.168.1.1"})
 	if w := e.req("POST", "/api/uplink/force", lan, force, ok); w.Code != 200 || !slices.Equal(e.wan.forced, []wan.Mode{wan.ForceBackup}) {
 		t.Errorf("force backup: %d %s, wan got %v", w.Code, w.Body, e.wan.forced)
 	}
@@ -659,10 +674,10 @@ func TestAlertsAcknowledge(t *testing.T) {
 // statusStream opens the page's event stream; next returns the next status pushed.
 func statusStream(t *testing.T, ctx context.Context, e *env) (next func() Status) {
 	t.Helper()
-	srv := httptest.NewServer(e.s.Handler())
+	srv := httptest.NewTLSServer(e.s.Handler())
 	t.Cleanup(srv.Close)
 	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/events", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -736,14 +751,15 @@ func TestEventStreamStalledClient(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		e.bus.Publish(events.Event{Kind: "test.big", Message: strings.Repeat("x", 64<<10)})
 	}
-	srv := httptest.NewServer(e.s.Handler())
+	srv := httptest.NewTLSServer(e.s.Handler())
 	defer srv.Close()
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	raw, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	defer raw.Close()
+	_ = raw.(*net.TCPConn).SetReadBuffer(4096)
+	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true}) // the test server's own certificate
 	if _, err := conn.Write([]byte("GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -931,20 +947,25 @@ func TestPasswordHashGarbled(t *testing.T) {
 	}
 }
 
-// An IPv6 host picks any address of its /64: a lockout holds for the whole /64, not for the
-// one address that guessed.
+// From outside the LAN an IPv6 host picks any address of its /64: a lockout holds for the
+// whole /64 there, not for the one address that guessed.
 func TestLockoutIPv6Slash64(t *testing.T) {
 	e := newEnv(t)
 	if err := SetPassword(e.dir, "correct horse"); err != nil {
 		t.Fatal(err)
 	}
-	for i, from := range []string{"fd00:1::a", "fd00:1::b", "fd00:1::c"} {
+	cfg := e.s.o.Config()
+	cfg.Admin.Networks = append(cfg.Admin.Networks, config.Prefix{Prefix: netip.MustParsePrefix("2001:db8:aa::/48")})
+	for i, from := range []string{"2001:db8:aa:1::a", "2001:db8:aa:1::b", "2001:db8:aa:1::c"} {
 		if w := login(t, e, from, "wrong password", nil); w.Code != map[bool]int{true: 429, false: 401}[i == 2] {
 			t.Errorf("wrong password #%d from %s: %d", i+1, from, w.Code)
 		}
 	}
-	if w := login(t, e, "fd00:1::d", "correct horse", nil); w.Code != 429 {
+	if w := login(t, e, "2001:db8:aa:1::d", "correct horse", nil); w.Code != 429 {
 		t.Errorf("right password from another address of the locked /64: %d, want 429", w.Code)
+	}
+	if w := login(t, e, "2001:db8:aa:2::d", "correct horse", nil); w.Code != 200 {
+		t.Errorf("right password from the admin network's next /64: %d, want 200", w.Code)
 	}
 	if w := login(t, e, lan, "correct horse", nil); w.Code != 200 {
 		t.Errorf("right password from the IPv4 LAN: %d, want 200", w.Code)

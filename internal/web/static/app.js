@@ -107,6 +107,14 @@
       el("td", {}, h.chain), el("td", {}, h.comment), el("td", { class: "num" }, h.packets.toLocaleString()), el("td", { class: "num" }, h.bytes.toLocaleString()))));
 
     for (const b of document.querySelectorAll("button.sim")) b.classList.toggle("hidden", s.board !== "sim");
+    renderTLS(s.tls);
+  }
+
+  // The certificate's fingerprint, to compare with what the browser shows for this page.
+  function renderTLS(c) {
+    if (!c) { $("tls").textContent = ""; return; }
+    $("tls").textContent = "HTTPS certificate " + (c.self_signed ? "(self-signed by the box) " : "") +
+      "SHA-256 " + c.fingerprint_sha256 + (c.error ? " — " + c.error : "");
   }
 
   function renderAlerts(s) {
@@ -226,11 +234,30 @@
     act("/api/block", { addr: $("block-addr").value, for: $("block-for").value }, "block-msg");
   });
 
+  // The status is fetched at once, so the page shows the box before (and without) its event
+  // stream: a stream can be refused (too many open from one address) or slow to start.
+  async function refresh() {
+    try {
+      const r = await fetch("/api/status", { credentials: "same-origin" });
+      if (r.ok) render(await r.json());
+    } catch (e) { /* the stream or the next refresh will tell */ }
+  }
+
+  // connect follows the event stream. A browser retries a dropped stream by itself, but not
+  // one that was refused: then the page keeps refreshing the status and tries again.
+  let retry = null;
   function connect() {
     const es = new EventSource("/api/events");
     es.addEventListener("status", (ev) => { $("live").textContent = "live"; $("live").className = "live on"; render(JSON.parse(ev.data)); });
-    es.onerror = () => { $("live").textContent = "reconnecting…"; $("live").className = "live off"; };
+    es.onerror = () => {
+      $("live").className = "live off";
+      if (es.readyState !== EventSource.CLOSED) { $("live").textContent = "reconnecting…"; return; }
+      $("live").textContent = "not live (refreshing every 10 s)";
+      if (retry) return;
+      retry = setTimeout(() => { retry = null; refresh(); connect(); }, 10000);
+    };
   }
+  refresh();
   session();
   connect();
 })();
