@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +24,7 @@ import (
 	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
+	"github.com/officeedge/appliance/internal/web"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
 	"github.com/officeedge/appliance/wan/wanlab"
@@ -487,4 +492,64 @@ func TestDHCPGatewayProtected(t *testing.T) {
 		out, err := cliIn(t, s, "block", lab.LTEGW4)
 		return err != nil && strings.Contains(out, "the gateway of uplink LTE (as it has it now)")
 	})
+}
+
+// The page's login goes over HTTPS only: curl pinning the box's own certificate logs in and
+// gets a Secure cookie; the same login over plain HTTP is refused; a wrong pin connects to
+// nothing.
+func TestPageLoginOverPinnedHTTPS(t *testing.T) {
+	s := site(t, nil)
+	state := filepath.Join(filepath.Dir(s.Control), "state")
+	if err := web.SetPassword(state, "lab-password-1"); err != nil {
+		t.Fatal(err)
+	}
+	var pin string
+	labtest.WaitFor(t, "the box's certificate", 10*time.Second, func() bool {
+		var err error
+		pin, err = spkiPin(filepath.Join(state, web.CertFile))
+		return err == nil
+	})
+	curl := func(args ...string) (string, error) {
+		return s.Lab.Run(lab.HostPhone, append([]string{"curl", "-s", "-m", "5", "-o", "/dev/null", "-D", "-", "-w", "code=%{http_code}"}, args...)...)
+	}
+	login := []string{"-X", "POST", "-H", "Content-Type: application/json", "-d", `{"password":"lab-password-1"}`}
+	out, err := curl(append(login, "http://"+lab.BoxLAN4+"/api/login")...)
+	if err != nil || !strings.Contains(out, "code=403") || strings.Contains(strings.ToLower(out), "set-cookie") {
+		t.Fatalf("a login over plain HTTP: %v\n%s", err, out)
+	}
+	out, err = curl(append(login, "--pinnedpubkey", pin, "-k", "https://"+lab.BoxLAN4+"/api/login")...)
+	if err != nil || !strings.Contains(out, "code=200") {
+		t.Fatalf("a login over HTTPS with the pinned certificate: %v\n%s", err, out)
+	}
+	if c := strings.ToLower(out); !strings.Contains(c, "set-cookie:") || !strings.Contains(c, "secure") || !strings.Contains(c, "strict-transport-security") {
+		t.Fatalf("the session cookie is not Secure or HSTS is missing:\n%s", out)
+	}
+	if out, err := curl("--pinnedpubkey", "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "-k", "https://"+lab.BoxLAN4+"/api/status"); err == nil {
+		t.Fatalf("a wrong pin connected:\n%s", out)
+	}
+}
+
+// spkiPin is curl's --pinnedpubkey for the certificate in a PEM file: sha256// and the
+// base64 SHA-256 of its public key.
+func spkiPin(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return "", fmt.Errorf("no certificate in %s", path)
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return "", err
+		}
+		sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+		return "sha256//" + base64.StdEncoding.EncodeToString(sum[:]), nil
+	}
 }
