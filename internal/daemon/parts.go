@@ -62,7 +62,7 @@ func specs() []partSpec {
 			return orNil(g, err)
 		}, startKey: func(c *config.Config) string {
 			ifs, ports := captureSetup(c)
-			return fmt.Sprint(c.SIPGuard.Enabled, ifs, ports, c.SIPGuard.AbuseLookup, c.SIPGuard.BlockTimes, c.Site)
+			return fmt.Sprint(c.SIPGuard.Enabled, ifs, ports, c.SIPGuard.AbuseLookup, c.SIPGuard.BlockTimes)
 		}},
 		{name: "feeds", make: func(a *App) (runner, error) { return orNil(newFeedsPart(a)) },
 			startKey: func(c *config.Config) string { return fmt.Sprint(c.SIPGuard.Enabled, c.SIPGuard.Feeds) }},
@@ -187,7 +187,8 @@ func (pr *partRun) runner() runner {
 }
 
 // restartNeeded lists the changed settings no reload takes: wan's uplinks and probe targets
-// (restarting wan alone would hand the default route back and cut the office off).
+// (restarting wan alone would hand the default route back and cut the office off), and the
+// site name in sipguard's abuse reports.
 func restartNeeded(prev, next *config.Config) []string {
 	var out []string
 	if !slices.Equal(prev.WAN.Targets, next.WAN.Targets) {
@@ -195,6 +196,10 @@ func restartNeeded(prev, next *config.Config) []string {
 	}
 	if uplinks(prev) != uplinks(next) {
 		out = append(out, "uplink (the failover part's uplinks)")
+	}
+	if prev.Site != next.Site && next.SIPGuard.Enabled {
+		// Not worth restarting sipguard (it would forget every source's counters) for a name.
+		out = append(out, "site in sipguard's abuse reports")
 	}
 	return out
 }
