@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -477,4 +478,26 @@ func TestSlowLine(t *testing.T) {
 		return wanlab.Uplink(st, wan.Primary).State == wan.Up && wanlab.Uplink(st, wan.Backup).State == wan.Up
 	})
 	must(t, err)
+}
+
+// A clean stop (systemctl stop, an update) hands routing back to the uplinks' own default
+// routes: the metric-50 route goes, the metric 100 and 200 ones stay, and the office still
+// reaches the internet without the daemon.
+func TestCleanStopKeepsUplinkRoutes(t *testing.T) {
+	s := startSite(t, wanlab.Config())
+	routes := func() string {
+		out, err := s.Lab.Run(lab.HostBox, "ip", "-4", "route", "show", "default")
+		must(t, err)
+		return out
+	}
+	labtest.WaitFor(t, "the active route", 10*time.Second, func() bool { return strings.Contains(routes(), "metric 50") })
+	must(t, s.Daemon.Process.Signal(syscall.SIGTERM))
+	_ = s.Lab.Wait(s.Daemon)
+	r := routes()
+	if strings.Contains(r, "metric 50") || !strings.Contains(r, "metric 100") || !strings.Contains(r, "metric 200") {
+		t.Fatalf("default routes after a clean stop:\n%s", r)
+	}
+	if out, err := s.Lab.Run(lab.HostPBX, "ping", "-c1", "-W2", lab.Trunk4); err != nil {
+		t.Fatalf("the office is offline after a clean stop: %v\n%s", err, out)
+	}
 }

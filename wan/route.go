@@ -57,15 +57,28 @@ func activeRouteIs(family, ifindex int, gw netip.Addr) bool {
 		return false
 	}
 	for _, r := range rs {
-		if r.Dst != nil {
-			if ones, _ := r.Dst.Mask.Size(); ones != 0 {
-				continue
-			}
+		if !activeDefault(r) {
+			continue
 		}
 		g, _ := netip.AddrFromSlice(r.Gw)
 		return r.LinkIndex == ifindex && g.Unmap() == gw
 	}
 	return false
+}
+
+// activeDefault is a default route at the active metric. The metric is checked here too:
+// vishvananda/netlink v1.3.1 ignores RT_FILTER_PRIORITY, and trusting it deleted the
+// uplinks' own metric 100/200 routes at every clean stop, leaving the office offline.
+func activeDefault(r netlink.Route) bool {
+	if r.Priority != ActiveMetric {
+		return false
+	}
+	if r.Dst != nil {
+		if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // removeActiveRoutes deletes the metric-50 default routes: without the wan part running,
@@ -80,10 +93,8 @@ func removeActiveRoutes() error {
 			continue
 		}
 		for _, r := range rs {
-			if r.Dst != nil {
-				if ones, _ := r.Dst.Mask.Size(); ones != 0 {
-					continue
-				}
+			if !activeDefault(r) {
+				continue
 			}
 			if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
 				errs = append(errs, err)
