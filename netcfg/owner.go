@@ -397,19 +397,6 @@ func (w *Owner) unblock(p netip.Prefix, by string) (Entry, error) {
 	return e, nil
 }
 
-// Check says whether a block of p would be refused, and why.
-func (w *Owner) Check(p netip.Prefix, force bool) error {
-	var err error
-	if derr := w.do(func() {
-		if p, err = checkPrefix(p); err == nil {
-			err = refuse(p, force, w.protections(), w.lim)
-		}
-	}); derr != nil {
-		return derr
-	}
-	return err
-}
-
 // SetFeed replaces a community list's entries. They stay in force until keep has passed
 // without another SetFeed for the list (a feed server that is down keeps the last good list,
 // across restarts too). Protected and too-wide entries are left out and listed in Refused.

@@ -160,13 +160,6 @@ func (s *Store) Watch() (<-chan struct{}, func()) {
 	}
 }
 
-// Changed is Watch for a watcher that lasts as long as the store: each call makes a new
-// channel, so call it once per watcher.
-func (s *Store) Changed() <-chan struct{} {
-	ch, _ := s.Watch()
-	return ch
-}
-
 // pokeLocked wakes every watcher; s.mu is held.
 func (s *Store) pokeLocked() {
 	for ch := range s.watchers {

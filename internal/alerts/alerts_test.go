@@ -26,7 +26,8 @@ func TestLifecycle(t *testing.T) {
 	s := New(c.now)
 	page, stopPage := s.Watch()
 	defer stopPage()
-	leds := s.Changed()
+	leds, stopLEDs := s.Watch()
+	defer stopLEDs()
 
 	s.Raise(KeyHALBoard, "hal", "LEDs and button unavailable: no /dev/gpiochip0")
 	c.t = c.t.Add(time.Second)
