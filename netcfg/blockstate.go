@@ -177,16 +177,17 @@ func span(p netip.Prefix) string {
 	return fmt.Sprintf("%d addresses", uint64(1)<<host)
 }
 
-// Lookup finds the entry for p in a state's non-feed entries.
-func (s *BlockState) lookup(p netip.Prefix) (Entry, bool) {
-	i, ok := slices.BinarySearchFunc(s.Entries, p, func(e Entry, p netip.Prefix) int { return comparePrefix(e.Prefix, p) })
+// Lookup finds the entry for p in a state's non-feed entries (sorted by ComparePrefix).
+func (s *BlockState) Lookup(p netip.Prefix) (Entry, bool) {
+	i, ok := slices.BinarySearchFunc(s.Entries, p, func(e Entry, p netip.Prefix) int { return ComparePrefix(e.Prefix, p) })
 	if !ok {
 		return Entry{}, false
 	}
 	return s.Entries[i], true
 }
 
-func comparePrefix(a, b netip.Prefix) int {
+// ComparePrefix orders prefixes by address, then the wider first: the order of BlockState.Entries.
+func ComparePrefix(a, b netip.Prefix) int {
 	if c := a.Addr().Compare(b.Addr()); c != 0 {
 		return c
 	}

@@ -30,7 +30,7 @@ type feedList struct {
 }
 
 func (f *feedList) has(p netip.Prefix) bool {
-	_, ok := slices.BinarySearchFunc(f.list, p, comparePrefix)
+	_, ok := slices.BinarySearchFunc(f.list, p, ComparePrefix)
 	return ok
 }
 
@@ -128,7 +128,7 @@ func collapse(nets map[netip.Prefix]want) map[netip.Prefix]want {
 	for p := range nets {
 		ps = append(ps, p)
 	}
-	slices.SortFunc(ps, comparePrefix)
+	slices.SortFunc(ps, ComparePrefix)
 	out := make(map[netip.Prefix]want, len(ps))
 	var last netip.Prefix
 	for _, p := range ps {
@@ -156,7 +156,7 @@ func (b *blocklist) singles() []netip.Prefix {
 			}
 		}
 	}
-	slices.SortFunc(out, comparePrefix)
+	slices.SortFunc(out, ComparePrefix)
 	return slices.Compact(out)
 }
 
@@ -224,7 +224,7 @@ func (b *blocklist) saveClaims(dir string) error {
 	for p, cs := range b.claims {
 		st.Entries = append(st.Entries, Entry{Prefix: p, Claims: cs})
 	}
-	slices.SortFunc(st.Entries, func(a, b Entry) int { return comparePrefix(a.Prefix, b.Prefix) })
+	slices.SortFunc(st.Entries, func(a, b Entry) int { return ComparePrefix(a.Prefix, b.Prefix) })
 	for _, f := range b.feeds {
 		st.Feeds = append(st.Feeds, f.FeedInfo)
 	}

@@ -78,7 +78,7 @@ func SavedBlocklist(dir string) (*BlockState, error) {
 		e, _ := b.entry(p)
 		st.Entries = append(st.Entries, e)
 	}
-	slices.SortFunc(st.Entries, func(a, b Entry) int { return comparePrefix(a.Prefix, b.Prefix) })
+	slices.SortFunc(st.Entries, func(a, b Entry) int { return ComparePrefix(a.Prefix, b.Prefix) })
 	for _, name := range sortedKeys(b.feeds) {
 		st.Feeds = append(st.Feeds, b.feeds[name].FeedInfo)
 	}

@@ -379,7 +379,7 @@ func (w *Owner) unblock(p netip.Prefix, by string) (Entry, error) {
 	before := w.bl.want(p, now)
 	delete(w.bl.claims, p)
 	for _, f := range w.bl.feeds {
-		if i, found := slices.BinarySearchFunc(f.list, p, comparePrefix); found {
+		if i, found := slices.BinarySearchFunc(f.list, p, ComparePrefix); found {
 			f.list = slices.Delete(slices.Clone(f.list), i, i+1)
 			f.Entries = len(f.list)
 		}
@@ -434,7 +434,7 @@ func (w *Owner) setFeed(name string, ps []netip.Prefix, keep time.Duration) (Fee
 		}
 		list = append(list, p)
 	}
-	slices.SortFunc(list, comparePrefix)
+	slices.SortFunc(list, ComparePrefix)
 	list = slices.Compact(list)
 	old := w.bl.feeds[name]
 	f := &feedList{FeedInfo: FeedInfo{Name: name, Entries: len(list), Refused: refused, Loaded: now, Until: now.Add(keep)}, list: list}
@@ -456,11 +456,11 @@ func (w *Owner) setFeed(name string, ps []netip.Prefix, keep time.Duration) (Fee
 	i, j := 0, 0
 	for i < len(oldList) || j < len(list) {
 		switch {
-		case j == len(list) || (i < len(oldList) && comparePrefix(oldList[i], list[j]) < 0):
+		case j == len(list) || (i < len(oldList) && ComparePrefix(oldList[i], list[j]) < 0):
 			change(oldList[i], w.bl.wantExcept(oldList[i], now, name))
 			res.Removed++
 			i++
-		case i == len(oldList) || comparePrefix(oldList[i], list[j]) > 0:
+		case i == len(oldList) || ComparePrefix(oldList[i], list[j]) > 0:
 			change(list[j], want{present: true})
 			res.Added++
 			j++
@@ -531,7 +531,7 @@ func (w *Owner) Lookup(p netip.Prefix) (Entry, bool) {
 		ok bool
 	)
 	if w.do(func() { e, ok = w.bl.entry(p.Masked()) }) != nil {
-		return w.State().lookup(p.Masked())
+		return w.State().Lookup(p.Masked())
 	}
 	return e, ok
 }
@@ -980,7 +980,7 @@ func (w *Owner) publish() {
 			st.Entries = append(st.Entries, e)
 		}
 	}
-	slices.SortFunc(st.Entries, func(a, b Entry) int { return comparePrefix(a.Prefix, b.Prefix) })
+	slices.SortFunc(st.Entries, func(a, b Entry) int { return ComparePrefix(a.Prefix, b.Prefix) })
 	for _, name := range sortedKeys(w.bl.feeds) {
 		st.Feeds = append(st.Feeds, w.bl.feeds[name].FeedInfo)
 	}

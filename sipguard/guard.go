@@ -452,13 +452,7 @@ func (g *Guard) snapshot() (func(netip.Prefix) (netcfg.Entry, bool), bool) {
 	if st == nil {
 		st = &netcfg.BlockState{}
 	}
-	return func(p netip.Prefix) (netcfg.Entry, bool) {
-		i, ok := slices.BinarySearchFunc(st.Entries, p, func(e netcfg.Entry, p netip.Prefix) int { return comparePrefix(e.Prefix, p) })
-		if !ok {
-			return netcfg.Entry{}, false
-		}
-		return st.Entries[i], true
-	}, !st.Applied.IsZero()
+	return st.Lookup, !st.Applied.IsZero()
 }
 
 // lookup finds p's entry in the snapshot, else asks the Blocker.
@@ -831,15 +825,8 @@ func (g *Guard) Blocked() []Entry {
 		}
 		e.Dropped = packets[e.Prefix]
 	}
-	slices.SortFunc(list, func(a, b Entry) int { return comparePrefix(a.Prefix, b.Prefix) })
+	slices.SortFunc(list, func(a, b Entry) int { return netcfg.ComparePrefix(a.Prefix, b.Prefix) })
 	return list
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }
 
 // Snapshot returns the running totals and number of sources tracked.
