@@ -67,6 +67,21 @@ func (e Entry) Until() time.Time {
 	return u
 }
 
+// Sources lists who claims the entry, each once, in claim order, then its community lists
+// (as FeedSource names).
+func (e Entry) Sources() []string {
+	out := []string{}
+	for _, c := range e.Claims {
+		if !slices.Contains(out, c.Source) {
+			out = append(out, c.Source)
+		}
+	}
+	for _, f := range e.Feeds {
+		out = append(out, FeedSource(f))
+	}
+	return out
+}
+
 // Since is when the entry's oldest claim was made.
 func (e Entry) Since() time.Time {
 	var s time.Time

@@ -165,12 +165,7 @@ func blockedCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				exp = "not in kernel"
 			}
 		}
-		var srcs []string
-		for _, c := range e.Claims {
-			srcs = append(srcs, c.Source)
-		}
-		srcs = append(srcs, e.Feeds...)
-		fmt.Fprintf(stdout, "%-40s %-10s %-20s %-20s %-8d %s\n", prefixText(e.Prefix), strings.Join(srcs, ","), since, exp, l.packets[e.Prefix], e.Reason())
+		fmt.Fprintf(stdout, "%-40s %-10s %-20s %-20s %-8d %s\n", prefixText(e.Prefix), strings.Join(e.Sources(), ","), since, exp, l.packets[e.Prefix], e.Reason())
 	}
 	for _, f := range l.feeds {
 		fmt.Fprintf(stdout, "community list %s: %d entries (%d left out), loaded %s, kept until %s\n", f.Name, f.Entries, f.Refused,

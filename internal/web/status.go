@@ -281,7 +281,7 @@ func hasGuardClaim(e netcfg.Entry) bool {
 
 func (s *Server) blockedView(e netcfg.Entry, g sipguard.Entry, packets map[netip.Prefix]uint64, now time.Time) BlockedView {
 	addr := canonical(e.Prefix)
-	v := BlockedView{Addr: addr, Claims: e.Claims, Sources: sources(e), Reason: cmp.Or(e.Reason(), g.Reason), Detail: g.Detail,
+	v := BlockedView{Addr: addr, Claims: e.Claims, Sources: e.Sources(), Reason: cmp.Or(e.Reason(), g.Reason), Detail: g.Detail,
 		Offense: g.Offense, Since: e.Since(), Until: e.Until(), ReportURL: "/api/abuse?addr=" + addr}
 	if v.Claims == nil {
 		v.Claims = []netcfg.Claim{}
@@ -294,20 +294,6 @@ func (s *Server) blockedView(e netcfg.Entry, g sipguard.Entry, packets map[netip
 	}
 	_, v.Evidence = s.inState(g.Evidence)
 	return v
-}
-
-// sources lists who claims an entry, each once, in claim order, then its community lists.
-func sources(e netcfg.Entry) []string {
-	out := []string{}
-	for _, c := range e.Claims {
-		if !slices.Contains(out, c.Source) {
-			out = append(out, c.Source)
-		}
-	}
-	for _, f := range e.Feeds {
-		out = append(out, netcfg.FeedSource(f))
-	}
-	return out
 }
 
 // canonical writes a blocked prefix as people do: an address alone, a network with its length.
