@@ -580,7 +580,15 @@ func (w *Owner) Packets() map[netip.Prefix]uint64 {
 
 // singleOps is the kernel change for one single address from before to after.
 func (w *Owner) singleOps(p netip.Prefix, before, after want, now time.Time) []elemOp {
-	if !p.IsSingleIP() || before == after {
+	if !p.IsSingleIP() {
+		return nil // networks change through netOps
+	}
+	return change(p, before, after, now)
+}
+
+// change is the kernel change for one element from before to after.
+func change(p netip.Prefix, before, after want, now time.Time) []elemOp {
+	if before == after {
 		return nil
 	}
 	switch {
@@ -591,8 +599,10 @@ func (w *Owner) singleOps(p netip.Prefix, before, after want, now time.Time) []e
 		return []elemOp{{p: p}} // the kernel expired it already: only the count changes
 	case !before.present:
 		return []elemOp{{p: p, add: true, timeout: after.timeout(now)}}
-	case !before.until.IsZero() && !after.until.IsZero() && after.until.After(before.until):
-		return []elemOp{{p: p, add: true, timeout: after.timeout(now)}} // the kernel extends it
+	case p.IsSingleIP() && !before.until.IsZero() && !after.until.IsZero() && after.until.After(before.until):
+		// The kernel extends an address's timeout on a new add (tested on the hash sets;
+		// interval sets get a delete and an add).
+		return []elemOp{{p: p, add: true, timeout: after.timeout(now)}}
 	}
 	return []elemOp{{p: p, del: true, add: true, timeout: after.timeout(now)}}
 }
@@ -603,30 +613,14 @@ func (w *Owner) netOps(now time.Time) []elemOp {
 	var ops []elemOp
 	for p, was := range w.nets {
 		if _, ok := next[p]; !ok {
-			ops = append(ops, w.singleOpsNet(p, was, want{}, now)...)
+			ops = append(ops, change(p, was, want{}, now)...)
 		}
 	}
 	for p, n := range next {
-		ops = append(ops, w.singleOpsNet(p, w.nets[p], n, now)...)
+		ops = append(ops, change(p, w.nets[p], n, now)...)
 	}
 	w.nets = next
 	return ops
-}
-
-func (w *Owner) singleOpsNet(p netip.Prefix, before, after want, now time.Time) []elemOp {
-	if before == after {
-		return nil
-	}
-	switch {
-	case !after.present:
-		if before.until.IsZero() || before.until.After(now) {
-			return []elemOp{{p: p, del: true}}
-		}
-		return []elemOp{{p: p}}
-	case !before.present:
-		return []elemOp{{p: p, add: true, timeout: after.timeout(now)}}
-	}
-	return []elemOp{{p: p, del: true, add: true, timeout: after.timeout(now)}}
 }
 
 // write sends ops to the kernel and keeps the counts; a failure raises an alert until a
