@@ -21,6 +21,63 @@ import (
 type blocklist struct {
 	claims map[netip.Prefix][]Claim
 	feeds  map[string]*feedList
+	// changed lists the prefixes whose entry may differ from the last snapshot, and all says
+	// any may (a feed changed, or the list was loaded): the snapshot is patched, not rebuilt,
+	// so one block among 100k entries costs a copy, not a sort.
+	changed map[netip.Prefix]struct{}
+	all     bool
+}
+
+// set replaces p's claims (none: p has no claim left) and marks p changed.
+func (b *blocklist) set(p netip.Prefix, cs []Claim) {
+	if len(cs) == 0 {
+		delete(b.claims, p)
+	} else {
+		b.claims[p] = cs
+	}
+	if b.changed == nil {
+		b.changed = map[netip.Prefix]struct{}{}
+	}
+	b.changed[p] = struct{}{}
+}
+
+// entries is the sorted list of entries with a claim, made from prev (the last snapshot's)
+// and the changes since.
+func (b *blocklist) entries(prev []Entry) []Entry {
+	defer func() { b.changed, b.all = nil, false }()
+	if !b.all && len(b.changed) == 0 {
+		return prev
+	}
+	if b.all || len(b.changed) > len(prev)/8+256 {
+		out := make([]Entry, 0, len(b.claims))
+		for p := range b.claims {
+			e, _ := b.entry(p)
+			out = append(out, e)
+		}
+		slices.SortFunc(out, func(x, y Entry) int { return ComparePrefix(x.Prefix, y.Prefix) })
+		return out
+	}
+	ps := make([]netip.Prefix, 0, len(b.changed))
+	for p := range b.changed {
+		ps = append(ps, p)
+	}
+	slices.SortFunc(ps, ComparePrefix)
+	out := make([]Entry, 0, len(prev)+len(ps))
+	i := 0
+	for _, p := range ps {
+		for i < len(prev) && ComparePrefix(prev[i].Prefix, p) < 0 {
+			out = append(out, prev[i])
+			i++
+		}
+		if i < len(prev) && prev[i].Prefix == p {
+			i++ // replaced below, or gone
+		}
+		if len(b.claims[p]) > 0 {
+			e, _ := b.entry(p)
+			out = append(out, e)
+		}
+	}
+	return append(out, prev[i:]...)
 }
 
 // feedList is one community list: sorted, masked, unique prefixes.
@@ -175,7 +232,7 @@ func feedPath(dir, name string) string { return filepath.Join(dir, "blocklist", 
 
 // loadBlocklist reads the saved blocklist; a missing file is an empty one (found: false).
 func loadBlocklist(dir string, now time.Time) (b *blocklist, found bool, err error) {
-	b = &blocklist{claims: map[netip.Prefix][]Claim{}, feeds: map[string]*feedList{}}
+	b = &blocklist{claims: map[netip.Prefix][]Claim{}, feeds: map[string]*feedList{}, all: true}
 	if dir == "" {
 		return b, false, nil
 	}
@@ -218,18 +275,21 @@ func loadBlocklist(dir string, now time.Time) (b *blocklist, found bool, err err
 	return b, true, nil
 }
 
-// saveClaims writes blocklist.json atomically.
+// saveClaims writes blocklist.json atomically (the offline CLI's way; the owner saves its
+// published snapshot).
 func (b *blocklist) saveClaims(dir string) error {
-	st := savedState{Version: 1}
-	for p, cs := range b.claims {
-		st.Entries = append(st.Entries, Entry{Prefix: p, Claims: cs})
-	}
-	slices.SortFunc(st.Entries, func(a, b Entry) int { return ComparePrefix(a.Prefix, b.Prefix) })
+	b.all = true
+	feeds := make([]FeedInfo, 0, len(b.feeds))
 	for _, f := range b.feeds {
-		st.Feeds = append(st.Feeds, f.FeedInfo)
+		feeds = append(feeds, f.FeedInfo)
 	}
-	slices.SortFunc(st.Feeds, func(a, b FeedInfo) int { return strings.Compare(a.Name, b.Name) })
-	data, err := json.MarshalIndent(&st, "", " ")
+	slices.SortFunc(feeds, func(a, b FeedInfo) int { return strings.Compare(a.Name, b.Name) })
+	return saveState(dir, b.entries(nil), feeds)
+}
+
+// saveState writes blocklist.json atomically: the entries with their claims, and the feeds.
+func saveState(dir string, entries []Entry, feeds []FeedInfo) error {
+	data, err := json.Marshal(&savedState{Version: 1, Entries: entries, Feeds: feeds})
 	if err != nil {
 		return err
 	}

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
-
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
@@ -20,18 +18,7 @@ import (
 func testNS(t *testing.T, suffix string) (string, *Firewall) {
 	t.Helper()
 	labtest.RequireRoot(t, "nft")
-	name := lab.Unique(t) + "-" + suffix
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		_ = exec.Command("ip", "netns", "del", name).Run()
-	})
+	name, h := labtest.Netns(t, suffix)
 	return name, New(int(h))
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/events"
+	"github.com/officeedge/appliance/internal/version"
 )
 
 // OwnerOptions configure the owner of the box's kernel state.
@@ -49,24 +50,35 @@ type Owner struct {
 	reader    *Firewall // its own socket: counters are read beside the owner's writes
 
 	// Everything below is the loop's alone.
-	fw        *Firewall
-	bl        *blocklist
-	loaded    bool // a saved blocklist was found (otherwise the kernel's is taken over once)
-	cfg       *config.Config
-	table     *Table
-	prot      []Protection            // from the config
-	dyn       map[string][]Protection // learned at run time
-	lim       limits
-	nets      map[netip.Prefix]want // the networks written to the kernel (collapsed)
-	counts    BlockCounts
-	gen       uint32 // ruleset generation after our last write; 0: unknown
-	applied   time.Time
-	repairs   int
-	lastFix   string
-	lastErr   string
-	dirty     bool // claims changed since the last save
-	savedAt   time.Time
-	needWrite bool // the kernel's block sets were created empty: write every element
+	fw         *Firewall
+	bl         *blocklist
+	loaded     bool // a saved blocklist was found (otherwise the kernel's is taken over once)
+	cfg        *config.Config
+	table      *Table
+	prot       []Protection            // from the config
+	dyn        map[string][]Protection // learned at run time
+	lim        limits
+	nets       map[netip.Prefix]want // the networks written to the kernel (collapsed)
+	counts     BlockCounts
+	gen        uint32 // ruleset generation after our last write; 0: unknown
+	applied    time.Time
+	repairs    int
+	lastFix    string
+	lastErr    string
+	dirty      bool // claims changed since the last save
+	savedAt    time.Time
+	saveSeq    uint64      // snapshots handed to writeState
+	saving     atomic.Bool // a periodic save is being written
+	saveMu     sync.Mutex  // one writer of blocklist.json at a time, newest wins
+	savedSeq   uint64      // under saveMu
+	saveFailed atomic.Bool
+	needWrite  bool // the kernel's block sets were created empty: write every element
+
+	rmu        sync.Mutex
+	given      *config.Config          // the last SetConfig's, under rmu
+	resolved   map[string][]netip.Addr // SetResolved's, under rmu
+	cfgSeq     uint64                  // under rmu
+	appliedSeq uint64                  // the loop's
 }
 
 type request struct {
@@ -97,7 +109,7 @@ func NewOwner(o OwnerOptions) (*Owner, error) {
 	}
 	w := &Owner{o: o, reqs: make(chan request), watchers: map[chan struct{}]struct{}{},
 		fw: o.Firewall.Lasting(), reader: New(o.Firewall.netns), bl: bl, loaded: found,
-		dyn: map[string][]Protection{}, nets: map[netip.Prefix]want{}, lim: limits{16, 32}}
+		dyn: map[string][]Protection{}, resolved: map[string][]netip.Addr{}, nets: map[netip.Prefix]want{}, lim: limits{16, 32}}
 	w.snap.Store(&BlockState{Widest4: 16, Widest6: 32})
 	return w, nil
 }
@@ -164,10 +176,17 @@ func (w *Owner) do(fn func()) error {
 // SetConfig applies cfg's ruleset (and links, if owned) and the protections it implies. It
 // returns once the kernel has it, or with the kernel's refusal, leaving the old one in force.
 func (w *Owner) SetConfig(cfg *config.Config) error {
+	cfg, seq := w.merged(cfg)
 	tbl := Build(cfg)
 	prot := Protections(cfg, w.o.ResolvConf) // may resolve names: not on the loop
 	var err error
-	if derr := w.do(func() { err = w.setConfig(cfg, tbl, prot) }); derr != nil {
+	if derr := w.do(func() {
+		if seq < w.appliedSeq {
+			return // a newer config (or resolution) was applied meanwhile
+		}
+		w.appliedSeq = seq
+		err = w.setConfig(cfg, tbl, prot)
+	}); derr != nil {
 		return derr
 	}
 	return err
@@ -243,7 +262,7 @@ func (w *Owner) takeOver() {
 		if b.Expires > 0 {
 			c.Until = now.Add(b.Expires)
 		}
-		w.bl.claims[b.Prefix] = merge(w.bl.claims[b.Prefix], c)
+		w.bl.set(b.Prefix, merge(w.bl.claims[b.Prefix], c))
 	}
 	w.nets = collapse(w.bl.allNets(now))
 	w.recount()
@@ -259,7 +278,7 @@ func (w *Owner) dropProtected() {
 	for p := range w.bl.claims {
 		if err := refuse(p, true, prot, w.lim); err != nil {
 			before := w.bl.want(p, now)
-			delete(w.bl.claims, p)
+			w.bl.set(p, nil)
 			w.dirty = true
 			ops = append(ops, w.singleOps(p, before, w.bl.want(p, now), now)...)
 			w.event(events.Warn, "firewall.unblocked", fmt.Sprintf("%s unblocked: %v", p, err), p)
@@ -277,6 +296,7 @@ func (w *Owner) dropProtected() {
 		if len(kept) != len(f.list) {
 			old := f.list
 			f.list = kept
+			w.bl.all = true
 			f.Entries = len(kept)
 			for _, p := range old {
 				if !f.has(p) && p.IsSingleIP() {
@@ -311,37 +331,20 @@ func (w *Owner) Block(r BlockRequest) (Entry, error) {
 }
 
 func (w *Owner) block(r BlockRequest) (Entry, error) {
-	p, err := checkPrefix(r.Prefix)
+	now := time.Now()
+	c, p, err := w.claimFor(r, w.protections(), now)
 	if err != nil {
 		return Entry{}, err
 	}
-	if r.For < 0 || (r.For > 0 && r.For < time.Millisecond) {
-		return Entry{}, fmt.Errorf("netcfg: block %s: duration %s: give 0 (until unblocked) or at least 1ms", p, r.For)
-	}
-	if r.Source == "" || strings.HasPrefix(r.Source, "feed:") {
-		return Entry{}, fmt.Errorf("netcfg: block %s: a request needs its source (feeds load with SetFeed)", p)
-	}
-	if err := refuse(p, r.Force, w.protections(), w.lim); err != nil {
-		return Entry{}, fmt.Errorf("netcfg: block %w", err)
-	}
-	now := time.Now()
-	c := Claim{Source: r.Source, By: r.By, Reason: r.Reason, Since: now}
-	if r.For > 0 {
-		c.Until = now.Add(r.For)
-	}
 	before := w.bl.want(p, now)
 	old := w.bl.claims[p]
-	w.bl.claims[p] = merge(slices.Clone(old), c)
+	w.bl.set(p, merge(slices.Clone(old), c))
 	ops := w.singleOps(p, before, w.bl.want(p, now), now)
 	if !p.IsSingleIP() {
 		ops = w.netOps(now)
 	}
 	if err := w.write(ops); err != nil {
-		if old == nil {
-			delete(w.bl.claims, p)
-		} else {
-			w.bl.claims[p] = old
-		}
+		w.bl.set(p, old)
 		w.nets = collapse(w.bl.allNets(now))
 		return Entry{}, fmt.Errorf("netcfg: block %s: %w", p, err)
 	}
@@ -377,7 +380,7 @@ func (w *Owner) unblock(p netip.Prefix, by string) (Entry, error) {
 	}
 	now := time.Now()
 	before := w.bl.want(p, now)
-	delete(w.bl.claims, p)
+	w.bl.set(p, nil)
 	for _, f := range w.bl.feeds {
 		if i, found := slices.BinarySearchFunc(f.list, p, ComparePrefix); found {
 			f.list = slices.Delete(slices.Clone(f.list), i, i+1)
@@ -469,6 +472,7 @@ func (w *Owner) setFeed(name string, ps []netip.Prefix, keep time.Duration) (Fee
 		}
 	}
 	w.bl.feeds[name] = f
+	w.bl.all = true
 	if netsChanged {
 		ops = append(ops, w.netOps(now)...)
 	}
@@ -503,6 +507,7 @@ func (w *Owner) DropFeed(name string) error {
 		if _, ok := w.bl.feeds[name]; ok {
 			_, err = w.setFeed(name, nil, 0)
 			delete(w.bl.feeds, name)
+			w.bl.all = true
 			w.dirty = true
 		}
 	}); derr != nil {
@@ -713,7 +718,15 @@ func (w *Owner) writeAll(why string) {
 func (w *Owner) expire(now time.Time) {
 	var ops []elemOp
 	nets := false
+	floor := version.ClockFloor()
 	for p, cs := range w.bl.claims {
+		if !now.Before(floor) {
+			if r, ok := rebased(cs, now, floor); ok {
+				w.bl.set(p, r)
+				w.dirty = true
+				cs = r
+			}
+		}
 		kept := cs[:0:0]
 		for _, c := range cs {
 			if c.Permanent() || c.Until.After(now) {
@@ -724,11 +737,7 @@ func (w *Owner) expire(now time.Time) {
 			continue
 		}
 		before := w.bl.want(p, now.Add(-time.Second))
-		if len(kept) == 0 {
-			delete(w.bl.claims, p)
-		} else {
-			w.bl.claims[p] = kept
-		}
+		w.bl.set(p, kept)
 		w.dirty = true
 		if p.IsSingleIP() {
 			ops = append(ops, w.singleOps(p, before, w.bl.want(p, now), now)...)
@@ -743,6 +752,7 @@ func (w *Owner) expire(now time.Time) {
 		w.event(events.Warn, "firewall.feed.expired", fmt.Sprintf("community list %s dropped: not loaded again since %s", name, f.Loaded.UTC().Format(time.RFC3339)), netip.Prefix{})
 		list := f.list
 		delete(w.bl.feeds, name)
+		w.bl.all = true
 		w.dirty = true
 		for _, p := range list {
 			if p.IsSingleIP() {
@@ -863,7 +873,7 @@ func (w *Owner) syncElements(adopt bool) []string {
 				if left > 0 {
 					c.Until = now.Add(left)
 				}
-				w.bl.claims[p] = merge(w.bl.claims[p], c)
+				w.bl.set(p, merge(w.bl.claims[p], c))
 				w.dirty = true
 				continue
 			}
@@ -944,16 +954,47 @@ func (w *Owner) event(sev events.Severity, kind, msg string, p netip.Prefix) {
 }
 
 // save writes the claims at most once a second (now: whatever the time), so a flood of
-// blocks does not wear the SD card out.
+// blocks does not wear the SD card out. It writes the published snapshot; the periodic save
+// does so on a goroutine of its own, so that encoding 100k entries never holds up a request.
 func (w *Owner) save(now bool) {
+	if w.saveFailed.Swap(false) {
+		w.dirty = true
+	}
 	if !w.dirty || w.o.StateDir == "" || (!now && time.Since(w.savedAt) < time.Second) {
 		return
 	}
-	if err := w.bl.saveClaims(w.o.StateDir); err != nil {
-		w.o.Log.Error("netcfg: save the blocklist", "err", err)
+	w.publish() // the snapshot has every change
+	st := w.snap.Load()
+	w.saveSeq++
+	seq := w.saveSeq
+	if now {
+		w.dirty, w.savedAt = false, time.Now()
+		w.writeState(seq, st)
 		return
 	}
+	if !w.saving.CompareAndSwap(false, true) {
+		return // the last one is still being written: the next tick goes again
+	}
 	w.dirty, w.savedAt = false, time.Now()
+	go func() {
+		defer w.saving.Store(false)
+		w.writeState(seq, st)
+	}()
+}
+
+// writeState writes snapshot seq unless a newer one is written already.
+func (w *Owner) writeState(seq uint64, st *BlockState) {
+	w.saveMu.Lock()
+	defer w.saveMu.Unlock()
+	if seq <= w.savedSeq {
+		return
+	}
+	if err := saveState(w.o.StateDir, st.Entries, st.Feeds); err != nil {
+		w.o.Log.Error("netcfg: save the blocklist", "err", err)
+		w.saveFailed.Store(true)
+		return
+	}
+	w.savedSeq = seq
 }
 
 func (w *Owner) saveFeedList(f *feedList) {
@@ -969,16 +1010,15 @@ func (w *Owner) saveFeedList(f *feedList) {
 func (w *Owner) publish() {
 	st := &BlockState{Kernel: w.counts, Protected: w.protections(), Widest4: w.lim.widest4, Widest6: w.lim.widest6,
 		Applied: w.applied, Repairs: w.repairs, LastRepair: w.lastFix, LastError: w.lastErr, Generation: w.gen}
-	for p := range w.bl.claims {
-		if e, ok := w.bl.entry(p); ok {
-			st.Entries = append(st.Entries, e)
-		}
+	old := w.snap.Load()
+	var prev []Entry
+	if old != nil {
+		prev = old.Entries
 	}
-	slices.SortFunc(st.Entries, func(a, b Entry) int { return ComparePrefix(a.Prefix, b.Prefix) })
+	st.Entries = w.bl.entries(prev)
 	for _, name := range sortedKeys(w.bl.feeds) {
 		st.Feeds = append(st.Feeds, w.bl.feeds[name].FeedInfo)
 	}
-	old := w.snap.Load()
 	w.snap.Store(st)
 	if old != nil && sameState(old, st) {
 		return
@@ -996,9 +1036,10 @@ func (w *Owner) publish() {
 func sameState(a, b *BlockState) bool {
 	return a.Kernel == b.Kernel && len(a.Entries) == len(b.Entries) && a.Repairs == b.Repairs &&
 		a.LastError == b.LastError && a.Applied == b.Applied && slices.EqualFunc(a.Feeds, b.Feeds, func(x, y FeedInfo) bool { return x == y }) &&
-		slices.EqualFunc(a.Entries, b.Entries, func(x, y Entry) bool {
-			return x.Prefix == y.Prefix && slices.Equal(x.Claims, y.Claims) && slices.Equal(x.Feeds, y.Feeds)
-		})
+		(len(a.Entries) == 0 || &a.Entries[0] == &b.Entries[0] || // unchanged: the same list
+			slices.EqualFunc(a.Entries, b.Entries, func(x, y Entry) bool {
+				return x.Prefix == y.Prefix && slices.Equal(x.Claims, y.Claims) && slices.Equal(x.Feeds, y.Feeds)
+			}))
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -1008,4 +1049,25 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// rebased moves claims made while the clock was wrong (before floor: a Raspberry Pi without a
+// battery, before it reached a time server) to now, keeping their length. The kernel's
+// timeouts are relative and were right; only the record was, and the jump must not expire a
+// block early.
+func rebased(cs []Claim, now, floor time.Time) ([]Claim, bool) {
+	var out []Claim
+	for i, c := range cs {
+		if !c.Since.Before(floor) {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(cs)
+		}
+		if !c.Permanent() {
+			out[i].Until = now.Add(c.Until.Sub(c.Since))
+		}
+		out[i].Since = now
+	}
+	return out, out != nil
 }

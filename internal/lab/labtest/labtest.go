@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/officeedge/appliance/internal/lab"
 )
 
@@ -51,4 +53,24 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Netns makes an empty network namespace named after the test and suffix, removed when the
+// test ends, and returns its name and a handle on it (for netcfg.New and netlink).
+func Netns(t testing.TB, suffix string) (string, netns.NsHandle) {
+	t.Helper()
+	RequireRoot(t)
+	name := lab.Unique(t) + "-" + suffix
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+	}
+	h, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.Close()
+		_ = exec.Command("ip", "netns", "del", name).Run()
+	})
+	return name, h
 }

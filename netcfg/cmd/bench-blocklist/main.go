@@ -148,6 +148,31 @@ func run(nAddrs, nNets, nBlocks int) error {
 		lat = append(lat, time.Since(t0))
 	}
 	fmt.Printf("block_ms %s\n", pct(lat))
+
+	// 100k claims of their own (a fleet's CrowdSec decisions, a long attack's verdicts): a
+	// block must not cost a rebuild of the whole list.
+	var claims []netcfg.BlockRequest
+	for i := range 100000 {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 80 + byte(i>>16), byte(i >> 8), byte(i)}), 32)
+		claims = append(claims, netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceCrowdSec, By: "bench", Reason: "bench", For: time.Hour})
+	}
+	t0 = time.Now()
+	for _, err := range o.BlockAll(claims) {
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Printf("claims_100k_batch_ms %.1f\n", ms(time.Since(t0)))
+	lat = lat[:0]
+	for i := range nBlocks {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 65, byte(i >> 8), byte(i)}), 32)
+		t0 := time.Now()
+		if _, err := o.Block(netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceSIPGuard, By: "bench", Reason: "bench", For: time.Hour}); err != nil {
+			return err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	fmt.Printf("block_with_100k_claims_ms %s\n", pct(lat))
 	runtime.GC()
 	fmt.Printf("owner_heap_mb %.1f\n", heapMB())
 	fmt.Printf("process_rss_mb %.1f\n", rssMB())
@@ -158,7 +183,7 @@ func run(nAddrs, nNets, nBlocks int) error {
 	if err != nil {
 		return err
 	}
-	if err := kernelHas(fd, o, next, want+nBlocks); err != nil {
+	if err := kernelHas(fd, o, next, want+2*nBlocks+100000); err != nil {
 		return err
 	}
 	fmt.Printf("restart_kept_kernel_s %.2f\n", tRestart.Seconds())
@@ -174,7 +199,7 @@ func run(nAddrs, nNets, nBlocks int) error {
 	if err != nil {
 		return err
 	}
-	if err := kernelHas(fd2, o, next, want+nBlocks); err != nil {
+	if err := kernelHas(fd2, o, next, want+2*nBlocks+100000); err != nil {
 		return err
 	}
 	fmt.Printf("restart_empty_kernel_s %.2f\n", tFresh.Seconds())
