@@ -24,6 +24,8 @@ type ipInfo struct {
 	sport, dport uint16
 	tcp          bool
 	tlsSYN       bool // a new connection to the TLS port: counted, not readable
+	seq          uint32
+	flags        byte // TCP flags
 	payload      []byte
 }
 
@@ -101,6 +103,7 @@ func decodeIP(b []byte, tlsPort uint16) (ipInfo, bool) {
 			return ip, false
 		}
 		flags := l4[13]
+		ip.seq, ip.flags = binary.BigEndian.Uint32(l4[4:8]), flags
 		if tlsPort != 0 && ip.dport == tlsPort {
 			ip.tlsSYN = flags&0x12 == 0x02
 			return ip, true
@@ -311,6 +314,8 @@ func (cp *Capturer) read(ctx context.Context, g *Guard, buf []byte) error {
 	c := cp.c
 	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	defer cp.pollDrops(c, g)
+	polled := time.Now()
 	for {
 		n, _, err := c.ReadFrom(buf)
 		if err != nil {
@@ -323,11 +328,33 @@ func (cp *Capturer) read(ctx context.Context, g *Guard, buf []byte) error {
 			}
 			return err
 		}
+		now := time.Now()
+		if now.Sub(polled) >= statsPoll {
+			polled = now
+			cp.pollDrops(c, g)
+		}
 		if !sipPorts(buf[:n], cp.ports) {
 			continue
 		}
-		g.Handle(time.Now(), buf[:n])
+		g.Handle(now, buf[:n])
 	}
+}
+
+// statsPoll is how often the socket's drop counter is read while packets arrive.
+const statsPoll = time.Second
+
+// pollDrops adds the packets the kernel dropped on the socket since the last poll (its
+// PACKET_STATISTICS, which reading resets) to g's Stats: a full socket buffer under a
+// flood means detection missed packets, and that must show.
+func (cp *Capturer) pollDrops(c *packet.Conn, g *Guard) {
+	st, err := c.Stats()
+	if err != nil || st.Drops == 0 {
+		return
+	}
+	g.mu.Lock()
+	g.Stats.CaptureDrops += uint64(st.Drops)
+	g.Stats.Dropped += uint64(st.Drops)
+	g.mu.Unlock()
 }
 
 // linkGone says whether a read error means the interface went down or away, and which.

@@ -149,3 +149,37 @@ func TestCaptureSurvivesLinkDown(t *testing.T) {
 		t.Errorf("stats %+v, want the three scanners found", s)
 	}
 }
+
+// Packets the kernel drops on a full capture socket (here: one not read while a burst
+// arrives) are counted from its PACKET_STATISTICS and shown in Stats.
+func TestCaptureDropsCounted(t *testing.T) {
+	c := newCapLab(t)
+	g, _, _ := newTestGuard(t, newFake(), "")
+	var cp *Capturer
+	if err := c.l.Do(capHost, func() (err error) { cp, err = Listen("cap0", []uint16{5060}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := c.l.DialUDP(sndHost, "198.51.100.66:5060", capAddr+":5060")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// ~8 MB while nobody reads: far more than a socket's receive buffer holds.
+	msg := append(req("OPTIONS", "100", "100", "Yealink", "burst", 1, ""), make([]byte, 1000)...)
+	for i := 0; i < 8000; i++ {
+		_, _ = conn.Write(msg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- cp.Serve(ctx, g) }()
+	labtest.WaitFor(t, "the backlog read", 10*time.Second, func() bool { s, _ := g.Snapshot(); return s.Packets > 0 })
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	s, _ := g.Snapshot()
+	t.Logf("read %d packets, the kernel dropped %d", s.Packets, s.CaptureDrops)
+	if s.CaptureDrops == 0 || s.Dropped < s.CaptureDrops || s.Packets+s.CaptureDrops > 8000 {
+		t.Errorf("stats %+v: want the drops of the unread socket counted", s)
+	}
+}

@@ -18,6 +18,11 @@ func ThresholdsFrom(c *config.Config) Thresholds {
 		CallsPerMin: s.CallsPerMinute, Concurrent: s.ConcurrentCalls,
 		DenyPrefixes: s.DenyPrefixes,
 		HomeCountry:  s.HomeCountry,
+		SlowFailures: s.SlowFailures, SlowWindow: s.SlowWindow,
+		ExtFailures: s.ExtFailures, ExtSources: s.ExtSources, ExtWindow: s.ExtWindow,
+		Net4Bits: s.Net4Bits, NetFailures4: s.NetFailures4, NetFailures6: s.NetFailures6,
+		SiteWindow: s.SiteWindow, SiteCeiling: s.SiteCeiling,
+		TLSRate: s.TLSRate, Hold: s.Hold,
 	}
 	t.ScannerAgents = append(append([]string(nil), t.ScannerAgents...), s.ExtraScannerAgents...)
 	for _, p := range c.LAN.Subnets() {

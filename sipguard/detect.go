@@ -25,9 +25,16 @@ const (
 	KindWeakAuth         // posture: an extension whose auth name is its number
 	KindFeed             // listed by a community blocklist
 	KindManual           // blocked by hand
+	KindSlow             // credentials rejected again and again over hours
+	KindDistributed      // one extension's password tried from many sources
+	KindNetwork          // many failures from one /24 (IPv4) or /64 (IPv6)
+	KindTLSRate          // new SIP-TLS connections per minute over the limit
+	KindSiteUser         // one user at a site with working phones keeps failing: alert
+	KindHold             // one failure from a verdict: hold the source until the answer
 )
 
-var kindNames = [...]string{"none", "scanner", "brute-force", "unanswered-challenges", "enumeration", "flood", "toll-fraud", "call-rate", "concurrent-calls", "weak-auth-name", "community-list", "manual"}
+var kindNames = [...]string{"none", "scanner", "brute-force", "unanswered-challenges", "enumeration", "flood", "toll-fraud", "call-rate", "concurrent-calls", "weak-auth-name", "community-list", "manual",
+	"slow-brute-force", "distributed-brute-force", "network-brute-force", "tls-rate", "site-user-failures", "hold"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -37,7 +44,9 @@ func (k Kind) String() string {
 }
 
 // Blocks reports whether a finding of this kind blocks its actor (unless protected).
-func (k Kind) Blocks() bool { return k != KindNone && k != KindWeakAuth }
+func (k Kind) Blocks() bool {
+	return k != KindNone && k != KindWeakAuth && k != KindSiteUser && k != KindHold
+}
 
 // Finding is a detector's verdict on an actor. What views the triggering message.
 type Finding struct {
@@ -45,6 +54,9 @@ type Finding struct {
 	Actor netip.Addr
 	Count int    // events counted towards the threshold
 	What  []byte // the scanner name, the dialled number, the user...
+	// Net, when valid, is the network to block instead of Actor alone (an IPv6 /64).
+	Net netip.Prefix
+	For time.Duration // a hold's length
 }
 
 // Thresholds are the detectors' settings (from [sipguard]).
@@ -66,6 +78,30 @@ type Thresholds struct {
 	// Trusted peers (trunks, remote offices) carry the office's own calls: the call caps do
 	// not apply to them; their other findings are alerts, never blocks (see Guard).
 	Trusted []netip.Prefix
+
+	// Slow guessing: credentialed failures from one source in SlowWindow (hours).
+	SlowFailures int
+	SlowWindow   time.Duration
+	// Distributed guessing: ExtFailures failures on one extension from at least ExtSources
+	// sources in ExtWindow make the extension hot: every source failing on it then blocks.
+	ExtFailures int
+	ExtSources  int
+	ExtWindow   time.Duration
+	// Network counters: failures in AuthWindow summed over an IPv4 /Net4Bits (NetFailures4:
+	// each offending address is blocked) and over an IPv6 /64 (NetFailures6: the /64 is).
+	Net4Bits     int
+	NetFailures4 int
+	NetFailures6 int
+	// Sites: a source that registered with credentials within SiteWindow has real phones
+	// behind it (an office's NAT). A user failing there raises an alert instead of blocking
+	// the source, until SiteCeiling failures in AuthWindow from it (0: no ceiling).
+	SiteWindow  time.Duration
+	SiteCeiling int
+	// TLSRate caps new SIP-TLS connections per minute per source (0: off).
+	TLSRate int
+	// Hold: how long a source one failure from a verdict is held in the kernel once its
+	// deciding request is on its way to the PBX (0: no hold).
+	Hold time.Duration
 }
 
 // DefaultScannerAgents and DefaultDenyPrefixes are the built-in lists (kept in package
@@ -98,16 +134,60 @@ func (w *window) count(now int64, span time.Duration) int {
 
 type pending struct{ call, cseq uint32 }
 
+// slide counts events in a sliding window, estimated from two fixed ones (the previous
+// window's count weighted by how much of it still overlaps), so a burst straddling a window
+// edge counts whole.
+type slide struct {
+	window
+	prev uint32
+}
+
+func (w *slide) add(now int64, span time.Duration) int {
+	w.roll(now, span)
+	w.n++
+	return w.est(now, span)
+}
+
+func (w *slide) count(now int64, span time.Duration) int {
+	w.roll(now, span)
+	return w.est(now, span)
+}
+
+func (w *slide) roll(now int64, span time.Duration) {
+	switch el := now - w.start; {
+	case el <= int64(span):
+	case el <= 2*int64(span):
+		w.prev, w.n, w.start = w.n, 0, w.start+int64(span)
+	default:
+		w.prev, w.n, w.start = 0, 0, now
+	}
+}
+
+func (w *slide) est(now int64, span time.Duration) int {
+	if w.prev == 0 || span <= 0 {
+		return int(w.n)
+	}
+	left := int64(span) - (now - w.start)
+	if left < 0 {
+		left = 0
+	}
+	return int(w.n) + int(uint64(w.prev)*uint64(left)/uint64(span))
+}
+
 // source is what the engine keeps per source address; sized to keep 100k sources in a few
 // tens of MB.
 type source struct {
 	first, last int64
+	okAt        int64 // last credentialed REGISTER answered 2xx: a site with real phones
+	holdUntil   int64 // held in the kernel until then, awaiting the PBX's answer
 	flood       window
-	fails       window
+	fails       slide
+	slow        window
 	chal        window
 	cred        window
 	enumW       window
 	callMin     window
+	tls         window
 	pend        [8]pending
 	pendAuth    uint8 // bit i: pend[i] carried credentials
 	pendI       uint8
@@ -136,17 +216,21 @@ const sourceChunk = 512
 // capture loop owns it.
 type Engine struct {
 	T       Thresholds
-	Max     int // sources tracked at most (MaxSources by default); beyond, a random one is evicted
+	Max     int // sources tracked at most (MaxSources by default); beyond, see record
 	sources map[netip.Addr]*source
-	free    []*source // records of forgotten sources, for reuse
-	slab    []source  // records not handed out yet
+	exts    map[uint32]*extRec // per target extension (hash of the user)
+	nets    map[netip.Prefix]*netRec
+	users   map[siteUser]*userRec // per user at a site
+	free    []*source             // records of forgotten sources, for reuse
+	slab    []source              // records not handed out yet
 	agents  []string
 	deny    []string
 }
 
 // NewEngine returns an engine with the given thresholds.
 func NewEngine(t Thresholds) *Engine {
-	e := &Engine{sources: make(map[netip.Addr]*source), Max: MaxSources}
+	e := &Engine{sources: make(map[netip.Addr]*source), Max: MaxSources,
+		exts: make(map[uint32]*extRec), nets: make(map[netip.Prefix]*netRec), users: make(map[siteUser]*userRec)}
 	e.SetThresholds(t)
 	return e
 }
@@ -183,15 +267,18 @@ func (e *Engine) Forget(a netip.Addr) {
 	}
 }
 
-// Expire forgets sources not seen since before.
+// Expire forgets sources not seen since before, except those with slow failures or a
+// recent registration still inside their (longer) windows, and stale aggregate counters.
 func (e *Engine) Expire(before time.Time) {
 	b := before.UnixNano()
+	long := b - int64(max(e.T.SlowWindow, e.T.SiteWindow))
 	for a, s := range e.sources {
-		if s.last < b {
+		if s.last < b && !((s.slow.n > 0 || s.okAt != 0) && s.last >= long) {
 			delete(e.sources, a)
 			e.free = append(e.free, s)
 		}
 	}
+	e.expireAggregates(b)
 }
 
 func (e *Engine) local(a netip.Addr) bool { return inPrefixes(e.T.Local, a) }
@@ -217,18 +304,30 @@ func (e *Engine) source(a netip.Addr, now int64) *source {
 }
 
 // record finds room for a new source: a forgotten record, a fresh one from the slab, or,
-// when the engine is full, the record of a source picked at random (map iteration starts at
-// a random place), so a flood of new addresses costs a bounded amount of memory.
+// when the engine is full, the record of the source farthest from a verdict among a few
+// sampled (map iteration starts at a random place; the first with nothing counted is
+// taken): a flood of new, possibly forged, addresses costs a bounded amount of memory and
+// evicts its own kind, not an attacker counted towards a threshold nor a site with working
+// phones, unless nearly the whole table is made of those.
 func (e *Engine) record() *source {
 	max := e.Max
 	if max <= 0 {
 		max = MaxSources
 	}
 	if len(e.sources) >= max {
+		var va netip.Addr
+		var vs *source
+		vscore, i := 0, 0
 		for a, s := range e.sources {
-			delete(e.sources, a)
-			return s
+			if sc := e.score(s); vs == nil || sc < vscore || sc == vscore && s.last < vs.last {
+				va, vs, vscore = a, s, sc
+			}
+			if i++; i == evictSample || vscore == 0 {
+				break
+			}
 		}
+		delete(e.sources, va)
+		return vs
 	}
 	if n := len(e.free); n > 0 {
 		s := e.free[n-1]
@@ -241,6 +340,29 @@ func (e *Engine) record() *source {
 	s := &e.slab[0]
 	e.slab = e.slab[1:]
 	return s
+}
+
+// evictSample is how many sources a full engine compares to pick one to forget.
+const evictSample = 8
+
+// score is how close a source is to a verdict (0: nothing counted), in 1/64ths of the way
+// for each detector, plus a site's standing.
+func (e *Engine) score(s *source) int {
+	if s.done {
+		return 0 // in the kernel already: its record only dedups packets in flight
+	}
+	frac := func(n uint32, of int) int {
+		if of <= 0 || n == 0 {
+			return 0
+		}
+		return 1 + int(n)*64/of
+	}
+	sc := frac(s.fails.n+s.fails.prev, e.T.AuthFailures) + frac(s.slow.n, e.T.SlowFailures) +
+		frac(uint32(s.enumN), e.T.EnumUsers) + frac(s.chal.n, e.T.Challenges) + frac(s.tls.n, e.T.TLSRate)
+	if s.okAt != 0 {
+		sc += 64
+	}
+	return sc
 }
 
 func hash32(b []byte) uint32 {
@@ -315,8 +437,14 @@ func (e *Engine) request(a netip.Addr, now int64, m *Msg) Finding {
 		s.pendAuth &^= 1 << i
 	}
 	s.pendI++
-	if m.Auth && weakAuth(m) {
-		return Finding{Kind: KindWeakAuth, Actor: a, What: m.AuthUser}
+	if m.Auth {
+		// Before the posture check: a cracker using the extension as auth name is held too.
+		if f := e.brink(s, a, now, m); f.Kind != KindNone {
+			return f
+		}
+		if weakAuth(m) {
+			return Finding{Kind: KindWeakAuth, Actor: a, What: m.AuthUser}
+		}
 	}
 	if invite && !inPrefixes(e.T.Trusted, a) {
 		call := hash32(m.CallID)
@@ -408,13 +536,13 @@ func (e *Engine) response(a netip.Addr, now int64, m *Msg) Finding {
 	if s.done || !found {
 		return Finding{}
 	}
+	if auth && m.Status >= 200 && m.Status < 300 && EqualFold(m.CSeqMethod, "REGISTER") {
+		s.okAt = now // a phone that knows its password registers from here
+	}
 	switch m.Status {
 	case 401, 407, 403:
 		if auth {
-			if n := s.fails.add(now, e.T.AuthWindow); e.T.AuthFailures > 0 && n >= e.T.AuthFailures {
-				return Finding{Kind: KindBruteForce, Actor: a, Count: n, What: m.ToUser}
-			}
-			return Finding{}
+			return e.authFailure(s, a, now, m)
 		}
 		if m.Status == 403 {
 			return e.enumerate(s, a, now, m)

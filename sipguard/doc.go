@@ -4,18 +4,32 @@
 // in-kernel classic BPF filter (SIP and SIP-TLS ports, UDP and TCP, IPv4 and IPv6): the
 // kernels we ship have no NFLOG or NFQUEUE. Every SIP packet to or from the PBX crosses the
 // LAN interface once, after the raw-prerouting blocklist, so a blocked source costs nothing
-// in user space. TLS cannot be read: new connections are counted.
+// in user space. TLS cannot be read: new connections are counted, per source. Packets the
+// kernel drops on a full capture socket (PACKET_STATISTICS) are counted in Stats.
 //
 // Per packet (Guard.Handle, no allocation): decode IP/UDP/TCP, copy into a shared evidence
-// ring, scan the SIP header block (Parse), run the detectors (Engine.Observe). Identity is
-// always the packet's source address (for a response: the address it answers), never a
-// header, so a forged From/Via/Contact cannot get the trunk blocked.
+// ring, reassemble SIP over TCP (stream.go: per-connection fixed buffers, segments placed by
+// sequence number), scan the SIP header block (Parse), run the detectors (Engine.Observe).
+// Identity is always the packet's source address (for a response: the address it answers),
+// never a header, so a forged From/Via/Contact cannot get the trunk blocked.
 //
 // Detectors (thresholds in [sipguard]): scanner User-Agents (first packet), brute force
-// (401/403/407 answers to requests that carried credentials), challenges never answered,
-// extension enumeration (distinct users answered 404, or 403 without credentials), request
-// flood, toll fraud (INVITEs to denied destinations; calls per minute and concurrent calls
-// per internet source), and the posture check (auth name equal to the extension number).
+// (401/403/407 answers to requests that carried credentials, in a sliding window, and a slow
+// count over hours), challenges never answered, extension enumeration (distinct users
+// answered 404, or 403 without credentials), request flood, SIP-TLS connection rate, toll
+// fraud (INVITEs to denied destinations; calls per minute and concurrent calls per internet
+// source), and the posture check (auth name equal to the extension number). Beside each
+// source, failures are counted per target extension (many sources guessing one password),
+// per IPv6 /64 (blocked whole; so is a /64 with three offending addresses) and per IPv4 /24
+// (aggregate.go). A source whose phones registered recently is a site (an office's NAT): one
+// user failing there raises an alert naming the extension and throttles the site with short
+// holds; only past a ceiling of failures a minute is the site blocked.
+//
+// At the limit: a source one failure from a verdict whose deciding credentialed request is
+// on its way to the PBX is held in the kernel for a few seconds at once (a short sipguard
+// claim on the owner, placed by its own worker), so its next request cannot pass while the
+// PBX answers and the block is written; the PBX's failure answer is the verdict (extending
+// the claim), a success lets the hold lapse.
 //
 // Verdicts go to a worker: a block request to the owner of the kernel blocklist
 // (netcfg.Owner, which merges it with other claims, persists it and restores it at start)

@@ -110,8 +110,10 @@ type Guard struct {
 	Stats  Stats
 	warned map[string]time.Time // findings reported without a block, to say them once
 
-	acts chan action
-	bg   sync.WaitGroup // evidence writers
+	acts  chan action
+	holds chan hold      // sources to hold while the PBX's deciding answer is awaited
+	bg    sync.WaitGroup // evidence writers
+	tcp   *streams       // SIP over TCP, reassembled per connection
 
 	smu sync.Mutex // st
 	st  persisted
@@ -123,9 +125,11 @@ type Guard struct {
 	never []netip.Prefix // trusted peers, admin networks and the office's own networks
 }
 
-// Stats are running totals.
+// Stats are running totals. Dropped counts packets the capture sockets lost (the kernel's
+// PACKET_STATISTICS) and findings that could not be queued; CaptureDrops the former alone.
 type Stats struct {
 	Packets, SIP, Malformed, TLS, Findings, Blocks, Alerts, Dropped uint64
+	Holds, CaptureDrops, Reassembled                                uint64
 }
 
 // ErrActionQueueFull means findings arrive faster than blocks can be written.
@@ -151,8 +155,9 @@ func New(o Options) (*Guard, error) {
 	}
 	g := &Guard{
 		o: o, eng: NewEngine(o.Thresholds), ring: newRing(4<<20, 16384),
-		warned: map[string]time.Time{}, acts: make(chan action, 4096),
-		st: persisted{Blocks: map[string]*Entry{}, Offenses: map[string]*offense{}},
+		warned: map[string]time.Time{}, acts: make(chan action, 4096), holds: make(chan hold, 1024),
+		tcp: newStreams(),
+		st:  persisted{Blocks: map[string]*Entry{}, Offenses: map[string]*offense{}},
 	}
 	g.setNever(o.Thresholds, o.Protected)
 	if err := g.load(); err != nil {
@@ -298,48 +303,61 @@ func (g *Guard) Handle(now time.Time, pkt []byte) {
 	}
 	if ip.tlsSYN {
 		g.Stats.TLS++
+		if f := g.eng.tlsConn(ip.src, now.UnixNano()); f.Kind != KindNone {
+			g.finding(now, f, nil)
+		}
+		return
+	}
+	if ip.tcp {
+		g.handleTCP(now, &ip, pkt)
 		return
 	}
 	if len(ip.payload) == 0 {
 		return
 	}
 	g.ring.add(ip.src, ip.dst, now, pkt)
-	b := ip.payload
-	for {
-		if err := Parse(b, &g.msg); err != nil && !errors.Is(err, ErrTruncated) {
-			g.Stats.Malformed++
-			return
-		}
-		g.Stats.SIP++
-		if f := g.eng.Observe(ip.src, ip.dst, now, &g.msg); f.Kind != KindNone {
-			g.finding(now, f, b)
-		}
-		// A TCP segment may carry several messages (pipelined requests, answers sent
-		// together): each one counts, or a second REGISTER in a segment would go unseen.
-		// Segments are not reassembled: a message split over several is read up to the end
-		// of its first segment only.
-		end := g.msg.BodyOff + g.msg.ContentLen
-		if !ip.tcp || g.msg.ContentLen < 0 || end <= 0 || end >= len(b) {
-			return
-		}
-		b = b[end:]
-		for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') { // keep-alive CRLFs between messages
-			b = b[1:]
-		}
-		if len(b) == 0 {
-			return
-		}
+	g.datagram(now, &ip, ip.payload)
+}
+
+// datagram parses and observes the SIP message of a UDP datagram (TCP: handleTCP).
+func (g *Guard) datagram(now time.Time, ip *ipInfo, b []byte) {
+	if err := Parse(b, &g.msg); err != nil && !errors.Is(err, ErrTruncated) {
+		g.Stats.Malformed++
+		return
+	}
+	g.Stats.SIP++
+	if f := g.eng.Observe(ip.src, ip.dst, now, &g.msg); f.Kind != KindNone {
+		g.finding(now, f, b)
 	}
 }
 
 // finding decides what to do and queues the slow part (kernel, disk) for the worker.
 func (g *Guard) finding(now time.Time, f Finding, payload []byte) {
+	if f.Kind == KindHold {
+		// Not a verdict: a head start on one, for the worker that only places holds.
+		if g.eng.local(f.Actor) || g.protected(f.Actor) {
+			return
+		}
+		select {
+		case g.holds <- hold{f.Actor, f.For}:
+			g.Stats.Holds++
+		default: // the verdict still follows the PBX's answer
+		}
+		return
+	}
 	g.Stats.Findings++
 	marked := false
 	if len(g.warned) > 10000 {
 		clear(g.warned) // forged auth names or sources must not grow it without bound
 	}
 	switch {
+	case f.Kind == KindSiteUser:
+		// One user at a site: an alert, once per user and site every 10 minutes.
+		k := f.Actor.String() + "|user|" + string(f.What)
+		if t, done := g.warned[k]; done && now.Sub(t) < 10*time.Minute {
+			return
+		}
+		g.warned[k] = now
 	case f.Kind == KindWeakAuth:
 		// A weakness is reported once.
 		if _, done := g.warned[string(f.What)]; done {
@@ -364,13 +382,65 @@ func (g *Guard) finding(now time.Time, f Finding, payload []byte) {
 		marked = true
 	}
 	a := action{f: f, what: printable(f.What), sample: printable(payload), at: now}
+	var others []netip.Addr
+	if f.Kind == KindDistributed {
+		// The extension is under attack from many sources: those that failed on it
+		// before it turned hot go too.
+		others = g.eng.HotSources(f.What, now)
+	}
 	a.f.What = nil
+	g.queue(a, marked)
+	for _, o := range others {
+		if o == f.Actor || g.protected(o) {
+			continue
+		}
+		g.eng.MarkDone(o)
+		b := a
+		b.f.Actor = o
+		g.queue(b, true)
+	}
+}
+
+func (g *Guard) queue(a action, marked bool) {
 	select {
 	case g.acts <- a:
 	default:
-		g.o.Log.Error("sipguard: action dropped", "err", ErrActionQueueFull, "actor", f.Actor)
+		g.Stats.Dropped++
+		g.o.Log.Error("sipguard: action dropped", "err", ErrActionQueueFull, "actor", a.f.Actor)
 		if marked {
-			g.eng.markDone(f.Actor, false) // not acted upon: its next packet may try again
+			g.eng.markDone(a.f.Actor, false) // not acted upon: its next packet may try again
+		}
+	}
+}
+
+// hold asks for a source to be held in the kernel for d.
+type hold struct {
+	a netip.Addr
+	d time.Duration
+}
+
+// holdLoop places the short holds: on its own, so that a hold is never queued behind the
+// slower work of a block (records, evidence), as it must land before the source's next
+// request. A hold claim lapses by itself; a verdict that follows extends it (the owner
+// keeps the longest of a source's claims).
+func (g *Guard) holdLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case h := <-g.holds:
+			p := netip.PrefixFrom(h.a, h.a.BitLen())
+			g.smu.Lock()
+			_, blocked := g.st.Blocks[p.String()]
+			g.smu.Unlock()
+			if blocked || h.d <= 0 || g.neverBlocked(p) {
+				continue
+			}
+			req := netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceSIPGuard, By: "hold",
+				Reason: "held: close to a verdict, awaiting the PBX's answer", For: h.d}
+			if _, err := g.o.Blocker.Block(req); err != nil {
+				g.o.Log.Warn("sipguard: hold", "addr", h.a, "err", err)
+			}
 		}
 	}
 }
@@ -394,6 +464,8 @@ func (g *Guard) Run(ctx context.Context) error {
 	defer tick.Stop()
 	changed, unwatch := g.o.Blocker.Watch()
 	defer unwatch()
+	g.bg.Add(1)
+	go func() { defer g.bg.Done(); g.holdLoop(ctx) }()
 	g.reconcile(time.Now()) // what changed before the watch began
 	for {
 		select {
@@ -407,6 +479,7 @@ func (g *Guard) Run(ctx context.Context) error {
 		case now := <-tick.C:
 			g.mu.Lock()
 			g.eng.Expire(now.Add(-10 * time.Minute))
+			g.tcp.expire(now.Add(-streamIdle).UnixNano())
 			g.mu.Unlock()
 			g.expireEntries(now)
 		}
@@ -590,6 +663,18 @@ func (g *Guard) act(ctx context.Context, a action) {
 		return
 	}
 	switch f.Kind {
+	case KindSiteUser:
+		g.mu.Lock()
+		g.Stats.Alerts++
+		ceiling := g.eng.T.SiteCeiling
+		g.mu.Unlock()
+		msg := fmt.Sprintf("extension %s at %s keeps failing its password (%d times): %s has phones that register, so it is not blocked "+
+			"for one user's mistakes (only past %d failures a minute); check that phone's password", a.what, f.Actor, f.Count, f.Actor, ceiling)
+		g.o.Bus.Publish(events.Event{Kind: "sipguard.siteuser", Severity: events.Warn, Source: "sipguard", Fields: fields, Message: msg})
+		if g.o.Alerts != nil {
+			g.o.Alerts.Raise(alerts.KeySIPSiteUser+"/"+f.Actor.String()+"/"+a.what, "sipguard", msg)
+		}
+		return
 	case KindTollFraud, KindCallRate, KindConcurrent:
 		msg := fmt.Sprintf("toll-fraud attempt from %s: %s %s", f.Actor, f.Kind, a.what)
 		g.o.Bus.Publish(events.Event{Kind: "sipguard.tollfraud", Severity: events.Alert, Source: "sipguard", Fields: fields, Message: msg})
@@ -598,7 +683,11 @@ func (g *Guard) act(ctx context.Context, a action) {
 		g.o.Bus.Publish(events.Event{Kind: eventKind(f.Kind), Severity: events.Warn, Source: "sipguard", Fields: fields,
 			Message: fmt.Sprintf("%s from %s: %s", f.Kind, f.Actor, a.what)})
 	}
-	g.block(ctx, f.Actor, f.Kind, a.what, a.at)
+	p := netip.PrefixFrom(f.Actor, f.Actor.BitLen())
+	if f.Net.IsValid() {
+		p = f.Net
+	}
+	g.block(ctx, f.Actor, p, f.Kind, a.what, a.at)
 }
 
 // tollFraudAlert raises a toll-fraud finding as an alert, one per source.
@@ -613,6 +702,32 @@ func (g *Guard) tollFraudAlert(f Finding, msg string) {
 
 // offenseMemory is how long an offense counts towards escalating the next block.
 const offenseMemory = 30 * 24 * time.Hour
+
+// netOffenders addresses of one IPv6 /64 with offenses get the /64 blocked.
+const netOffenders = 3
+
+// offendersIn counts the other addresses in n with an offense still remembered (smu held).
+func (g *Guard) offendersIn(n, self netip.Prefix, now time.Time) int {
+	c := 0
+	for k, o := range g.st.Offenses {
+		q, err := netip.ParsePrefix(k)
+		if err == nil && q != self && q.IsSingleIP() && n.Contains(q.Addr()) && o != nil && now.Sub(o.Last) <= offenseMemory {
+			c++
+		}
+	}
+	return c
+}
+
+// coveredByBlock reports whether a block of sipguard's still running on a wider network
+// holds p (smu held).
+func (g *Guard) coveredByBlock(p netip.Prefix, now time.Time) bool {
+	for _, e := range g.st.Blocks {
+		if e.Prefix.Bits() < p.Bits() && e.Prefix.Contains(p.Addr()) && (e.Expires.IsZero() || now.Before(e.Expires)) {
+			return true
+		}
+	}
+	return false
+}
 
 // nextTimeout returns the block duration for an address's next offense and its number.
 func (g *Guard) nextTimeout(key string, now time.Time) (time.Duration, int) {
@@ -630,13 +745,23 @@ func (g *Guard) nextTimeout(key string, now time.Time) (time.Duration, int) {
 	return g.o.BlockTimes[i], o.N
 }
 
-func (g *Guard) block(ctx context.Context, a netip.Addr, k Kind, what string, seen time.Time) {
-	p := netip.PrefixFrom(a, a.BitLen())
-	key := p.String()
+// block blocks p (the address a, or a network holding it) for the offense of a.
+func (g *Guard) block(ctx context.Context, a netip.Addr, p netip.Prefix, k Kind, what string, seen time.Time) {
 	if g.neverBlocked(p) {
 		return // act checks first; this is the last line, whatever the path
 	}
 	g.smu.Lock()
+	if p.IsSingleIP() && a.Is6() {
+		// Several addresses of one /64 offending: one host rotating through its network.
+		if n, _ := a.Prefix(64); !g.neverBlocked(n) && g.offendersIn(n, p, seen) >= netOffenders-1 {
+			p, what = n, what+" (several addresses of "+n.String()+")"
+		}
+	}
+	if g.coveredByBlock(p, seen) {
+		g.smu.Unlock()
+		return // its network is blocked already
+	}
+	key := p.String()
 	if old := g.st.Blocks[key]; old != nil && (old.Expires.IsZero() || seen.Before(old.Expires)) {
 		// Already blocked (a finding queued before the first block took effect, or after
 		// its source record was evicted): one offense, not one per packet in flight.

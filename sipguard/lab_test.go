@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/lab"
@@ -34,7 +35,7 @@ const wan = lab.BoxWAN4 // where the office's SIP service is reached from the in
 var applyMu sync.Mutex // serialises rulesets applied by parallel tests
 
 type site struct {
-	t    *testing.T
+	t    testing.TB
 	l    *lab.Lab
 	cfg  *config.Config
 	fw   *netcfg.Firewall // reads the kernel's blocklist
@@ -43,6 +44,7 @@ type site struct {
 	bus  *events.Bus
 	dir  string
 	evs  chan events.Event
+	al   *alerts.Store
 	mu   sync.Mutex
 	seen []events.Event
 }
@@ -50,7 +52,7 @@ type site struct {
 // newSite builds a lab, runs the firewall owner on the box with the appliance's config,
 // starts Kamailio on the PBX and sipguard in the box. extra is appended to the [sipguard]
 // section.
-func newSite(t *testing.T, extra string) *site {
+func newSite(t testing.TB, extra string) *site {
 	t.Helper()
 	labtest.RequireRoot(t, "nft", "kamailio", "sipp", "svmap", "svwar", "svcrack", "timeout")
 	l := labtest.New(t)
@@ -84,13 +86,13 @@ func newSite(t *testing.T, extra string) *site {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.Close)
-	s := &site{t: t, l: l, cfg: cfg, fw: netcfg.New(int(nsh)), w: w, bus: events.New(1000), dir: t.TempDir()}
+	s := &site{t: t, l: l, cfg: cfg, fw: netcfg.New(int(nsh)), w: w, bus: events.New(1000), dir: t.TempDir(), al: alerts.New(time.Now)}
 	s.startKamailio()
 	s.g, err = sipguard.New(sipguard.Options{
 		Thresholds: sipguard.ThresholdsFrom(cfg), Blocker: w, ForgetFlows: sipguard.ForgetFlows(h),
 		Bus: s.bus, StateDir: filepath.Join(s.dir, "state"), Protected: sipguard.ProtectedFrom(cfg),
 		BlockTimes: cfg.SIPGuard.BlockTimes, EvidenceAfter: cfg.SIPGuard.EvidenceAfter, Site: cfg.Site,
-		TLSPort: uint16(cfg.PBX.SIPTLSPort),
+		TLSPort: uint16(cfg.PBX.SIPTLSPort), Alerts: s.al,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -443,7 +445,7 @@ func TestSIPViciousToolsBlocked(t *testing.T) {
 	}
 }
 
-func assertEvent(t *testing.T, s *site, kind, reason string) {
+func assertEvent(t testing.TB, s *site, kind, reason string) {
 	t.Helper()
 	labtest.WaitFor(t, kind+" event", 5*time.Second, func() bool {
 		for _, e := range s.events(kind) {

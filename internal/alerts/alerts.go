@@ -17,6 +17,9 @@ const (
 	// and the source ("sipguard.tollfraud/192.0.2.66"); the alert LED stays lit while one is
 	// unacknowledged.
 	KeyTollFraud = "sipguard.tollfraud"
+	// KeySIPSiteUser is raised by sipguard, followed by "/", the site's address, "/" and the
+	// extension, when one user behind an address with working phones keeps failing.
+	KeySIPSiteUser = "sipguard.siteuser"
 )
 
 // IsTollFraud says whether key is a toll-fraud alert's.

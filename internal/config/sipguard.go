@@ -30,6 +30,31 @@ type SIPGuard struct {
 	// block (at most 16).
 	EnumUsers  int           `toml:"enum_users"`
 	EnumWindow time.Duration `toml:"enum_window"`
+	// SlowFailures credentialed failures from one source within SlowWindow block it (slow
+	// guessing: one password a minute for hours).
+	SlowFailures int           `toml:"slow_failures"`
+	SlowWindow   time.Duration `toml:"slow_window"`
+	// ExtFailures failures on one extension within ExtWindow, from ExtSources or more
+	// sources, mark a distributed attack on it: every source failing on it is blocked.
+	ExtFailures int           `toml:"ext_failures"`
+	ExtSources  int           `toml:"ext_sources"`
+	ExtWindow   time.Duration `toml:"ext_window"`
+	// Failures within auth_window are also summed per IPv4 network of Net4Bits bits
+	// (NetFailures4: each offender there is blocked) and per IPv6 /64 (NetFailures6: the
+	// /64 is blocked).
+	Net4Bits     int `toml:"net4_bits"`
+	NetFailures4 int `toml:"net_failures4"`
+	NetFailures6 int `toml:"net_failures6"`
+	// A source that registered with a password within SiteWindow has real phones behind it
+	// (an office's NAT): a user failing there raises an alert naming the extension and is
+	// throttled, and the source is blocked only past SiteCeiling failures in auth_window.
+	SiteWindow  time.Duration `toml:"site_window"`
+	SiteCeiling int           `toml:"site_ceiling"`
+	// TLSRate new SIP-TLS connections per minute from one source block it (0: off).
+	TLSRate int `toml:"tls_rate"`
+	// Hold: a source one failure from a verdict is held in the kernel this long once its
+	// deciding request is on its way, so nothing of it passes while the block is written.
+	Hold time.Duration `toml:"hold"`
 	// FloodRate requests per second from one source block it.
 	FloodRate int `toml:"flood_rate"`
 	// KernelRate packets per second per source to the SIP port, above which the kernel
@@ -82,6 +107,20 @@ func (s *SIPGuard) setDefaults(md *toml.MetaData) {
 	defi("enum_users", &s.EnumUsers, 10)
 	def(&s.EnumWindow, time.Minute)
 	defi("flood_rate", &s.FloodRate, 50)
+	defi("slow_failures", &s.SlowFailures, 20)
+	def(&s.SlowWindow, time.Hour)
+	defi("ext_failures", &s.ExtFailures, 10)
+	defi("ext_sources", &s.ExtSources, 3)
+	def(&s.ExtWindow, 10*time.Minute)
+	defi("net4_bits", &s.Net4Bits, 24)
+	defi("net_failures4", &s.NetFailures4, 15)
+	defi("net_failures6", &s.NetFailures6, 5)
+	def(&s.SiteWindow, 2*time.Hour)
+	defi("site_ceiling", &s.SiteCeiling, 20)
+	defi("tls_rate", &s.TLSRate, 60)
+	if !md.IsDefined("sipguard", "hold") {
+		s.Hold = 3 * time.Second
+	}
 	defi("kernel_rate", &s.KernelRate, 200)
 	defi("calls_per_minute", &s.CallsPerMinute, 5)
 	defi("concurrent_calls", &s.ConcurrentCalls, 4)
@@ -143,6 +182,24 @@ func (s *SIPGuard) check(c *Config, v *validator) {
 	pos("auth_failures", s.AuthFailures)
 	pos("unanswered_challenges", s.UnansweredChallenges)
 	pos("flood_rate", s.FloodRate)
+	pos("slow_failures", s.SlowFailures)
+	pos("ext_failures", s.ExtFailures)
+	pos("net_failures4", s.NetFailures4)
+	pos("net_failures6", s.NetFailures6)
+	pos("site_ceiling", s.SiteCeiling)
+	pos("tls_rate", s.TLSRate)
+	if s.ExtSources < 1 {
+		v.errf(key("sipguard", "ext_sources"), "must be at least 1, not %d", s.ExtSources)
+	}
+	if s.Net4Bits < 8 || s.Net4Bits > 32 {
+		v.errf(key("sipguard", "net4_bits"), "must be 8 to 32 (a /24 is 24), not %d", s.Net4Bits)
+	}
+	if s.SlowWindow < s.AuthWindow || s.ExtWindow < time.Second {
+		v.errf(key("sipguard", "slow_window"), "slow_window must be at least auth_window, and ext_window at least 1s")
+	}
+	if s.Hold < 0 || s.Hold > time.Minute {
+		v.errf(key("sipguard", "hold"), "must be 0 (off) to 1m, not %s", s.Hold)
+	}
 	pos("kernel_rate", s.KernelRate)
 	pos("calls_per_minute", s.CallsPerMinute)
 	pos("concurrent_calls", s.ConcurrentCalls)

@@ -33,3 +33,30 @@ func TestSIPGuardDefaultsAndErrors(t *testing.T) {
 		t.Errorf("an empty deny list must stay empty: %v %v", c.SIPGuard.DenyPrefixes, err)
 	}
 }
+
+func TestSIPGuardEvasionSettings(t *testing.T) {
+	c, err := Parse("lab.toml", Example())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.SIPGuard
+	if s.SlowFailures != 20 || s.SlowWindow != time.Hour || s.ExtFailures != 10 || s.ExtSources != 3 || s.ExtWindow != 10*time.Minute ||
+		s.Net4Bits != 24 || s.NetFailures4 != 15 || s.NetFailures6 != 5 || s.SiteWindow != 2*time.Hour || s.SiteCeiling != 20 ||
+		s.TLSRate != 60 || s.Hold != 3*time.Second {
+		t.Errorf("defaults: %+v", s)
+	}
+	off := strings.Replace(string(Example()), "[sipguard]\n", "[sipguard]\nslow_failures = 0\next_failures = 0\nhold = \"0s\"\n", 1)
+	if c, err := Parse("off.toml", []byte(off)); err != nil || c.SIPGuard.SlowFailures != 0 || c.SIPGuard.ExtFailures != 0 || c.SIPGuard.Hold != 0 {
+		t.Errorf("switched off: %v", err)
+	}
+	bad := strings.Replace(string(Example()), "[sipguard]\n", "[sipguard]\nnet4_bits = 40\next_sources = 0\nhold = \"5m\"\nsite_ceiling = -1\n", 1)
+	_, err = Parse("bad.toml", []byte(bad))
+	if err == nil {
+		t.Fatal("bad settings accepted")
+	}
+	for _, want := range []string{"bad.toml", "net4_bits", "ext_sources", "hold", "site_ceiling"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}

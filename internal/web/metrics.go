@@ -31,7 +31,7 @@ var (
 		"findings":  prometheus.NewDesc("appliance_sipguard_findings_total", "Detector findings.", nil, nil),
 		"blocks":    prometheus.NewDesc("appliance_sipguard_blocks_total", "Sources sipguard blocked.", nil, nil),
 		"alerts":    prometheus.NewDesc("appliance_sipguard_alerts_total", "Findings about sources never blocked (trusted peers, office hosts).", nil, nil),
-		"dropped":   prometheus.NewDesc("appliance_sipguard_dropped_total", "Work sipguard dropped, as it counts it.", nil, nil),
+		"dropped":   prometheus.NewDesc("appliance_sipguard_dropped_total", "Packets the capture socket dropped (kernel PACKET_STATISTICS) and findings sipguard could not queue.", nil, nil),
 	}
 	mGuardSources = prometheus.NewDesc("appliance_sipguard_sources", "Sources sipguard tracks now.", nil, nil)
 	mLoaded       = prometheus.NewDesc("appliance_firewall_loaded", "1 if table inet appliance is in the kernel.", nil, nil)

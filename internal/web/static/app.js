@@ -136,7 +136,8 @@
       k.nets4.toLocaleString() + " IPv4 and " + k.nets6.toLocaleString() + " IPv6 networks)" + (bl.repairs ? "; drift repaired " + bl.repairs + " time(s)" : "") : "";
     const g = s.sipguard;
     $("sipguard-summary").textContent = g ? "sipguard: " + g.packets.toLocaleString() + " packets, " + g.sip.toLocaleString() + " SIP messages, " +
-      g.findings.toLocaleString() + " findings, " + g.blocks.toLocaleString() + " blocks, " + g.sources.toLocaleString() + " sources tracked" : "sipguard is off";
+      g.findings.toLocaleString() + " findings, " + g.blocks.toLocaleString() + " blocks, " + g.sources.toLocaleString() + " sources tracked" +
+      (g.dropped ? ", " + g.dropped.toLocaleString() + " packets missed (capture drops)" : "") : "sipguard is off";
     fill($("blocked"), bl.entries.map((b) => el("tr", {},
       el("td", {}, b.addr),
       el("td", { title: b.claims.map((c) => c.source + (c.by ? " by " + c.by : "")).join("\n") }, b.sources.join(", ")),
