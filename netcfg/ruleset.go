@@ -90,7 +90,8 @@ func Build(c *config.Config) *Table {
 			{Match: []Match{NFProto("ipv4"), OifIn("uplinks")}, Verdict: Masquerade, Comment: "office to the internet"},
 		}},
 	}
-	sipguardRules(c, t) // netcfg/sipguard.go
+	sipguardRules(c, t)   // netcfg/sipguard.go
+	replyRouteRules(c, t) // netcfg/replyroute.go
 	return t
 }
 

@@ -57,7 +57,14 @@ type target struct {
 	consecOK   int
 	lastOK     time.Time
 	lastErr    string
+	// Probes sent since the last answer: the silence rule needs every live target to have
+	// been asked (twice) and to have stayed quiet, not just a gap in its schedule.
+	unanswered int
 }
+
+// liveFor is how recently a target must have answered to count as live: a dead target (or
+// one that stopped answering ICMP) says nothing about the line, so its silence is ignored.
+const liveFor = 10 * time.Second
 
 type result struct {
 	ok  bool
@@ -136,11 +143,89 @@ func (h *Health) Result(i int, ok bool, rtt time.Duration, now time.Time) bool {
 		t.consecOK++
 		t.consecLost = 0
 		t.lastOK = now
+		t.unanswered = 0
 	} else {
 		t.consecLost++
 		t.consecOK = 0
 	}
 	return h.eval(now)
+}
+
+// Sent notes that a probe went to target i.
+func (h *Health) Sent(i int) {
+	if i >= 0 && i < len(h.targets) {
+		h.targets[i].unanswered++
+	}
+}
+
+// Heard notes an answer from target i outside the regular schedule (a confirmation probe):
+// the line works, but the loss window is left to the regular probes.
+func (h *Health) Heard(i int, now time.Time) {
+	if i >= 0 && i < len(h.targets) {
+		h.targets[i].lastOK, h.targets[i].unanswered = now, 0
+	}
+}
+
+// LastAnswer is the time of the latest answer from any target.
+func (h *Health) LastAnswer() time.Time {
+	var last time.Time
+	for _, t := range h.targets {
+		if t.lastOK.After(last) {
+			last = t.lastOK
+		}
+	}
+	return last
+}
+
+// Live returns the targets that answered within liveFor.
+func (h *Health) Live(now time.Time) []int {
+	var live []int
+	for i, t := range h.targets {
+		if !t.lastOK.IsZero() && now.Sub(t.lastOK) < liveFor {
+			live = append(live, i)
+		}
+	}
+	return live
+}
+
+// Silent says whether a working line has gone quiet: every live target has had at least two
+// probes unanswered, and none has answered for window. Loss of single probes, a dead target
+// or one that rate-limits never makes it true while another target still answers.
+func (h *Health) Silent(now time.Time, window time.Duration) bool {
+	if !h.carrier || !h.state.usable() {
+		return false
+	}
+	live := h.Live(now)
+	for _, i := range live {
+		t := h.targets[i]
+		if t.unanswered < 2 || now.Sub(t.lastOK) < window {
+			return false
+		}
+	}
+	return len(live) > 0
+}
+
+// LossRatio is the share of regular probes lost over the live targets' windows, for sizing a
+// confirmation burst.
+func (h *Health) LossRatio(now time.Time) float64 {
+	sent, lost := 0, 0
+	for _, i := range h.Live(now) {
+		s := h.targets[i].stats()
+		sent, lost = sent+s.Sent, lost+s.Lost
+	}
+	if sent == 0 {
+		return 0
+	}
+	return float64(lost) / float64(sent)
+}
+
+// SilentDown takes the line down after a failed confirmation; it returns true when the state
+// changed. Answers from before the silence no longer count towards coming back.
+func (h *Health) SilentDown(reason string, now time.Time) bool {
+	for _, t := range h.targets {
+		t.consecOK = 0
+	}
+	return h.set(Down, reason, now)
 }
 
 // SetError notes why target i's last probe was lost, for the status.

@@ -1,9 +1,11 @@
 package wan_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,23 +23,7 @@ import (
 
 var bin string // the appliance, built once
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wantest")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if os.Geteuid() == 0 {
-		if bin, err = wanlab.BuildDaemon(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { wanlab.Main(m, &bin) }
 
 // traffic is the office's steady traffic during a test: a UDP stream from the phone
 // (50 packets/s, like RTP) and SIP OPTIONS every second from the PBX's port 5060.
@@ -218,9 +204,10 @@ func TestDeadTargetAndSlowTargetOnlyDegrade(t *testing.T) {
 	if u := wanlab.Uplink(st, wan.Primary); !strings.Contains(u.Reason, "icmp:"+lab.Probe4) {
 		t.Fatalf("degraded for %q, want the dead ICMP target named", u.Reason)
 	}
-	// A degraded primary makes the standby probed at full rate.
-	if u := wanlab.Uplink(st, wan.Backup); u.Probing != "fast" {
-		t.Fatalf("backup probing %s while the primary is degraded, want fast", u.Probing)
+	// A degraded primary keeps the traffic: the metered standby stays at its sparse rate (a
+	// silence on the primary refreshes it with a burst, and a down primary speeds it up).
+	if u := wanlab.Uplink(st, wan.Backup); u.Probing != "standby" {
+		t.Fatalf("backup probing %s while the primary is only degraded, want standby", u.Probing)
 	}
 	must(t, s.DropICMP(lab.Probe4, false))
 	_, err = s.WaitStatus(15*time.Second, "primary up", func(st wan.Status) bool { return wanlab.Uplink(st, wan.Primary).State == wan.Up })
@@ -500,4 +487,270 @@ func TestCleanStopKeepsUplinkRoutes(t *testing.T) {
 	if out, err := s.Lab.Run(lab.HostPBX, "ping", "-c1", "-W2", lab.Trunk4); err != nil {
 		t.Fatalf("the office is offline after a clean stop: %v\n%s", err, out)
 	}
+}
+
+// Connections that come in on the standby uplink are answered through it, with its address:
+// the trunk's OPTIONS to the LTE address (forwarded to the PBX), an admin's ping and TCP to
+// it, while the FTTC line carries the office. Both ISPs drop packets with a source that is
+// not their line's (BCP 38), so a reply that left through the wrong uplink never arrives.
+func TestRepliesLeaveThroughTheUplinkTheyCameIn(t *testing.T) {
+	var pbx *wanlab.SIPServer
+	s := startSite(t, wanlab.Config(), func(s *wanlab.Site) (err error) {
+		pbx, err = wanlab.StartSIPServer(s.Lab, lab.HostPBX, lab.PBX4+":5060")
+		return err
+	})
+	t.Cleanup(pbx.Close)
+	must(t, s.BCP38(wan.Primary, true))
+	must(t, s.BCP38(wan.Backup, true))
+	st, err := s.Status()
+	must(t, err)
+	if st.Active != wan.Primary {
+		t.Fatalf("active %s, want the primary", st.Active)
+	}
+	// The trunk's OPTIONS to the standby's address reach the PBX and its answer comes back
+	// from that address.
+	c, err := s.Lab.DialUDP(lab.HostTrunk, lab.Trunk4+":5070", lab.BoxLTE4+":5060")
+	must(t, err)
+	defer c.Close()
+	opt := "OPTIONS sip:" + lab.BoxLTE4 + " SIP/2.0\r\nVia: SIP/2.0/UDP " + lab.Trunk4 + ":5070;branch=z9hG4bK-rr;rport\r\nFrom: <sip:trunk@" + lab.Trunk4 +
+		">;tag=1\r\nTo: <sip:" + lab.BoxLTE4 + ">\r\nCall-ID: rr@" + lab.Trunk4 + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+	buf := make([]byte, 2048)
+	answered := false
+	for i := 0; i < 10 && !answered; i++ {
+		_, err := c.Write([]byte(opt))
+		must(t, err)
+		must(t, c.SetReadDeadline(time.Now().Add(time.Second)))
+		if n, err := c.Read(buf); err == nil && strings.HasPrefix(string(buf[:n]), "SIP/2.0 200") {
+			answered = true
+		}
+	}
+	if !answered {
+		t.Fatal("the trunk's OPTIONS to the LTE address got no answer from it")
+	}
+	// Ping and TCP (the status page) from an admin to the LTE address.
+	if out, err := s.Lab.Run(lab.HostAdmin, "ping", "-c2", "-W2", lab.BoxLTE4); err != nil {
+		t.Fatalf("ping to the LTE address while FTTC is active: %v\n%s", err, out)
+	}
+	tc, err := s.Lab.DialTCP(lab.HostAdmin, lab.BoxLTE4+":443", 3*time.Second)
+	if err != nil {
+		t.Fatalf("TCP to the LTE address while FTTC is active: %v", err)
+	}
+	tc.Close()
+	if n, err := s.Spoofed(wan.Primary); err != nil || n != 0 {
+		t.Fatalf("the FTTC ISP dropped %d packets with a source not its own (%v)", n, err)
+	}
+	// The office's own traffic still leaves through FTTC.
+	if out, err := s.Lab.Run(lab.HostPBX, "ping", "-c1", "-W2", lab.Trunk4); err != nil {
+		t.Fatalf("the office's ping through FTTC: %v\n%s", err, out)
+	}
+	// A clean stop removes exactly the rules and tables wan added.
+	rules := func() string {
+		out, err := s.Lab.Run(lab.HostBox, "ip", "rule", "list")
+		must(t, err)
+		return out
+	}
+	if r := rules(); !strings.Contains(r, "lookup 102") || !strings.Contains(r, "fwmark 0x200/0x3f00") {
+		t.Fatalf("no reply-routing rule for the LTE uplink:\n%s", r)
+	}
+	must(t, s.Daemon.Process.Signal(syscall.SIGTERM))
+	_ = s.Lab.Wait(s.Daemon)
+	if r := rules(); strings.Contains(r, "fwmark") || !strings.Contains(r, "lookup main") {
+		t.Fatalf("ip rules after a clean stop:\n%s", r)
+	}
+	if out, _ := s.Lab.Run(lab.HostBox, "ip", "route", "show", "table", "102"); strings.TrimSpace(out) != "" {
+		t.Fatalf("table 102 after a clean stop:\n%s", out)
+	}
+}
+
+// backupLease waits until the DHCP backup has address addr (and its route) and is up.
+func backupLease(t *testing.T, s *wanlab.Site, addr, gw string) {
+	t.Helper()
+	_, err := s.WaitStatus(15*time.Second, "backup up on "+addr, func(st wan.Status) bool {
+		u := wanlab.Uplink(st, wan.Backup)
+		return u.Address == addr && u.Gateway == gw && u.State == wan.Up
+	})
+	must(t, err)
+	out, err := s.Lab.Run(lab.HostBox, "ip", "-4", "route", "show", "default", "dev", lab.BoxLTEIf)
+	must(t, err)
+	if !strings.Contains(out, "via "+gw) || !strings.Contains(out, "metric 200") {
+		t.Fatalf("the backup's own default route is not via %s:\n%s", gw, out)
+	}
+}
+
+// A USB modem that re-enumerates may come back on another network: the lease is asked for
+// at once (the lease here lasts an hour, so its renewal would come in 30 minutes), after a
+// carrier flap and after the link is deleted and made again.
+func TestDHCPReenumeratedModemLeasesAtOnce(t *testing.T) {
+	var dhcp *wanlab.DHCPServer
+	s := startSite(t, wanlab.ConfigDHCPBackup(`stability = "2s"`), func(s *wanlab.Site) (err error) {
+		dhcp, err = wanlab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Hour)
+		return err
+	})
+	t.Cleanup(func() { dhcp.Close() })
+	backupLease(t, s, lab.BoxLTE4, lab.LTEGW4)
+	// The modem's network moves while its carrier is down.
+	_, err := s.Lab.Run(lab.HostLTE, "ip", "addr", "add", "203.0.113.5/30", "dev", "cust0")
+	must(t, err)
+	_, err = s.Lab.Run(lab.HostNet, "ip", "route", "add", "203.0.113.4/30", "via", lab.LTEUp4)
+	must(t, err)
+	must(t, s.Carrier(wan.Backup, false))
+	_, err = s.WaitStatus(10*time.Second, "backup down", func(st wan.Status) bool { return wanlab.Uplink(st, wan.Backup).State == wan.Down })
+	must(t, err)
+	dhcp.Offer("203.0.113.6", "203.0.113.5", 30)
+	must(t, s.Carrier(wan.Backup, true))
+	backupLease(t, s, "203.0.113.6", "203.0.113.5")
+
+	// The link goes away and comes back with a new index and no address.
+	dhcp.Close()
+	must(t, s.RemakeLink(wan.Backup, lab.LTEGW4+"/30", "203.0.113.5/30"))
+	dhcp, err = wanlab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Hour)
+	must(t, err)
+	backupLease(t, s, lab.BoxLTE4, lab.LTEGW4)
+	// Every probe kind works on the new link (the ICMP socket was bound to the old one).
+	st, err := s.Status()
+	must(t, err)
+	for _, ts := range wanlab.Uplink(st, wan.Backup).Targets {
+		if ts.ConsecLost > 0 {
+			t.Fatalf("target %s loses probes on the re-made link: %s", ts.Target, ts.LastError)
+		}
+	}
+}
+
+// The lease is kept in the state directory (crash-safe) and its address asked for again
+// when the daemon starts.
+func TestDHCPLeaseKeptAcrossRestarts(t *testing.T) {
+	var dhcp *wanlab.DHCPServer
+	s := startSite(t, wanlab.ConfigDHCPBackup(), func(s *wanlab.Site) (err error) {
+		dhcp, err = wanlab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Hour)
+		return err
+	})
+	t.Cleanup(dhcp.Close)
+	backupLease(t, s, lab.BoxLTE4, lab.LTEGW4)
+	st, err := s.Status()
+	must(t, err)
+	if d := wanlab.Uplink(st, wan.Backup).DNS; len(d) != 1 || d[0].String() != lab.LTEGW4 {
+		t.Fatalf("backup DNS %v, want the lease's option 6 (%s)", d, lab.LTEGW4)
+	}
+	if d := wanlab.Uplink(st, wan.Primary).DNS; len(d) != 0 {
+		t.Fatalf("static primary DNS %v, want none", d)
+	}
+	b, err := os.ReadFile(filepath.Join(s.StateDir(), "wan-lease-"+lab.BoxLTEIf+".json"))
+	must(t, err)
+	if !strings.Contains(string(b), lab.BoxLTE4+"/30") || !strings.Contains(string(b), lab.LTEGW4) {
+		t.Fatalf("kept lease:\n%s", b)
+	}
+	if a := dhcp.Asked(); len(a) == 0 || a[0] != "" {
+		t.Fatalf("the first start asked for %q, want no address (nothing kept yet)", a)
+	}
+	n := len(dhcp.Asked())
+	must(t, s.Restart())
+	backupLease(t, s, lab.BoxLTE4, lab.LTEGW4)
+	if a := dhcp.Asked(); len(a) <= n || a[n] != lab.BoxLTE4 {
+		t.Fatalf("after the restart the DISCOVERs asked for %q, want the kept %s first", a[n:], lab.BoxLTE4)
+	}
+}
+
+// The PBX's registration interval is read from its REGISTERs on their way out (with a
+// warning when it is long), and after a failover the trunk's inbound calls reach the PBX
+// again once it has registered through the backup.
+func TestInboundCallsAfterFailoverAndRegistrationShown(t *testing.T) {
+	s, _ := start(t, `stability = "2s"`)
+	reg := func(want time.Duration) wan.Status {
+		t.Helper()
+		st, err := s.WaitStatus(10*time.Second, "registration of "+want.String(), func(st wan.Status) bool {
+			return st.Registration != nil && st.Registration.Interval == want
+		})
+		must(t, err)
+		return st
+	}
+	long, err := wanlab.StartRegistrant(s.Lab, 10*time.Minute)
+	must(t, err)
+	st := reg(10 * time.Minute)
+	if r := st.Registration; r.Via != wan.Primary || r.Registrar != lab.Trunk4+":5060" || !strings.Contains(r.Warning, "up to 10m0s") {
+		t.Fatalf("registration %+v, want a warning about 10 minutes via the primary to the trunk", *r)
+	}
+	long.Close()
+	pbx, err := wanlab.StartRegistrant(s.Lab, 2*time.Second)
+	must(t, err)
+	t.Cleanup(pbx.Close)
+	if st = reg(2 * time.Second); st.Registration.Warning != "" {
+		t.Fatalf("a 2 s registration is not long: %q", st.Registration.Warning)
+	}
+	var text bytes.Buffer
+	st.WriteText(&text)
+	if !strings.Contains(text.String(), "PBX registration: every 2s or less") {
+		t.Fatalf("wan status text lacks the registration:\n%s", text.String())
+	}
+	// The trunk calls the office at its registered address, all along.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for i := 0; ; i++ {
+			_ = s.Trunk.Invite(i)
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	if _, err := waitInvite(pbx, time.Now(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.Silent(wan.Primary, true))
+	st = waitActive(t, s, wan.Backup, 15*time.Second)
+	tf, _ := wanlab.Event(st, "wan.failover", time.Now().Add(-time.Minute))
+	if _, err := waitInvite(pbx, tf, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if c := s.Trunk.Contact(); c == nil || c.IP.String() != lab.BoxLTE4 {
+		t.Fatalf("the trunk's registration is %v, want the LTE address", c)
+	}
+}
+
+func waitInvite(r *wanlab.Registrant, after time.Time, d time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(d)
+	for {
+		if at, ok := r.FirstInvite(after); ok {
+			return at, nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("no inbound INVITE reached the PBX within %s", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A noisy primary (5 % random loss each way at its ISP) with one probe target dead and one
+// rate-limiting ICMP keeps the traffic: over a minute of it, no silence is taken for a dead
+// line. (scripts/bench-failover -soak 30m runs the same for half an hour.)
+func TestNoisyLineDoesNotFailOver(t *testing.T) {
+	s, tr := start(t, `stability = "2s"`)
+	t0 := time.Now()
+	must(t, s.Noise(wan.Primary, 5))
+	must(t, s.TargetTrouble(true, 1))
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		st, err := s.Status()
+		must(t, err)
+		for _, e := range st.Events {
+			if e.Time.After(t0) && (e.Kind == "wan.failover" || (e.Kind == "uplink.down" && e.Fields["uplink"] == "primary")) {
+				t.Fatalf("a noisy but working line failed over: %s", e.Message)
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	st, err := s.Status()
+	must(t, err)
+	u := wanlab.Uplink(st, wan.Primary)
+	if st.Active != wan.Primary || u.State != wan.Degraded {
+		t.Fatalf("after the noisy minute: active %s, primary %s (%s); want the primary, degraded", st.Active, u.State, u.Reason)
+	}
+	// The metered standby stayed at its sparse rate.
+	if b := wanlab.Uplink(st, wan.Backup); b.Probing != "standby" {
+		t.Fatalf("backup probed %s while the primary is only noisy", b.Probing)
+	}
+	must(t, s.Noise(wan.Primary, 0))
+	must(t, s.TargetTrouble(false, 0))
+	tr.flowsOn(t, s, wan.Primary, t0)
 }

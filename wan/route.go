@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/officeedge/appliance/netcfg"
 )
 
 // ActiveMetric is the metric of the default route the wan part points at the active uplink.
@@ -132,4 +134,133 @@ func flushFlows(addr netip.Addr) (uint, error) {
 		return n, fmt.Errorf("wan: delete conntrack entries of %s: %w", addr, err)
 	}
 	return n, nil
+}
+
+// Reply routing (the kernel half; the nft half, which marks connections by the uplink they
+// came in on, is netcfg's reply_mark chains): uplink i has routing table replyTable(i) with
+// its own default routes, and an ip rule sends packets marked netcfg.ReplyMark(i) there.
+// These tables and rules are the wan part's, like its metric-50 route: it reconciles them
+// while it runs and removes exactly them when it stops.
+const (
+	replyTableBase = 100  // table 101: primary, 102: backup
+	replyRuleBase  = 1000 // rule priority 1001: primary, 1002: backup (before main, 32766)
+)
+
+func replyTable(i int) int { return replyTableBase + 1 + i }
+func replyPrio(i int) int  { return replyRuleBase + 1 + i }
+
+// replyRule is uplink i's ip rule for one family.
+func replyRule(family, i int) *netlink.Rule {
+	r := netlink.NewRule()
+	r.Family, r.Priority, r.Table = family, replyPrio(i), replyTable(i)
+	r.Mark = netcfg.ReplyMark(i)
+	mask := netcfg.ReplyMarkMask
+	r.Mask = &mask
+	return r
+}
+
+// setReplyRoutes makes uplink i's table hold its default routes via g and its ip rules exist.
+// A gateway the uplink lacks (a DHCP line without a lease) leaves its table empty: its marked
+// replies then follow the main table.
+func setReplyRoutes(i int, g gateway) error {
+	link, err := netlink.LinkByName(g.dev)
+	if err != nil {
+		return fmt.Errorf("wan: reply routes: %s: %w", g.dev, err)
+	}
+	var errs []error
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		gw, dst := g.gw4, &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}
+		if family == netlink.FAMILY_V6 {
+			gw, dst = g.gw6, &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+		}
+		rs, err := netlink.RouteListFiltered(family, &netlink.Route{Table: replyTable(i)}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		right := false
+		for _, r := range rs {
+			rg, _ := netip.AddrFromSlice(r.Gw)
+			if r.Table != replyTable(i) {
+				continue // the filter is not trusted (see activeDefault)
+			}
+			if r.LinkIndex == link.Attrs().Index && gw.IsValid() && rg.Unmap() == gw && (r.Dst == nil || r.Dst.IP.IsUnspecified()) {
+				right = true
+				continue
+			}
+			if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, err)
+			}
+		}
+		if gw.IsValid() && !right {
+			r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Gw: gw.AsSlice(), Table: replyTable(i)}
+			if err := netlink.RouteReplace(r); err != nil {
+				errs = append(errs, fmt.Errorf("table %d via %s: %w", replyTable(i), gw, err))
+			}
+		}
+		if !hasRule(family, i) {
+			if err := netlink.RuleAdd(replyRule(family, i)); err != nil && !errors.Is(err, unix.EEXIST) {
+				errs = append(errs, fmt.Errorf("ip rule fwmark %#x lookup %d: %w", netcfg.ReplyMark(i), replyTable(i), err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("wan: reply routes of %s: %w", g.dev, err)
+	}
+	return nil
+}
+
+func hasRule(family, i int) bool {
+	rules, err := netlink.RuleList(family)
+	if err != nil {
+		return false
+	}
+	for _, r := range rules {
+		if isReplyRule(r, i) {
+			return true
+		}
+	}
+	return false
+}
+
+func isReplyRule(r netlink.Rule, i int) bool {
+	return r.Priority == replyPrio(i) && r.Table == replyTable(i) && r.Mark == netcfg.ReplyMark(i)
+}
+
+// removeReplyRoutes deletes the reply-routing rules and the routes of their tables for the
+// n uplinks, and nothing else.
+func removeReplyRoutes(n int) error {
+	var errs []error
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rules, err := netlink.RuleList(family)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for i := range n {
+			for _, r := range rules {
+				if isReplyRule(r, i) {
+					if err := netlink.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
+						errs = append(errs, err)
+					}
+				}
+			}
+			rs, err := netlink.RouteListFiltered(family, &netlink.Route{Table: replyTable(i)}, netlink.RT_FILTER_TABLE)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, r := range rs {
+				if r.Table != replyTable(i) {
+					continue
+				}
+				if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("wan: remove reply routes: %w", err)
+	}
+	return nil
 }

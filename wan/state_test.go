@@ -282,3 +282,113 @@ func TestForceAfterStopDoesNotHang(t *testing.T) {
 		t.Fatal("Force on a stopped wan part hangs")
 	}
 }
+
+// fastRound sends one probe to each target and records its outcome 100 ms later.
+func fastRound(h *Health, c *clock, ok []bool) {
+	for i, o := range ok {
+		h.Sent(i)
+		h.Result(i, o, time.Millisecond, c.advance(100*time.Millisecond/time.Duration(len(ok))))
+	}
+}
+
+func TestHealthSilence(t *testing.T) {
+	c := &clock{time.Unix(0, 0)}
+	h := NewHealth(th, []string{"a", "b", "dead"}, c.t)
+	// "dead" never answers: it is not live, and its silence says nothing.
+	for range 20 {
+		fastRound(h, c, []bool{true, true, false})
+	}
+	if got := h.Live(c.t); len(got) != 2 {
+		t.Fatalf("live targets %v, want a and b", got)
+	}
+	// Every probe to "a" is lost but "b" answers: never silent.
+	for range 10 {
+		fastRound(h, c, []bool{false, true, false})
+		if h.Silent(c.t, 400*time.Millisecond) {
+			t.Fatal("silent while a target answers")
+		}
+	}
+	// A gap in the schedule is not silence: each live target must have gone unanswered twice.
+	c.advance(time.Second)
+	if h.Silent(c.t, 400*time.Millisecond) {
+		t.Fatal("silent with no probe sent")
+	}
+	// The line goes quiet: after two unanswered probes to each live target and the window.
+	for i := range 2 {
+		h.Sent(0)
+		h.Sent(1)
+		if i == 0 && h.Silent(c.advance(50*time.Millisecond), 400*time.Millisecond) {
+			t.Fatal("silent after one unanswered probe")
+		}
+	}
+	if !h.Silent(c.advance(50*time.Millisecond), 400*time.Millisecond) {
+		t.Fatal("not silent: no live target answered for over a second, two probes each unanswered")
+	}
+	if !h.SilentDown("silent: test", c.t) || state(h) != Down {
+		t.Fatalf("state %s after SilentDown", state(h))
+	}
+	// Answers from before the silence do not bring it back; up_after new ones do.
+	fastRound(h, c, []bool{true, false, false})
+	if state(h) != Down {
+		t.Fatal("one answer after the silence brought the line back")
+	}
+	fastRound(h, c, []bool{true, false, false})
+	fastRound(h, c, []bool{true, false, false})
+	if state(h) == Down {
+		t.Fatal("three answers in a row did not bring the line back")
+	}
+}
+
+func TestBurstSize(t *testing.T) {
+	for _, tc := range []struct {
+		loss       float64
+		live, want int
+	}{
+		{0, 1, 4},    // 2 % assumed: 4 probes lose all with p < 1e-6
+		{0.1, 1, 6},  // 10 %: 6
+		{0.1, 2, 3},  // spread over two targets
+		{0.9, 1, 12}, // capped
+		{0.5, 3, 4},
+	} {
+		if got := burstSize(tc.loss, tc.live); got != tc.want {
+			t.Errorf("burstSize(%v, %d) = %d, want %d", tc.loss, tc.live, got, tc.want)
+		}
+	}
+}
+
+func TestRegisterExpiry(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		want time.Duration
+		ok   bool
+	}{
+		{"REGISTER sip:x SIP/2.0\r\nContact: <sip:a@b>\r\nExpires: 120\r\n\r\n", 2 * time.Minute, true},
+		{"REGISTER sip:x SIP/2.0\r\nContact: <sip:a@b>;Expires=600\r\nExpires: 120\r\n\r\n", 10 * time.Minute, true},
+		{"REGISTER sip:x SIP/2.0\r\nm: <sip:a@b>;expires=60\r\n\r\n", time.Minute, true},
+		{"REGISTER sip:x SIP/2.0\r\nContact: <sip:a@b>\r\n\r\n", time.Hour, true}, // RFC 3261's default
+		{"REGISTER sip:x SIP/2.0\r\nContact: *\r\nExpires: 0\r\n\r\n", 0, false},  // de-registration
+		{"OPTIONS sip:x SIP/2.0\r\nExpires: 60\r\n\r\n", 0, false},
+	} {
+		got, ok := registerExpiry([]byte(tc.msg))
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%q: %s %v, want %s %v", tc.msg, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestConfigFastProbes(t *testing.T) {
+	c, err := config.Parse("example.toml", config.Example())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WAN.FastInterval != 100*time.Millisecond || c.WAN.Silence != 400*time.Millisecond {
+		t.Fatalf("defaults: fast_interval %s, silence %s", c.WAN.FastInterval, c.WAN.Silence)
+	}
+	bad := strings.Replace(string(config.Example()), "\n[wan]\n", "\n[wan]\nfast_interval = \"1s\"\nsilence = \"100ms\"\n", 1)
+	_, err = config.Parse("x.toml", []byte(bad))
+	for _, want := range []string{"wan.fast_interval", "wan.silence", "twice fast_interval"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not say %q", err, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package wan
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -19,22 +20,32 @@ type Status struct {
 	FailbackAt time.Time      `json:"failback_at,omitzero"`
 	Uplinks    []UplinkStatus `json:"uplinks"`
 	Trunks     []TrunkStatus  `json:"trunks"`
-	Events     []events.Event `json:"events"`
+	// Registration is the PBX's registration as its REGISTERs leaving through the uplinks
+	// show it (nil until one is seen): how long inbound calls may miss the office after a
+	// failover.
+	Registration *Registration  `json:"registration,omitempty"`
+	Events       []events.Event `json:"events"`
 }
 
 // UplinkStatus is one uplink's health and probe figures.
 type UplinkStatus struct {
-	Role      Role          `json:"role"`
-	Name      string        `json:"name"`
-	Interface string        `json:"interface"`
-	Address   string        `json:"address"`
-	Gateway   string        `json:"gateway"`
-	Carrier   bool          `json:"carrier"`
-	State     State         `json:"state"`
-	Since     time.Time     `json:"since"`
-	Reason    string        `json:"reason"`
-	Probing   string        `json:"probing"` // fast or standby
-	Targets   []TargetStats `json:"targets"`
+	Role      Role      `json:"role"`
+	Name      string    `json:"name"`
+	Interface string    `json:"interface"`
+	Address   string    `json:"address"`
+	Gateway   string    `json:"gateway"`
+	Carrier   bool      `json:"carrier"`
+	State     State     `json:"state"`
+	Since     time.Time `json:"since"`
+	Reason    string    `json:"reason"`
+	Probing   string    `json:"probing"` // fast or standby
+	// DNS servers the line's DHCP lease named (option 6); empty for static uplinks.
+	DNS     []netip.Addr  `json:"dns"`
+	Targets []TargetStats `json:"targets"`
+	// Confirming: a silence is being checked with a burst; Suspicions counts silences that
+	// turned out to be a working line.
+	Confirming bool `json:"confirming"`
+	Suspicions int  `json:"suspicions"`
 	// Expected probe data per 30-day month, at the standby rate and at the full rate.
 	StandbyMBMonth float64 `json:"standby_mb_month"`
 	FullMBMonth    float64 `json:"full_mb_month"`
@@ -57,6 +68,7 @@ func (s *Service) Status() Status {
 		state, since, reason := u.health.State()
 		us := UplinkStatus{Role: r, Name: u.cfg.Name, Interface: u.cfg.Interface, Carrier: u.carrier,
 			State: state, Since: since, Reason: reason, Probing: "standby", Targets: u.health.Stats(),
+			DNS: append([]netip.Addr{}, u.dns...), Confirming: u.confirming, Suspicions: u.suspicions,
 			StandbyMBMonth: mb(MonthlyBytes(u.targets, s.cfg.StandbyInterval)),
 			FullMBMonth:    mb(MonthlyBytes(u.targets, s.cfg.Interval))}
 		if u.fast {
@@ -72,6 +84,10 @@ func (s *Service) Status() Status {
 	}
 	for _, t := range s.trunks {
 		st.Trunks = append(st.Trunks, t.st)
+	}
+	if s.reg != nil {
+		r := *s.reg
+		st.Registration = &r
 	}
 	st.Events = append(st.Events, s.history...)
 	return st
@@ -113,6 +129,12 @@ func (st Status) WriteText(w io.Writer) {
 		fmt.Fprintln(w, "\nSIP trunks (OPTIONS through the active uplink):")
 		for _, t := range st.Trunks {
 			fmt.Fprintf(w, "  %-16s %-22s %-8s via %-8s rtt %s\n", t.Name, t.Target, strings.ToUpper(string(t.State)), orDash(t.Via), t.RTT.Round(10*time.Microsecond))
+		}
+	}
+	if r := st.Registration; r != nil {
+		fmt.Fprintf(w, "\nPBX registration: every %s or less, to %s via %s (seen %s ago)\n", r.Interval, r.Registrar, r.Via, time.Since(r.Seen).Round(time.Second))
+		if r.Warning != "" {
+			fmt.Fprintf(w, "  WARNING: %s\n", r.Warning)
 		}
 	}
 	if n := len(st.Events); n > 0 {

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -20,26 +23,40 @@ import (
 	"github.com/officeedge/appliance/netcfg"
 )
 
+// Options are what the wan part learns from the daemon rather than from the configuration.
+type Options struct {
+	// StateDir keeps the DHCP leases across restarts ("" keeps nothing).
+	StateDir string
+	// PolicyRouting says the kernel has ip rules and routing tables (kernelfeat "policy
+	// routing"): replies then leave through the uplink their connection came in on.
+	PolicyRouting bool
+}
+
 // Service is the running wan part: probes, carrier events, decisions and switches.
 type Service struct {
-	log *slog.Logger
-	bus *events.Bus
+	log  *slog.Logger
+	bus  *events.Bus
+	opts Options
 
-	mu      sync.Mutex // guards everything below; the loop holds it while it works
-	cfg     config.WAN
-	site    *Site
-	ups     map[Role]*uplink
-	trunks  []*trunk
-	history []events.Event
+	mu       sync.Mutex // guards everything below; the loop holds it while it works
+	cfg      config.WAN
+	site     *Site
+	ups      map[Role]*uplink
+	trunks   []*trunk
+	history  []events.Event
+	replyErr string        // the last reply-routing trouble said
+	reg      *Registration // the PBX's last REGISTER seen leaving
 
-	results chan probeResult
-	leases  chan lease
-	forceCh chan Mode
-	cfgCh   chan *config.Config
-	stopped chan struct{} // closed when Run returns: nothing takes a Force any more
+	results  chan probeResult
+	confirms chan confirmResult
+	leases   chan lease
+	forceCh  chan Mode
+	cfgCh    chan *config.Config
+	stopped  chan struct{} // closed when Run returns: nothing takes a Force any more
 }
 
 type uplink struct {
+	index   int // in the configuration's Uplink.All(): its reply-routing mark and table
 	role    Role
 	cfg     *config.Uplink
 	health  *Health
@@ -47,15 +64,33 @@ type uplink struct {
 	targets []config.WANTarget
 	addr    netip.Addr // IPv4 source of its probes and of its masqueraded flows
 	gw      gateway
+	dns     []netip.Addr // learned by DHCP (option 6)
 	carrier bool
+	ifindex int       // of the link as last seen: a new one means the link was made again
+	dhcp    *dhcpLine // nil for a static uplink
 	fast    bool
 	kicks   []chan struct{}
+	// A confirmation burst is out since confirmStart; suspicions counts the silences that a
+	// burst found to be a working line after all.
+	confirming   bool
+	confirmStart time.Time
+	suspicions   int
 }
 
 type trunk struct {
 	st       TrunkStatus
 	to       netip.AddrPort
 	reported State
+}
+
+// confirmResult is the outcome of a confirmation burst on a silent line.
+type confirmResult struct {
+	role    Role
+	ok      bool // some probe of the burst was answered
+	target  int  // the one that answered
+	sent    int
+	started time.Time
+	at      time.Time
 }
 
 type probeResult struct {
@@ -68,13 +103,13 @@ type probeResult struct {
 }
 
 // New makes the wan part for cfg; it returns nil when there is no uplink to watch.
-func New(cfg *config.Config, bus *events.Bus, log *slog.Logger) *Service {
+func New(cfg *config.Config, bus *events.Bus, log *slog.Logger, opts Options) *Service {
 	if cfg.Uplink.Primary == nil {
 		return nil
 	}
 	s := &Service{
-		log: log, bus: bus, cfg: cfg.WAN, ups: map[Role]*uplink{},
-		results: make(chan probeResult, 256), leases: make(chan lease, 4),
+		log: log, bus: bus, opts: opts, cfg: cfg.WAN, ups: map[Role]*uplink{},
+		results: make(chan probeResult, 256), confirms: make(chan confirmResult, 4), leases: make(chan lease, 4),
 		forceCh: make(chan Mode), cfgCh: make(chan *config.Config, 1), stopped: make(chan struct{}),
 	}
 	s.site = NewSite(cfg.WAN.Stability, cfg.WAN.HoldDownMax, cfg.Uplink.Backup != nil)
@@ -85,13 +120,20 @@ func New(cfg *config.Config, bus *events.Bus, log *slog.Logger) *Service {
 		names[i] = t.String()
 	}
 	for i, uc := range cfg.Uplink.All() {
-		u := &uplink{role: Role(uc.Role), cfg: uc, health: NewHealth(ThresholdsFrom(cfg.WAN), names, now),
+		u := &uplink{index: i, role: Role(uc.Role), cfg: uc, health: NewHealth(ThresholdsFrom(cfg.WAN), names, now),
 			prober: newProber(uc.Interface, i), targets: targets, carrier: true}
 		if uc.Mode == "static" {
 			u.addr = uc.Address.Addr()
 			u.gw = gateway{dev: uc.Interface, gw4: uc.Gateway.Addr, gw6: uc.Gateway6.Addr}
 		} else {
 			u.gw = gateway{dev: uc.Interface}
+			u.dhcp = &dhcpLine{role: u.role, dev: uc.Interface, metric: netcfg.MetricPrimary, kick: make(chan struct{}, 1), log: log}
+			if u.role == Backup {
+				u.dhcp.metric = netcfg.MetricBackup
+			}
+			if opts.StateDir != "" {
+				u.dhcp.file = filepath.Join(opts.StateDir, "wan-lease-"+uc.Interface+".json")
+			}
 		}
 		for range targets {
 			u.kicks = append(u.kicks, make(chan struct{}, 1))
@@ -161,6 +203,11 @@ func (s *Service) Run(ctx context.Context) error {
 		if err := removeActiveRoutes(); err != nil {
 			s.log.Warn("wan: stop", "err", err)
 		}
+		if s.opts.PolicyRouting {
+			if err := removeReplyRoutes(len(s.ups)); err != nil {
+				s.log.Warn("wan: stop", "err", err)
+			}
+		}
 	}()
 
 	links := make(chan netlink.LinkUpdate, 64)
@@ -169,34 +216,34 @@ func (s *Service) Run(ctx context.Context) error {
 
 	s.mu.Lock()
 	for _, u := range s.ups {
-		if u.cfg.Mode == "dhcp" {
-			metric := netcfg.MetricPrimary
-			if u.role == Backup {
-				metric = netcfg.MetricBackup
-			}
+		if u.dhcp != nil {
 			wg.Add(1)
-			go func(u *uplink) {
-				defer wg.Done()
-				runDHCP(ctx, s.log, u.role, u.cfg.Interface, metric, s.leases)
-			}(u)
+			go func(u *uplink) { defer wg.Done(); u.dhcp.run(ctx, s.leases) }(u)
 		}
 		for i := range u.targets {
 			wg.Add(1)
 			go func(u *uplink, i int) { defer wg.Done(); s.probeLoop(ctx, u, i) }(u, i)
 		}
+		wg.Add(1)
+		go func(u *uplink) { defer wg.Done(); s.watchRegisters(ctx, u) }(u)
 	}
 	if err := setActiveRoute(s.ups[Primary].gw); err != nil && s.ups[Primary].gw.gw4.IsValid() {
 		s.log.Warn("wan: initial route", "err", err)
 	}
+	if !s.opts.PolicyRouting {
+		s.log.Warn("wan: the kernel has no policy routing: connections that come in on the standby uplink are answered out of the active one (ISPs that filter spoofed sources drop those replies)")
+	}
+	s.reconcileReplyRoutes()
 	s.updateRates()
 	s.mu.Unlock()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.trunkLoop(ctx) }()
 	s.log.Info("wan: watching uplinks", "targets", fmt.Sprint(s.cfg.Targets))
 
-	tick := time.NewTicker(250 * time.Millisecond)
+	// Fine-grained, for the silence rule; the state machine itself runs every 250 ms.
+	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
-	lastReconcile := time.Time{}
+	lastReconcile, lastDecide := time.Time{}, time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -213,6 +260,10 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			s.decide(ctx, r.at)
 			s.mu.Unlock()
+		case c := <-s.confirms:
+			s.mu.Lock()
+			s.confirmed(ctx, c)
+			s.mu.Unlock()
 		case lu := <-links:
 			s.mu.Lock()
 			now := time.Now()
@@ -220,7 +271,24 @@ func (s *Service) Run(ctx context.Context) error {
 				if u.cfg.Interface != lu.Attrs().Name {
 					continue
 				}
-				up := lu.Header.Type != unix.RTM_DELLINK && lu.Attrs().RawFlags&unix.IFF_UP != 0 && lu.Attrs().RawFlags&unix.IFF_LOWER_UP != 0
+				deleted := lu.Header.Type == unix.RTM_DELLINK
+				up := !deleted && lu.Attrs().RawFlags&unix.IFF_UP != 0 && lu.Attrs().RawFlags&unix.IFF_LOWER_UP != 0
+				remade := !deleted && u.ifindex != 0 && lu.Attrs().Index != u.ifindex
+				if remade {
+					// The raw ICMP socket is bound to the old link: open a new one.
+					u.prober.close()
+				}
+				if !deleted {
+					u.ifindex = lu.Attrs().Index
+				}
+				// A modem that re-enumerates (its link made again) or whose carrier comes back
+				// may be on another network: ask for a lease now, not at the next renewal.
+				if u.dhcp != nil && (deleted || remade || (up && !u.carrier)) {
+					select {
+					case u.dhcp.kick <- struct{}{}:
+					default:
+					}
+				}
 				if up != u.carrier {
 					u.carrier = up
 					if u.health.Carrier(up, now) {
@@ -234,7 +302,7 @@ func (s *Service) Run(ctx context.Context) error {
 			s.mu.Lock()
 			if u := s.ups[l.role]; u != nil {
 				old := u.addr
-				u.addr, u.gw.gw4 = l.addr.Addr(), l.gw
+				u.addr, u.gw.gw4, u.dns = l.addr.Addr(), l.gw, l.dns
 				u.prober.close() // its raw socket is bound to the old address
 				if old.IsValid() && old != u.addr {
 					// Flows masqueraded to an address the line no longer has are dead.
@@ -250,6 +318,7 @@ func (s *Service) Run(ctx context.Context) error {
 						s.log.Warn("wan: route after lease", "err", err)
 					}
 				}
+				s.reconcileReplyRoutes()
 			}
 			s.mu.Unlock()
 		case m := <-s.forceCh:
@@ -283,7 +352,11 @@ func (s *Service) Run(ctx context.Context) error {
 			s.mu.Unlock()
 		case now := <-tick.C:
 			s.mu.Lock()
-			s.decide(ctx, now)
+			s.checkSilence(ctx, now)
+			if now.Sub(lastDecide) >= 250*time.Millisecond {
+				lastDecide = now
+				s.decide(ctx, now)
+			}
 			// Something else (an interface bounce, a reload) may have removed the route.
 			if now.Sub(lastReconcile) >= 2*time.Second {
 				lastReconcile = now
@@ -292,10 +365,31 @@ func (s *Service) Run(ctx context.Context) error {
 						s.log.Warn("wan: reconcile route", "err", err)
 					}
 				}
+				s.reconcileReplyRoutes()
 			}
 			s.mu.Unlock()
 		}
 	}
+}
+
+// reconcileReplyRoutes keeps every uplink's reply-routing table and rules as they should be.
+// A missing interface (a modem not plugged in yet) is retried at the next reconcile.
+func (s *Service) reconcileReplyRoutes() {
+	if !s.opts.PolicyRouting {
+		return
+	}
+	var errs []error
+	for _, r := range []Role{Primary, Backup} {
+		if u := s.ups[r]; u != nil {
+			errs = append(errs, setReplyRoutes(u.index, u.gw))
+		}
+	}
+	// Said once per new trouble, not every reconcile.
+	msg := fmt.Sprint(errors.Join(errs...))
+	if msg != s.replyErr && msg != "<nil>" {
+		s.log.Warn("wan: reconcile reply routes", "err", msg)
+	}
+	s.replyErr = msg
 }
 
 // watchLinks streams carrier changes, resubscribing if netlink drops the subscription.
@@ -348,6 +442,10 @@ func (s *Service) probeLoop(ctx context.Context, u *uplink, i int) {
 		if u.fast {
 			every = s.cfg.Interval
 		}
+		if s.fastLine(u) && slices.Contains(u.health.Live(time.Now()), i) {
+			every = s.cfg.FastInterval
+		}
+		u.health.Sent(i)
 		s.mu.Unlock()
 		go func() {
 			rtt, err := u.prober.probe(ctx, t, src, timeout)
@@ -370,14 +468,23 @@ func (s *Service) probeLoop(ctx context.Context, u *uplink, i int) {
 	}
 }
 
-// updateRates probes the standby sparingly unless the active uplink looks unhealthy. The
-// primary is a fixed line without a data cap: it is always probed at full rate, so its
-// recovery and stability are measured while the office runs on the modem.
+// fastLine says whether u gets the fast probes: the primary is a fixed line without a data
+// cap, and while it carries the traffic its live targets are probed every fast_interval.
+func (s *Service) fastLine(u *uplink) bool { return u.role == Primary && s.site.Active == Primary }
+
+// updateRates probes the standby sparingly unless it or the active uplink is down, or the
+// active one is under suspicion (a confirmation burst is out: the standby's verdict is
+// refreshed at once). A degraded active line (a dead or rate-limiting target, some loss)
+// keeps the traffic, so it does not spend the modem's data. The primary is always probed at
+// full rate, so its recovery and stability are measured while the office runs on the modem.
 func (s *Service) updateRates() {
 	act := s.ups[s.site.Active]
 	actState, _, _ := act.health.State()
 	for _, u := range s.ups {
-		fast := u.role == Primary || u.role == s.site.Active || actState != Up
+		own, _, _ := u.health.State()
+		// A standby that is down is probed at full rate until it is back: a dead line carries
+		// little to bill, and the office must know at once that its backup works again.
+		fast := u.role == Primary || u.role == s.site.Active || !actState.usable() || act.confirming || !own.usable()
 		if fast && !u.fast {
 			for _, k := range u.kicks {
 				select {
@@ -388,6 +495,113 @@ func (s *Service) updateRates() {
 		}
 		u.fast = fast
 	}
+}
+
+// checkSilence starts a confirmation burst on every fast-probed line that has gone silent.
+func (s *Service) checkSilence(ctx context.Context, now time.Time) {
+	for _, u := range s.ups {
+		if !u.fast || u.confirming || !u.health.Silent(now, s.cfg.Silence) {
+			continue
+		}
+		live := u.health.Live(now)
+		stats := u.health.Stats()
+		var rtt time.Duration
+		for _, i := range live {
+			rtt = max(rtt, stats[i].RTT)
+		}
+		// A few round trips of the line as it was, and at least confirmWait, within the timeout.
+		timeout := min(max(4*rtt, confirmWait), s.cfg.Timeout)
+		per := burstSize(u.health.LossRatio(now), len(live))
+		u.confirming, u.confirmStart = true, now
+		s.updateRates()
+		targets := make([]config.WANTarget, len(live))
+		for j, i := range live {
+			targets[j] = u.targets[i]
+		}
+		go s.confirm(ctx, u, live, targets, per, timeout, u.addr, now)
+	}
+}
+
+// confirmWait is the least a confirmation burst waits for an answer. The answers of the
+// regular probes still in flight count too, so a line whose round trip suddenly grows by up
+// to silence + confirmWait (bufferbloat, a slow resolver) is not taken for a dead one.
+const confirmWait = 300 * time.Millisecond
+
+// burstSize is the number of confirmation probes per live target: enough that a working line
+// with the loss seen so far loses them all less than once in a million bursts (3 to 12 in
+// all), at least two per target.
+func burstSize(loss float64, live int) int {
+	loss = min(max(loss, 0.02), 0.9)
+	total := min(max(int(math.Ceil(math.Log(1e-6)/math.Log(loss))), 3), 12)
+	return max(2, (total+live-1)/max(live, 1))
+}
+
+// confirm sends per probes to each live target, 10 ms apart, and reports whether any was
+// answered within timeout (at the first answer).
+func (s *Service) confirm(parent context.Context, u *uplink, idx []int, targets []config.WANTarget, per int, timeout time.Duration, src netip.Addr, started time.Time) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	answered := make(chan int, len(targets)*per)
+	var wg sync.WaitGroup
+send:
+	for k := range per {
+		for j, t := range targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := u.prober.probe(ctx, t, src, timeout); err == nil {
+					answered <- idx[j]
+				}
+			}()
+		}
+		if k < per-1 {
+			select {
+			case <-ctx.Done():
+				break send
+			case i := <-answered:
+				answered <- i
+				break send
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	go func() { wg.Wait(); close(answered) }()
+	r := confirmResult{role: u.role, target: -1, sent: per * len(targets), started: started}
+	if i, ok := <-answered; ok {
+		r.ok, r.target = true, i
+	}
+	r.at = time.Now()
+	cancel()
+	select {
+	case s.confirms <- r:
+	case <-parent.Done():
+	}
+}
+
+// confirmed acts on a confirmation burst: one answer keeps the line; none takes it down.
+func (s *Service) confirmed(ctx context.Context, c confirmResult) {
+	u := s.ups[c.role]
+	if u == nil || !u.confirming {
+		return
+	}
+	u.confirming = false
+	if c.ok {
+		u.health.Heard(c.target, c.at)
+	}
+	// A regular probe may have been answered while the burst was out.
+	if c.ok || !u.health.Silent(c.at, s.cfg.Silence) {
+		u.suspicions++
+		s.log.Info("wan: silence was not a dead line", "uplink", u.cfg.Name, "burst", c.sent, "took", c.at.Sub(c.started).Round(time.Millisecond))
+		s.updateRates()
+		return
+	}
+	reason := fmt.Sprintf("silent: no answer from any live target for %s or more, and all %d confirmation probes lost",
+		s.cfg.Silence, c.sent)
+	if u.health.SilentDown(reason, c.at) {
+		s.uplinkChanged(u, c.at)
+	}
+	s.updateRates()
+	s.decide(ctx, c.at)
 }
 
 func (s *Service) uplinkChanged(u *uplink, now time.Time) {
@@ -416,6 +630,13 @@ func (s *Service) decide(ctx context.Context, now time.Time) {
 	b := Down
 	if u := s.ups[Backup]; u != nil {
 		b, _, _ = u.health.State()
+	}
+	// The standby modem's state may rest on a probe from a minute ago: traffic moves to it
+	// only after it has answered lately (it is probed at once when the primary fails), never
+	// on faith to a line that died in the meantime. (The primary is always probed at full
+	// rate: its state is fresh.)
+	if u := s.ups[Backup]; u != nil && s.site.Active == Primary && b.usable() && now.Sub(u.health.LastAnswer()) > 2*s.cfg.Interval {
+		b = Unknown
 	}
 	wasBoth := s.site.BothDown
 	d := s.site.Decide(p, b, now)

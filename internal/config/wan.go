@@ -20,6 +20,13 @@ type WAN struct {
 	// Interval between probes to each target on the active uplink (and on the standby while
 	// the active one looks unhealthy).
 	Interval time.Duration `toml:"interval"`
+	// FastInterval between probes to each live target on the primary (a fixed line without a
+	// data cap) while it carries the traffic: the evidence for a sub-second silent-line verdict.
+	FastInterval time.Duration `toml:"fast_interval"`
+	// Silence: when no probed target has answered for this long on a fast-probed line (each
+	// live target with two or more probes unanswered), a loss-aware confirmation burst decides
+	// whether the line is down. A burst that gets one answer keeps the line.
+	Silence time.Duration `toml:"silence"`
 	// Timeout is how long a probe waits for its answer before it counts as lost.
 	Timeout time.Duration `toml:"timeout"`
 	// DownAfter consecutive lost probes on EVERY target declare an uplink down.
@@ -105,10 +112,17 @@ func (s *WAN) setDefaults(md *toml.MetaData) {
 			*d = v
 		}
 	}
-	// 500 ms probes, a 1 s timeout and 3 lost in a row on every target: a silent line is down
-	// 2-2.5 s after its last answer, and a single lost probe never counts.
+	// 500 ms probes, a 1 s timeout and 3 lost in a row on every target: the slow path (any line
+	// probed at this rate is down 2-2.5 s after its last answer), and a single lost probe
+	// never counts.
 	def(&s.Interval, 500*time.Millisecond)
 	def(&s.Timeout, time.Second)
+	// 100 ms per live target on the active fixed line and 400 ms of silence, then a burst of
+	// 3-12 probes answered within max(300 ms, 4 round trips): a silent line is down in about
+	// 0.8 s, while a working line with 5 % loss each way loses a whole burst about once in 10^6
+	// silences (and a silence itself comes about once per half hour).
+	def(&s.FastInterval, min(100*time.Millisecond, s.Interval))
+	def(&s.Silence, 400*time.Millisecond)
 	def(&s.RTTDegraded, 400*time.Millisecond)
 	// 3 targets every 40 s on standby: about 21 MB a month (see wan.MonthlyBytes).
 	def(&s.StandbyInterval, 40*time.Second)
@@ -149,6 +163,12 @@ func (s *WAN) check(c *Config, v *validator) {
 	}
 	if s.Interval < 50*time.Millisecond {
 		v.errf(f("interval"), "must be at least 50ms (it is %s)", s.Interval)
+	}
+	if s.FastInterval < 20*time.Millisecond || s.FastInterval > s.Interval {
+		v.errf(f("fast_interval"), "must be from 20ms to interval (%s) (it is %s)", s.Interval, s.FastInterval)
+	}
+	if s.Silence < 2*s.FastInterval {
+		v.errf(f("silence"), "must be at least twice fast_interval (%s), so every target has gone unanswered twice (it is %s)", 2*s.FastInterval, s.Silence)
 	}
 	if s.Timeout < 10*time.Millisecond {
 		v.errf(f("timeout"), "must be at least 10ms (it is %s)", s.Timeout)

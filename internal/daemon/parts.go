@@ -13,6 +13,7 @@ import (
 	"github.com/thejerf/suture/v4"
 
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/kernelfeat"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
 )
@@ -43,7 +44,7 @@ func specs() []partSpec {
 	return []partSpec{
 		{name: "notify", make: func(a *App) (runner, error) { return a.Mail, nil }},
 		{name: "wan", make: func(a *App) (runner, error) {
-			a.WAN = wan.New(a.Config(), a.Bus, a.Log)
+			a.WAN = wan.New(a.Config(), a.Bus, a.Log, wan.Options{StateDir: a.StateDir, PolicyRouting: kernelfeat.Has(a.Kernel, "policy routing")})
 			if a.WAN == nil {
 				return nil, nil
 			}

@@ -52,11 +52,21 @@ func Detect() []Feature {
 		probeNfnl(nfnlSubsysULOG, nfulnlMsgConfig, probeGroup, false))
 	add("NFQUEUE", "no NFQUEUE (nfnetlink_queue): packets cannot be held for a user-space verdict (nothing in this build needs it)",
 		probeNfnl(nfnlSubsysQueue, nfqnlMsgConfig, probeGroup, false))
-	add("policy routing", "no policy routing (IP_MULTIPLE_TABLES): no per-uplink routing tables; the appliance keeps both default routes in the main table by metric, which works without it",
+	add("policy routing", "no policy routing (IP_MULTIPLE_TABLES): no per-uplink routing tables, so replies to connections that came in on the standby uplink leave through the active one (failover itself works: both default routes stay in the main table by metric)",
 		probeRules(unix.AF_INET))
 	add("packet sockets", "no packet sockets (AF_PACKET): sipguard cannot see SIP traffic and detects no attacks",
 		probePacket())
 	return fs
+}
+
+// Has says whether the feature named name was found (false when it was not probed).
+func Has(fs []Feature, name string) bool {
+	for _, f := range fs {
+		if f.Name == name {
+			return f.OK
+		}
+	}
+	return false
 }
 
 // Missing returns the features that are not there.

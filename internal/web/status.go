@@ -32,16 +32,19 @@ type Status struct {
 	Uplinks    []UplinkView   `json:"uplinks"`
 	WANEvents  []events.Event `json:"wan_events"` // the wan's own history, newest first
 	Trunks     []TrunkView    `json:"trunks"`
-	Blocklist  BlocklistView  `json:"blocklist"`
-	SIPGuard   *GuardView     `json:"sipguard,omitempty"` // nil when sipguard is off
-	Alerts     []alerts.Alert `json:"alerts"`             // active first, then cleared but unacknowledged
-	Unacked    int            `json:"alerts_unacked"`
-	Events     []events.Event `json:"events"` // newest first
-	Board      string         `json:"board"`
-	LEDs       []hal.LEDState `json:"leds"`
-	Checklist  []Check        `json:"checklist"`
-	Mail       notify.Status  `json:"mail"`
-	TLS        *CertInfo      `json:"tls,omitempty"` // the HTTPS certificate, to compare with what the browser shows
+	// Registration is the PBX's registration interval as seen in its REGISTERs (nil: none
+	// seen yet), with a warning when inbound calls would take long to return after a failover.
+	Registration *wan.Registration `json:"registration,omitempty"`
+	Blocklist    BlocklistView     `json:"blocklist"`
+	SIPGuard     *GuardView        `json:"sipguard,omitempty"` // nil when sipguard is off
+	Alerts       []alerts.Alert    `json:"alerts"`             // active first, then cleared but unacknowledged
+	Unacked      int               `json:"alerts_unacked"`
+	Events       []events.Event    `json:"events"` // newest first
+	Board        string            `json:"board"`
+	LEDs         []hal.LEDState    `json:"leds"`
+	Checklist    []Check           `json:"checklist"`
+	Mail         notify.Status     `json:"mail"`
+	TLS          *CertInfo         `json:"tls,omitempty"` // the HTTPS certificate, to compare with what the browser shows
 }
 
 // UplinkView is one uplink as the page shows it.
@@ -206,6 +209,7 @@ func (s *Server) wanStatus(cfg *config.Config, st *Status) {
 	for _, t := range ws.Trunks {
 		st.Trunks = append(st.Trunks, trunkView(t))
 	}
+	st.Registration = ws.Registration
 	for i := len(ws.Events) - 1; i >= 0 && len(st.WANEvents) < 50; i-- {
 		st.WANEvents = append(st.WANEvents, ws.Events[i])
 	}

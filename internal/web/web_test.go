@@ -971,3 +971,20 @@ func TestLockoutIPv6Slash64(t *testing.T) {
 		t.Errorf("right password from the IPv4 LAN: %d, want 200", w.Code)
 	}
 }
+
+// The PBX's registration interval, as wan saw it in its REGISTERs, is on the page with the
+// warning wan gives for a long one.
+func TestRegistrationShown(t *testing.T) {
+	e := newEnv(t)
+	if st := e.status(t); st.Registration != nil {
+		t.Fatalf("registration %+v before any REGISTER", st.Registration)
+	}
+	e.wan.mu.Lock()
+	e.wan.st.Registration = &wan.Registration{Interval: time.Hour, Registrar: "192.0.2.10:5060", Via: wan.Primary, Seen: e.now,
+		Warning: "the PBX registers for 1h0m0s: after a failover, inbound calls reach the office only after its next REGISTER"}
+	e.wan.mu.Unlock()
+	st := e.status(t)
+	if r := st.Registration; r == nil || r.Interval != time.Hour || !strings.Contains(r.Warning, "1h0m0s") {
+		t.Errorf("registration %+v, want the hour with its warning", r)
+	}
+}

@@ -56,6 +56,7 @@ type Site struct {
 	DNS     *DNSServer
 	Trunk   *SIPServer
 	dir     string
+	args    []string // the daemon's command line, for Restart
 }
 
 // Config is the lab's appliance config with the trunk's OPTIONS check and [wan] settings
@@ -101,19 +102,63 @@ func Start(prefix, bin, dir string, config []byte, setup ...func(*Site) error) (
 	if err := os.WriteFile(cfg, config, 0o600); err != nil {
 		return fail(err)
 	}
-	s.Daemon, err = l.Start(lab.HostBox, bin, "run", "--config", cfg, "--state", filepath.Join(dir, "state"), "--control", s.Control)
-	if err != nil {
-		return fail(err)
-	}
-	if err := s.WaitOutput("appliance running", 20*time.Second); err != nil {
-		return fail(err)
-	}
-	if _, err := s.WaitStatus(15*time.Second, "both uplinks up", func(st wan.Status) bool {
-		return len(st.Uplinks) == 2 && st.Uplinks[0].State == wan.Up && st.Uplinks[1].State == wan.Up
-	}); err != nil {
+	s.args = []string{bin, "run", "--config", cfg, "--state", s.StateDir(), "--control", s.Control}
+	if err := s.startDaemon(); err != nil {
 		return fail(err)
 	}
 	return s, nil
+}
+
+// StateDir is the daemon's state directory.
+func (s *Site) StateDir() string { return filepath.Join(s.dir, "state") }
+
+func (s *Site) startDaemon() error {
+	var err error
+	if s.Daemon, err = s.Lab.Start(lab.HostBox, s.args...); err != nil {
+		return err
+	}
+	if err := s.WaitOutput("appliance running", 20*time.Second); err != nil {
+		return err
+	}
+	_, err = s.WaitStatus(15*time.Second, "both uplinks up", func(st wan.Status) bool {
+		return len(st.Uplinks) == 2 && st.Uplinks[0].State == wan.Up && st.Uplinks[1].State == wan.Up
+	})
+	return err
+}
+
+// Restart stops the daemon cleanly (SIGTERM) and starts it again with the same state.
+func (s *Site) Restart() error {
+	if err := s.Lab.Stop(s.Daemon); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			return err
+		}
+	}
+	return s.startDaemon()
+}
+
+// RemakeLink deletes the box's link to the ISP of uplink r and makes it again, as a USB
+// modem does when it re-enumerates: the box sees the link go and come back with a new index
+// and no addresses. The ISP side gets its gateway address (and the extra ones in gws) again.
+func (s *Site) RemakeLink(r wan.Role, gws ...string) error {
+	dev := map[wan.Role]string{wan.Primary: lab.BoxWANIf, wan.Backup: lab.BoxLTEIf}[r]
+	if _, err := s.Lab.Run(lab.HostBox, "ip", "link", "del", dev); err != nil {
+		return err
+	}
+	cmds := [][]string{
+		{"ip", "link", "add", dev, "netns", s.Lab.NS(lab.HostBox), "type", "veth", "peer", "name", "cust0", "netns", s.Lab.NS(isp(r))},
+		{"ip", "-n", s.Lab.NS(isp(r)), "link", "set", "cust0", "up"},
+		{"ip", "-n", s.Lab.NS(lab.HostBox), "link", "set", dev, "up"},
+	}
+	for _, gw := range gws {
+		cmds = append(cmds, []string{"ip", "-n", s.Lab.NS(isp(r)), "addr", "add", gw, "dev", "cust0"})
+	}
+	for _, c := range cmds {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("wanlab: %s: %w: %s", strings.Join(c, " "), err, out)
+		}
+	}
+	return nil
 }
 
 // Close stops everything and removes the lab.
@@ -410,10 +455,11 @@ func (st *Stream) Close() {
 // SIPServer answers every SIP request with 200 OK and marks the Via with received= and rport=,
 // as SIP servers do, so the sender sees which public address (uplink) its request came from.
 type SIPServer struct {
-	conn *net.UDPConn
-	mu   sync.Mutex
-	on   bool
-	wg   sync.WaitGroup
+	conn    *net.UDPConn
+	mu      sync.Mutex
+	on      bool
+	contact *net.UDPAddr // where the last REGISTER came from: the registrar's binding
+	wg      sync.WaitGroup
 }
 
 // StartSIPServer listens on addr in host.
@@ -434,6 +480,9 @@ func StartSIPServer(l *lab.Lab, host, addr string) (*SIPServer, error) {
 			}
 			s.mu.Lock()
 			on := s.on
+			if on && bytes.HasPrefix(buf[:n], []byte("REGISTER ")) {
+				s.contact = from
+			}
 			s.mu.Unlock()
 			if !on {
 				continue
@@ -444,6 +493,28 @@ func StartSIPServer(l *lab.Lab, host, addr string) (*SIPServer, error) {
 		}
 	}()
 	return s, nil
+}
+
+// Contact is the address the last REGISTER came from (nil before one): where a trunk sends
+// the office's inbound calls.
+func (s *SIPServer) Contact() *net.UDPAddr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.contact
+}
+
+// Invite sends an INVITE for an inbound call to the registered contact, from the server's
+// own address and port (a SIP trunk's signalling address).
+func (s *SIPServer) Invite(n int) error {
+	to := s.Contact()
+	if to == nil {
+		return errors.New("wanlab: no registration yet")
+	}
+	msg := fmt.Sprintf("INVITE sip:pbx@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-in%d\r\nMax-Forwards: 70\r\n"+
+		"From: <sip:caller@%s>;tag=in%d\r\nTo: <sip:pbx@%s>\r\nCall-ID: inbound-%d@%s\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+		to, s.conn.LocalAddr(), n, lab.Trunk4, n, to, n, lab.Trunk4)
+	_, err := s.conn.WriteToUDP([]byte(msg), to)
+	return err
 }
 
 // Answer switches the server's answers on or off (a trunk that stops answering).
@@ -642,6 +713,7 @@ type DHCPServer struct {
 	lease    time.Duration
 	id       net.IP // server identifier: stays the same when the offer changes
 	Requests int    // DHCPREQUESTs answered (the first and every renewal)
+	asked    []string
 	done     chan struct{}
 }
 
@@ -668,6 +740,13 @@ func (d *DHCPServer) Offer(addr, router string, bits int) {
 	d.addr, d.router, d.mask = net.ParseIP(addr).To4(), net.ParseIP(router).To4(), net.CIDRMask(bits, 32)
 }
 
+// Asked lists the address each DISCOVER asked for ("" for none), in order.
+func (d *DHCPServer) Asked() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.asked...)
+}
+
 // Count is the number of DHCPREQUESTs answered so far.
 func (d *DHCPServer) Count() int {
 	d.mu.Lock()
@@ -688,12 +767,19 @@ func (d *DHCPServer) handle(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
 	d.mu.Lock()
 	if typ == dhcpv4.MessageTypeAck {
 		d.Requests++
+	} else {
+		asked := ""
+		if ip := m.RequestedIPAddress(); ip != nil && !ip.IsUnspecified() {
+			asked = ip.String()
+		}
+		d.asked = append(d.asked, asked)
 	}
 	resp, err := dhcpv4.NewReplyFromRequest(m,
 		dhcpv4.WithMessageType(typ),
 		dhcpv4.WithYourIP(d.addr),
 		dhcpv4.WithNetmask(d.mask),
 		dhcpv4.WithRouter(d.router),
+		dhcpv4.WithDNS(d.router), // option 6: the ISP's resolver is its router, as on most modems
 		dhcpv4.WithServerIP(d.id),
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(d.id)),
 		dhcpv4.WithLeaseTime(uint32(d.lease/time.Second)),
@@ -708,3 +794,181 @@ func (d *DHCPServer) handle(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
 
 // Close stops the server.
 func (d *DHCPServer) Close() { _ = d.srv.Close(); <-d.done }
+
+// Noise makes an ISP drop pct % of the packets it forwards, at random, both ways (this
+// kernel has no netem), or stop doing so.
+func (s *Site) Noise(r wan.Role, pct int) error {
+	if pct == 0 {
+		_, err := s.Lab.Run(isp(r), "nft", "delete", "table", "inet", "wannoise")
+		return err
+	}
+	return s.nft(isp(r), fmt.Sprintf(`table inet wannoise {
+	chain drop_some { type filter hook forward priority -300; policy accept; numgen random mod 100 < %d drop; }
+}`, pct))
+}
+
+// TargetTrouble makes one probe target dead (the DNS responder on Probe4Alt stops being
+// reachable) and another rate-limit ICMP (echo requests to Probe4 above perSecond are dropped,
+// as many resolvers do), on the internet side, for both uplinks; or undoes both.
+func (s *Site) TargetTrouble(on bool, perSecond int) error {
+	if !on {
+		_, err := s.Lab.Run(lab.HostNet, "nft", "delete", "table", "inet", "wantrouble")
+		return err
+	}
+	return s.nft(lab.HostNet, fmt.Sprintf(`table inet wantrouble {
+	chain in {
+		type filter hook input priority 0; policy accept;
+		ip daddr %s udp dport 53 drop
+		ip daddr %s icmp type echo-request limit rate %d/second burst 1 packets accept
+		ip daddr %s icmp type echo-request drop
+	}
+}`, lab.Probe4Alt, lab.Probe4, perSecond, lab.Probe4))
+}
+
+// Meter counts the IPv4 bytes an ISP forwards to and from the box's address on its line.
+type Meter struct {
+	s    *Site
+	host string
+}
+
+// StartMeter starts counting (from zero) on the ISP of uplink r.
+func (s *Site) StartMeter(r wan.Role) (*Meter, error) {
+	m := &Meter{s: s, host: isp(r)}
+	_, _ = s.Lab.Run(m.host, "nft", "delete", "table", "inet", "wanmeter")
+	err := s.nft(m.host, fmt.Sprintf(`table inet wanmeter {
+	chain count {
+		type filter hook forward priority -310; policy accept;
+		ip saddr %s counter
+		ip daddr %s counter
+	}
+}`, Addr[r], Addr[r]))
+	return m, err
+}
+
+var bytesRE = regexp.MustCompile(`counter packets \d+ bytes (\d+)`)
+
+// Bytes is the count so far, both ways.
+func (m *Meter) Bytes() (int64, error) {
+	out, err := m.s.Lab.Run(m.host, "nft", "list", "table", "inet", "wanmeter")
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, g := range bytesRE.FindAllStringSubmatch(out, -1) {
+		var b int64
+		fmt.Sscan(g[1], &b)
+		n += b
+	}
+	return n, nil
+}
+
+// BCP38 makes the ISP of uplink r drop (and count) packets from the box whose source is not
+// the line's own address, as ISPs that filter spoofed sources do; or stop doing so.
+func (s *Site) BCP38(r wan.Role, on bool) error {
+	if !on {
+		_, err := s.Lab.Run(isp(r), "nft", "delete", "table", "inet", "bcp38")
+		return err
+	}
+	return s.nft(isp(r), fmt.Sprintf(`table inet bcp38 {
+	chain filter {
+		type filter hook forward priority 0; policy accept;
+		iifname "cust0" meta nfproto ipv4 ip saddr != %s counter drop
+	}
+}`, Addr[r]))
+}
+
+// Spoofed is the number of packets the BCP38 filter of uplink r's ISP dropped.
+func (s *Site) Spoofed(r wan.Role) (int64, error) {
+	out, err := s.Lab.Run(isp(r), "nft", "list", "table", "inet", "bcp38")
+	if err != nil {
+		return 0, err
+	}
+	m := regexp.MustCompile(`counter packets (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("wanlab: no bcp38 counter in %s", isp(r))
+	}
+	var n int64
+	fmt.Sscan(m[1], &n)
+	return n, nil
+}
+
+// Registrant is the PBX registering with the trunk from its own port (not 5060, which the
+// SIPPinger uses) every interval, asking for that expiry, and receiving the trunk's inbound
+// INVITEs on the same port.
+type Registrant struct {
+	conn    *net.UDPConn
+	mu      sync.Mutex
+	invites []time.Time
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// StartRegistrant registers from the PBX's port 5062 to the trunk now and every interval.
+func StartRegistrant(l *lab.Lab, interval time.Duration) (*Registrant, error) {
+	c, err := l.DialUDP(lab.HostPBX, lab.PBX4+":5062", lab.Trunk4+":5060")
+	if err != nil {
+		return nil, err
+	}
+	r := &Registrant{conn: c, stop: make(chan struct{})}
+	r.wg.Add(2)
+	go func() {
+		defer r.wg.Done()
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			if bytes.HasPrefix(buf[:n], []byte("INVITE ")) {
+				r.mu.Lock()
+				r.invites = append(r.invites, time.Now())
+				r.mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		defer r.wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		secs := int(interval / time.Second)
+		for i := 1; ; i++ {
+			msg := fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s:5062;branch=z9hG4bK-reg%d;rport\r\nMax-Forwards: 70\r\n"+
+				"From: <sip:office@%s>;tag=reg\r\nTo: <sip:office@%s>\r\nCall-ID: wanlab-reg@%s\r\nCSeq: %d REGISTER\r\n"+
+				"Contact: <sip:office@%s:5062>\r\nExpires: %d\r\nContent-Length: 0\r\n\r\n",
+				lab.Trunk4, lab.PBX4, i, lab.Trunk4, lab.Trunk4, lab.PBX4, i, lab.PBX4, secs)
+			_, _ = c.Write([]byte(msg))
+			select {
+			case <-r.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return r, nil
+}
+
+// FirstInvite is the arrival of the first INVITE after t.
+func (r *Registrant) FirstInvite(after time.Time) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, at := range r.invites {
+		if at.After(after) {
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// Close stops registering.
+func (r *Registrant) Close() {
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+	r.conn.Close()
+	r.wg.Wait()
+}

@@ -86,6 +86,12 @@
     fill($("trunks"), (s.trunks.length ? s.trunks : []).map((tr) => el("tr", {},
       el("td", {}, tr.name), el("td", {}, el("span", { class: "state " + tr.state }, tr.state)), el("td", {}, ago(tr.since)), el("td", {}, tr.message))));
     if (!s.trunks.length) fill($("trunks"), [el("tr", {}, el("td", { colspan: 4, class: "sub" }, "no trunk health reported yet"))]);
+    const reg = s.registration;
+    if (reg) {
+      $("pbx-registration").textContent = reg.warning || ("The PBX registers every " + Math.round(reg.interval_ns / 1e9) +
+        " s or less with " + reg.registrar + ": after a failover, inbound calls reach the office again within that.");
+      $("pbx-registration").className = reg.warning ? "sev-warn" : "sub";
+    }
 
     const we = s.wan_events || [];
     fill($("wan-events"), we.map((e) => el("tr", {}, el("td", {}, t(e.time)), el("td", { class: "sev-" + e.severity }, e.message || e.kind))));
