@@ -31,6 +31,12 @@ type Config struct {
 	HAL       HAL                 `toml:"hal"`
 	Web       Web                 `toml:"web"`
 	Blocklist Blocklist           `toml:"blocklist"`
+	CrowdSec  CrowdSec            `toml:"crowdsec"`
+	Backup    Backup              `toml:"backup"`
+	DNS       DNS                 `toml:"dns"`
+	Time      Time                `toml:"time"`
+	DHCP      DHCP                `toml:"dhcp"`
+	RA        RA                  `toml:"ra"`
 
 	// Warnings are said on every start: things that are allowed but risky.
 	Warnings []string `toml:"-"`
@@ -105,6 +111,10 @@ type PBX struct {
 type SIPPeer struct {
 	Kind     string   `toml:"kind"` // trunk or office
 	Networks []Prefix `toml:"networks"`
+	// Hosts are DNS names whose addresses are trusted like Networks while they resolve to
+	// them (a provider's host name, a home worker's dynamic-DNS name); a trunk's names are
+	// also looked up as SIP SRV records.
+	Hosts []string `toml:"hosts"`
 	// Options is where the wan part sends SIP OPTIONS to check the trunk through the active
 	// uplink ("192.0.2.10:5060"); empty: not checked.
 	Options string `toml:"options"`
@@ -113,6 +123,7 @@ type SIPPeer struct {
 // Admin says who may manage the box.
 type Admin struct {
 	Networks []Prefix `toml:"networks"`
+	Hosts    []string `toml:"hosts"` // DNS names of admins' dynamic addresses, trusted like Networks
 	SSHPort  Port     `toml:"ssh_port"`
 	WebPorts []Port   `toml:"web_ports"`
 	// Widest4 and Widest6 are prefix lengths: the admin networks together may cover at most
@@ -141,7 +152,7 @@ type section interface {
 }
 
 func (c *Config) sections() []section {
-	return []section{&c.WAN, &c.SIPGuard, &c.Notify, &c.HAL, &c.Web, &c.Blocklist}
+	return []section{&c.WAN, &c.SIPGuard, &c.Notify, &c.HAL, &c.Web, &c.Blocklist, &c.Backup, &c.CrowdSec, &c.DNS, &c.Time, &c.DHCP, &c.RA}
 }
 
 //go:embed example.toml

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/BurntSushi/toml"
 )
@@ -297,9 +298,10 @@ func (c *Config) validatePeers(v *validator) {
 		if peer.Kind != "trunk" && peer.Kind != "office" {
 			v.errf(f("kind"), "%q is not a peer kind: use trunk or office", peer.Kind)
 		}
-		if len(peer.Networks) == 0 {
-			v.errf(f("networks"), "list the peer's addresses or networks")
+		if len(peer.Networks) == 0 && len(peer.Hosts) == 0 {
+			v.errf(f("networks"), "list the peer's addresses or networks, or its host names in hosts")
 		}
+		checkHosts(v, f("hosts"), peer.Hosts)
 		for _, nw := range peer.Networks {
 			if nw.Bits() == 0 {
 				anywhere = true
@@ -318,12 +320,13 @@ func (c *Config) validatePeers(v *validator) {
 	if len(c.SIPPeers) == 0 && !c.PBX.AllowSIPFromAnywhere && c.PBX.SIPPort != 0 {
 		c.Warnings = append(c.Warnings, "no trusted SIP peers are configured: SIP from the internet is closed")
 	}
+	checkHosts(v, "admin.hosts", c.Admin.Hosts)
 	for _, nw := range c.Admin.Networks {
 		if nw.Bits() == 0 {
 			v.errf("admin.networks", "%s would open SSH and management to the whole internet; list the admins' own networks", nw)
 		}
 	}
-	if len(c.Admin.WebPorts) > 0 && c.Admin.SSHPort == 0 && len(c.Admin.Networks) == 0 {
+	if len(c.Admin.WebPorts) > 0 && c.Admin.SSHPort == 0 && len(c.Admin.Networks) == 0 && len(c.Admin.Hosts) == 0 {
 		c.Warnings = append(c.Warnings, "no admin networks: the box is managed from the LAN only")
 	}
 }
@@ -380,3 +383,24 @@ func (c *Config) SIPNetworks() []Prefix {
 
 // String describes an uplink for logs.
 func (u *Uplink) String() string { return fmt.Sprintf("%s (%s, %s)", u.Name, u.Role, u.Interface) }
+
+// maxHosts bounds the names one list may hold: each is looked up and followed.
+const maxHosts = 16
+
+// checkHosts checks a list of host names trusted by what they resolve to.
+func checkHosts(v *validator, field string, hosts []string) {
+	if len(hosts) > maxHosts {
+		v.errf(field, "at most %d names (it has %d)", maxHosts, len(hosts))
+	}
+	for _, h := range hosts {
+		if _, err := netip.ParseAddr(h); err == nil {
+			v.errf(field, "%q is an address: put it in networks", h)
+			continue
+		}
+		if msg := domainErr(strings.TrimSuffix(strings.ToLower(h), ".")); msg != "" {
+			v.errf(field, "%s", msg)
+		} else if !strings.Contains(strings.Trim(h, "."), ".") {
+			v.errf(field, "%q is not a full DNS name (like sip.provider.example)", h)
+		}
+	}
+}
