@@ -1,0 +1,190 @@
+package dnsfwd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/officeedge/appliance/wan"
+)
+
+// Upstream is where forwarded queries go now: the active uplink's resolvers, through that
+// uplink only.
+type Upstream struct {
+	Uplink    string           `json:"uplink"` // its name
+	Role      wan.Role         `json:"role"`
+	Interface string           `json:"interface"`
+	Source    netip.Addr       `json:"source"` // its IPv4 address; invalid: the kernel picks one on Interface
+	Servers   []netip.AddrPort `json:"servers"`
+}
+
+func (u *Upstream) String() string {
+	if u == nil || len(u.Servers) == 0 {
+		return "no resolver"
+	}
+	s := make([]string, len(u.Servers))
+	for i, a := range u.Servers {
+		s[i] = a.String()
+	}
+	return fmt.Sprintf("%s via %s (%s)", strings.Join(s, ", "), u.Uplink, u.Interface)
+}
+
+func (u *Upstream) same(o *Upstream) bool {
+	if u == nil || o == nil {
+		return u == o
+	}
+	return u.Role == o.Role && u.Interface == o.Interface && u.Source == o.Source && slices.Equal(u.Servers, o.Servers)
+}
+
+// Via is the active uplink of st as a way out, with no resolvers yet; false when no uplink
+// is active.
+func Via(st wan.Status) (*Upstream, bool) {
+	for _, us := range st.Uplinks {
+		if us.Role != st.Active {
+			continue
+		}
+		u := &Upstream{Uplink: us.Name, Role: us.Role, Interface: us.Interface}
+		if a, err := netip.ParseAddr(us.Address); err == nil && a.Is4() {
+			u.Source = a
+		}
+		return u, true
+	}
+	return nil, false
+}
+
+// pick finds the active uplink and its resolvers: those it learned (DHCP) first, then the
+// configured ones, then the system's (resolv.conf) as a last resort. Nil when wan is off
+// or knows no active uplink.
+func (f *Forwarder) pick() *Upstream {
+	if f.o.WAN == nil {
+		return nil
+	}
+	st, ok := f.o.WAN()
+	if !ok {
+		return nil
+	}
+	u, ok := Via(st)
+	if !ok {
+		return nil
+	}
+	var all []netip.Addr
+	if f.o.Learned != nil {
+		for _, us := range st.Uplinks {
+			if us.Role == st.Active {
+				all = append(all, f.o.Learned(us)...)
+			}
+		}
+	}
+	all = append(all, f.o.Configured[u.Role]...)
+	if len(all) == 0 {
+		all = f.o.System
+	}
+	for _, a := range all {
+		ap := netip.AddrPortFrom(a.Unmap(), 53)
+		// Never the box itself (a loop), nor IPv4 with no IPv4 address to send from.
+		if a.IsLoopback() || f.own(a) || (ap.Addr().Is4() && !u.Source.IsValid()) || slices.Contains(u.Servers, ap) {
+			continue
+		}
+		u.Servers = append(u.Servers, ap)
+	}
+	return u
+}
+
+func (f *Forwarder) own(a netip.Addr) bool {
+	for _, l := range f.o.Listen {
+		if l.Addr() == a.Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
+// DialContext dials address through the uplink only: bound to its interface (so nothing
+// takes the other line's route) and, for IPv4, to its address. A host name is resolved
+// first, for the family the uplink can send from.
+func (u *Upstream) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	d := &net.Dialer{Control: bindDevice(u.Interface)}
+	ap, err := netip.ParseAddrPort(address)
+	v6 := err == nil && ap.Addr().Is6()
+	if u.Source.IsValid() && !v6 && (network == "udp" || network == "tcp") {
+		network += "4" // a name resolves to the family the source address has
+		if network == "tcp4" {
+			d.LocalAddr = &net.TCPAddr{IP: u.Source.AsSlice()}
+		} else {
+			d.LocalAddr = &net.UDPAddr{IP: u.Source.AsSlice()}
+		}
+	}
+	return d.DialContext(ctx, network, address)
+}
+
+func bindDevice(dev string) func(network, address string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, dev)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// tryTimeout is one resolver's time to answer before the next one is asked.
+const tryTimeout = 1500 * time.Millisecond
+
+var errNoUpstream = errors.New("dnsfwd: no resolver known for the active uplink")
+
+// exchange asks the upstream's resolvers in turn, over UDP and over TCP when the answer
+// was truncated. A REFUSED or SERVFAIL answer moves on to the next resolver; the last one's
+// answer is returned when none does better.
+func (u *Upstream) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+	if u == nil || len(u.Servers) == 0 {
+		return nil, errNoUpstream
+	}
+	var last *dns.Msg
+	var errs []error
+	for _, s := range u.Servers {
+		resp, err := u.ask(ctx, "udp", s, q)
+		if err == nil && resp.Truncated {
+			resp, err = u.ask(ctx, "tcp", s, q)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		if resp.Rcode != dns.RcodeServerFailure && resp.Rcode != dns.RcodeRefused {
+			return resp, nil
+		}
+		last = resp
+	}
+	if last != nil {
+		return last, nil
+	}
+	return nil, fmt.Errorf("dnsfwd: %s: %w", u, errors.Join(errs...))
+}
+
+func (u *Upstream) ask(ctx context.Context, network string, s netip.AddrPort, q *dns.Msg) (*dns.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, tryTimeout)
+	defer cancel()
+	nc, err := u.DialContext(ctx, network, s.String())
+	if err != nil {
+		return nil, err
+	}
+	conn := &dns.Conn{Conn: nc, UDPSize: dns.DefaultMsgSize}
+	defer conn.Close()
+	c := &dns.Client{Net: network, Timeout: tryTimeout, UDPSize: dns.DefaultMsgSize}
+	resp, _, err := c.ExchangeWithConnContext(ctx, q, conn)
+	return resp, err
+}
