@@ -80,8 +80,8 @@ func Category(e events.Event) string {
 	case k == "config.rejected":
 		return "config refused"
 	case strings.HasPrefix(k, "backup."):
-		if strings.Contains(k, "fail") {
-			return "backup failed"
+		if strings.Contains(k, "fail") || strings.HasSuffix(k, ".stale") {
+			return "backup failed" // a stale copy is a backup that did not happen
 		}
 		return "backup succeeded"
 	}
