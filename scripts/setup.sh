@@ -13,6 +13,10 @@ for p in "${pkgs[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup.sh: installing ${missing[*]}"
+  # Debian's crowdsec registers to the online Central API on install and fails offline
+  # unless this file exists first (its README.Debian); the tests run the LAPI alone.
+  mkdir -p /etc/crowdsec
+  [ -s /etc/crowdsec/online_api_credentials.yaml ] || echo "# offline: no Central API" > /etc/crowdsec/online_api_credentials.yaml
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
