@@ -2,7 +2,6 @@ package wan_test
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -694,30 +693,17 @@ func TestInboundCallsAfterFailoverAndRegistrationShown(t *testing.T) {
 			}
 		}
 	}()
-	if _, err := waitInvite(pbx, time.Now(), 10*time.Second); err != nil {
+	if _, err := pbx.WaitInvite(time.Now(), 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	must(t, s.Silent(wan.Primary, true))
 	st = waitActive(t, s, wan.Backup, 15*time.Second)
 	tf, _ := wanlab.Event(st, "wan.failover", time.Now().Add(-time.Minute))
-	if _, err := waitInvite(pbx, tf, 15*time.Second); err != nil {
+	if _, err := pbx.WaitInvite(tf, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if c := s.Trunk.Contact(); c == nil || c.IP.String() != lab.BoxLTE4 {
 		t.Fatalf("the trunk's registration is %v, want the LTE address", c)
-	}
-}
-
-func waitInvite(r *wanlab.Registrant, after time.Time, d time.Duration) (time.Time, error) {
-	deadline := time.Now().Add(d)
-	for {
-		if at, ok := r.FirstInvite(after); ok {
-			return at, nil
-		}
-		if time.Now().After(deadline) {
-			return time.Time{}, fmt.Errorf("no inbound INVITE reached the PBX within %s", d)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -196,18 +196,35 @@ func inNetns(pid int, ns string) bool {
 	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
-// stopPID ends a process: SIGTERM, then SIGKILL if it is still there after a few seconds.
+// stopPID ends a process: SIGTERM, then SIGKILL if it is still there after a few seconds,
+// and waits (bounded) until it is gone.
 func stopPID(pid int) {
 	if syscall.Kill(pid, syscall.SIGTERM) != nil {
 		return
 	}
-	for i := 0; i < 60; i++ {
-		if syscall.Kill(pid, 0) != nil {
+	for i := 0; i < 100; i++ {
+		if !alive(pid) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 100 && alive(pid); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// alive says whether pid runs: a zombie (dead, not yet reaped by its parent) does not.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name in parentheses, which may hold spaces.
+	if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) {
+		return b[i+2] != 'Z' && b[i+2] != 'X'
+	}
+	return true
 }
 
 func labStatus(prefix string, stdout io.Writer) error {

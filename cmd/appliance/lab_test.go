@@ -425,7 +425,7 @@ func TestLabUpDown(t *testing.T) {
 	if out, err := exec.Command(bin, "lab", "down", "--prefix", prefix).CombinedOutput(); err != nil {
 		t.Fatalf("lab down: %v\n%s", err, out)
 	}
-	if syscall.Kill(pid, 0) == nil {
+	if alive(pid) {
 		t.Errorf("the appliance (PID %d) still runs after lab down", pid)
 	}
 	ns, _ := exec.Command("ip", "netns", "list").Output()

@@ -59,9 +59,9 @@ func tailLines(s string, n int) string {
 	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
 
-// alive says whether the daemon's process is still running.
-func alive(s *wanlab.Site) bool {
-	return s.Daemon.ProcessState == nil && syscall.Kill(s.Daemon.Process.Pid, 0) == nil
+// siteAlive says whether the daemon's process is still running.
+func siteAlive(s *wanlab.Site) bool {
+	return s.Daemon.ProcessState == nil && alive(s.Daemon.Process.Pid)
 }
 
 func blocklistState(t *testing.T, s *wanlab.Site) netcfg.BlockState {
@@ -148,7 +148,7 @@ func TestLANLinkDown(t *testing.T) {
 	if _, err := s.WaitStatus(10*time.Second, "failover to the modem with the LAN down", func(st wan.Status) bool { return st.Active == wan.Backup }); err != nil {
 		t.Fatal(err)
 	}
-	if !alive(s) {
+	if !siteAlive(s) {
 		t.Fatal("the daemon died with the LAN down")
 	}
 	if err := s.Carrier(wan.Primary, true); err != nil {
@@ -167,8 +167,8 @@ func TestLANLinkDown(t *testing.T) {
 		_, ok := findEntry(blocklistState(t, s), lab.Attacker4)
 		return ok
 	})
-	if !alive(s) || strings.Contains(s.Log(), "network is down") && !strings.Contains(s.Log(), "paused") {
-		t.Fatalf("daemon alive %v", alive(s))
+	if !siteAlive(s) || strings.Contains(s.Log(), "network is down") && !strings.Contains(s.Log(), "paused") {
+		t.Fatalf("daemon alive %v", siteAlive(s))
 	}
 }
 
@@ -471,7 +471,7 @@ func TestPartsFailAlone(t *testing.T) {
 	if out, err := cliIn(t, s, "sipguard", "status"); err != nil {
 		t.Fatalf("sipguard status after switching it on: %v %s", err, out)
 	}
-	if !alive(s) {
+	if !siteAlive(s) {
 		t.Fatal("the daemon stopped")
 	}
 }

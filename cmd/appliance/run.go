@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,9 +13,11 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/peers"
 	"github.com/officeedge/appliance/internal/version"
 	"github.com/officeedge/appliance/netcfg"
 )
@@ -94,6 +97,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 func check(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	path := fs.String("config", "/etc/appliance/appliance.toml", "config file, - for standard input")
+	control := controlFlag(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -117,9 +121,52 @@ func check(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	fmt.Fprintf(stdout, "# %s", strings.ReplaceAll(strings.TrimSpace(netcfg.Describe(cfg)), "\n", "\n# "))
+	printHostNames(stdout, cfg, *control)
 	fmt.Fprint(stdout, "\n# config is valid; this is the firewall it applies:\n")
 	fmt.Fprint(stdout, netcfg.Build(cfg).Text())
 	return nil
+}
+
+// printHostNames lists the trusted host names with what the running daemon resolved them to
+// (the firewall below has only the networks: the names' addresses join them at run time).
+func printHostNames(w io.Writer, cfg *config.Config, control string) {
+	var hosts []string
+	for _, n := range config.SortedNames(cfg.SIPPeers) {
+		for _, h := range cfg.SIPPeers[n].Hosts {
+			hosts = append(hosts, h+" (sip_peers."+n+")")
+		}
+	}
+	for _, h := range cfg.Admin.Hosts {
+		hosts = append(hosts, h+" (admin)")
+	}
+	if len(hosts) == 0 {
+		return
+	}
+	var names []peers.Name
+	body, err := daemon.Call(control, "GET", "/peers/status", nil)
+	if err == nil {
+		err = json.Unmarshal(body, &names)
+	}
+	if err != nil {
+		fmt.Fprintf(w, "\n# trusted host names (the daemon is not answering, so not resolved here): %s", strings.Join(hosts, ", "))
+		return
+	}
+	fmt.Fprint(w, "\n# trusted host names, as the running daemon resolved them:")
+	for _, n := range names {
+		when := "never resolved"
+		if !n.Resolved.IsZero() {
+			when = "resolved " + n.Resolved.Local().Format(time.DateTime) + ", next " + n.Next.Local().Format(time.TimeOnly)
+		}
+		addrs := make([]string, len(n.Addrs))
+		for i, a := range n.Addrs {
+			addrs[i] = a.String()
+		}
+		line := fmt.Sprintf("\n#   %s (%s): %s (%s)", n.Host, n.Key, strings.Join(addrs, ", "), when)
+		if n.Error != "" {
+			line += "; last lookup failed: " + n.Error
+		}
+		fmt.Fprint(w, line)
+	}
 }
 
 func runDaemon(args []string, _ io.Reader, _, stderr io.Writer) error {

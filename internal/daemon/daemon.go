@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,10 +21,13 @@ import (
 
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/audit"
+	"github.com/officeedge/appliance/internal/backup"
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/crowdsec"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/kernelfeat"
 	"github.com/officeedge/appliance/internal/notify"
+	"github.com/officeedge/appliance/internal/peers"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
 )
@@ -41,13 +45,19 @@ type Options struct {
 type App struct {
 	Options
 	Bus    *events.Bus
-	Alerts *alerts.Store        // what needs a person (part failures, hardware, drift)
-	Owner  *netcfg.Owner        // the one writer of nftables, links and routes
-	Audit  *audit.Log           //
-	Mail   *notify.Notifier     //
-	WAN    *wan.Service         // nil when wan is off
-	HAL    *halService          // LEDs, button and the simulated board
-	Guard  *sipGuardService     // nil when sipguard is off; replaced when a reload restarts it
+	Alerts *alerts.Store    // what needs a person (part failures, hardware, drift)
+	Owner  *netcfg.Owner    // the one writer of nftables, links and routes
+	Audit  *audit.Log       //
+	Mail   *notify.Notifier //
+	WAN    *wan.Service     // nil when wan is off
+	HAL    *halService      // LEDs, button and the simulated board
+	Guard  *sipGuardService // nil when sipguard is off; replaced when a reload restarts it
+	// CrowdSec is the fleet-sharing part in force (nil when off); a reload may replace it.
+	CrowdSec atomic.Pointer[crowdsec.Service]
+	// Peers resolves trusted host names (nil when the config has none).
+	Peers atomic.Pointer[peers.Resolver]
+	// Backup is the backups' part in force (nil when [backup] is off).
+	Backup atomic.Pointer[backup.Service]
 	Kernel []kernelfeat.Feature // what the kernel was found to have at start
 	// Control is the local control API (a unix socket, root only).
 	Control *http.ServeMux
@@ -94,6 +104,8 @@ func Run(ctx context.Context, o Options) error {
 		o.Log.Warn(w)
 	}
 	app := &App{Options: o, Bus: events.New(1000), Alerts: alerts.New(nil), Control: http.NewServeMux(), cfg: cfg}
+	// The box's own lookups go through the DNS part from here on (before any part dials).
+	useBoxResolver()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

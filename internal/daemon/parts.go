@@ -50,6 +50,8 @@ func specs() []partSpec {
 			}
 			return &wanPart{app: a, s: a.WAN}, nil
 		}},
+		{name: "dns", make: func(a *App) (runner, error) { return orNil(newDNSPart(a)) }, startKey: dnsStartKey},
+		{name: "clock", make: func(a *App) (runner, error) { return orNil(newClockPart(a)) }, startKey: clockStartKey},
 		{name: "hal", make: func(a *App) (runner, error) {
 			h, err := newHALPart(a)
 			a.HAL = h
@@ -67,6 +69,11 @@ func specs() []partSpec {
 		}},
 		{name: "feeds", make: func(a *App) (runner, error) { return orNil(newFeedsPart(a)) },
 			startKey: func(c *config.Config) string { return fmt.Sprint(c.SIPGuard.Enabled, c.SIPGuard.Feeds) }},
+		{name: "peers", make: func(a *App) (runner, error) { return orNil(newPeersPart(a)) }},
+		{name: "crowdsec", make: func(a *App) (runner, error) { return orNil(newCrowdSecPart(a)) }, startKey: crowdSecStartKey},
+		{name: "backup", make: func(a *App) (runner, error) { return orNil(newBackupPart(a)) }, startKey: backupStartKey},
+		dhcpSpec(),
+		raSpec(),
 		{name: "web", make: func(a *App) (runner, error) { return orNil(newWebPart(a)) }},
 	}
 }

@@ -59,7 +59,10 @@ func (a *App) routes() {
 		}
 		_, _ = w.Write([]byte("test email sent\n"))
 	})
+	m.HandleFunc("GET /crowdsec/status", a.crowdSecStatus)
+	m.HandleFunc("GET /peers/status", a.peersStatus)
 	m.HandleFunc("GET /kernel-features", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Kernel) })
+	a.backupRoutes()
 }
 
 // withGuard serves a sipguard route, or says sipguard is off.

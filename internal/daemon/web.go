@@ -16,8 +16,12 @@ import (
 	"github.com/mdlayher/netx/multinet"
 	"golang.org/x/sys/unix"
 
+	"github.com/officeedge/appliance/internal/backup"
+	"github.com/officeedge/appliance/internal/clock"
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/crowdsec"
 	"github.com/officeedge/appliance/internal/events"
+	"github.com/officeedge/appliance/internal/peers"
 	"github.com/officeedge/appliance/internal/web"
 	"github.com/officeedge/appliance/sipguard"
 	"github.com/officeedge/appliance/wan"
@@ -69,7 +73,22 @@ func webOptions(app *App) web.Options {
 		Force:        func(ctx context.Context, m wan.Mode) error { return wanForce(ctx, app, m) },
 		Guard:        func() (sipguard.Stats, int, bool) { return guardStats(app) },
 		GuardEntries: func() []sipguard.Entry { return guardEntries(app) },
+		Backups:      func() (backup.Status, bool) { return backupStatus(app) },
+		Clock:        func() (clock.State, bool) { return clockState(app) },
+		Peers: func() []peers.Name {
+			if r := app.Peers.Load(); r != nil {
+				return r.Status()
+			}
+			return nil
+		},
+		CrowdSec: func() (crowdsec.Status, bool) {
+			if s := app.CrowdSec.Load(); s != nil {
+				return s.Status(), true
+			}
+			return crowdsec.Status{}, false
+		},
 	}
+	o.DHCP = app.dhcpStatus
 	if app.Owner != nil {
 		o.Blocklist = app.Owner
 	}

@@ -185,26 +185,12 @@ func TestBrowserInLab(t *testing.T) {
 	}
 
 	// One browser for the whole test: Chromium starts slowly on two cores.
-	toR, toW, _ := os.Pipe()
-	fromR, fromW, _ := os.Pipe()
-	br := l.Command(lab.HostPhone, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+	br := l.Command(lab.HostPhone, append(append([]string{chromium}, chromiumArgs...),
 		"--ignore-certificate-errors-spki-list="+spki, // trusts the box's own certificate, and only it
-		"--user-data-dir="+filepath.Join(dir, "chromium"), "--remote-debugging-pipe", "about:blank")
-	br.ExtraFiles = []*os.File{toR, fromW} // fd 3: commands in, fd 4: answers out
+		"--user-data-dir="+filepath.Join(dir, "chromium"), "about:blank")...)
 	var brLog strings.Builder
 	br.Stdout, br.Stderr = io.Discard, &lockedWriter{w: &brLog}
-	br.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := br.Start(); err != nil {
-		t.Fatal(err)
-	}
-	toR.Close()
-	fromW.Close()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-br.Process.Pid, syscall.SIGKILL) // the browser's own process group
-		_ = br.Wait()
-	})
-	c := newCDP(toW, fromR)
+	c := launch(t, br)
 	if err := c.open(page); err != nil {
 		t.Fatalf("open the page in chromium: %v\n%s", err, brLog.String())
 	}

@@ -7,9 +7,38 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"sync"
+	"syscall"
+	"testing"
 	"time"
 )
+
+// chromiumArgs are the flags of a headless Chromium the tests drive over the DevTools pipe
+// (the page is opened with cdp.open).
+var chromiumArgs = []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+	"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+	"--remote-debugging-pipe"}
+
+// launch starts br (chromium with chromiumArgs, its last argument the first page) with the
+// DevTools pipe on its fd 3 and 4, and kills its process group when the test ends.
+func launch(t testing.TB, br *exec.Cmd) *cdp {
+	t.Helper()
+	toR, toW, _ := os.Pipe()
+	fromR, fromW, _ := os.Pipe()
+	br.ExtraFiles = []*os.File{toR, fromW} // fd 3: commands in, fd 4: answers out
+	br.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := br.Start(); err != nil {
+		t.Fatal(err)
+	}
+	toR.Close()
+	fromW.Close()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-br.Process.Pid, syscall.SIGKILL) // the browser's own process group
+		_ = br.Wait()
+	})
+	return newCDP(toW, fromR)
+}
 
 // cdp is a minimal Chrome DevTools Protocol client over --remote-debugging-pipe: Chromium
 // reads NUL-terminated JSON commands on its fd 3 and writes replies and events on its fd 4.

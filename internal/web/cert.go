@@ -25,6 +25,7 @@ import (
 
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/store"
+	"github.com/officeedge/appliance/internal/version"
 )
 
 // CertFile is the box's own HTTPS certificate and its key, in the state directory. Both are
@@ -268,7 +269,7 @@ func makeCert(ips []netip.Addr, dns []string, now time.Time) (*tls.Certificate, 
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: commonName(ips, dns), Organization: []string{"office edge appliance"}},
 		NotBefore:             now.Add(-time.Hour), // a clock a little behind still accepts it
-		NotAfter:              now.Add(certLife),
+		NotAfter:              notAfter(now),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:              dns,
@@ -355,4 +356,14 @@ func PinnedTLS(fingerprint string) *tls.Config {
 			return nil
 		},
 	}
+}
+
+// notAfter is a new certificate's end: certLife from now, or from the clock floor when the
+// clock is wrong (a box's first start before it reached a time server), so the certificate
+// made then, and its pinned fingerprint, stay good once the clock is right.
+func notAfter(now time.Time) time.Time {
+	if f := version.ClockFloor(); now.Before(f) {
+		return f.Add(certLife)
+	}
+	return now.Add(certLife)
 }

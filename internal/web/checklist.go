@@ -3,7 +3,6 @@ package web
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/netcfg"
@@ -114,29 +113,8 @@ func (s *Server) checklist(cfg *config.Config, st *Status) []Check {
 		add("email", "Email alerts configured", true, fmt.Sprintf("to %s", strings.Join(cfg.Notify.To, ", ")), "")
 	}
 
-	// Backups: a later part publishes backup.* events.
-	var lastOK time.Time
-	var lastFail string
-	for _, e := range s.o.Bus.Recent(1000) {
-		if strings.HasPrefix(e.Kind, "backup.") {
-			if strings.Contains(e.Kind, "fail") {
-				lastFail = e.Message
-			} else {
-				lastOK, lastFail = e.Time, ""
-			}
-		}
-	}
-	switch {
-	case lastFail != "":
-		add("backups", "Backups configured and recent", false, "the last backup failed: "+lastFail, "See the event log for why; fix it and run a backup by hand.")
-	case !lastOK.IsZero() && st.Time.Sub(lastOK) < 8*24*time.Hour:
-		add("backups", "Backups configured and recent", true, "last backup "+lastOK.UTC().Format(time.RFC3339), "")
-	case !lastOK.IsZero():
-		add("backups", "Backups configured and recent", false, "the last backup is more than a week old", "Check the backup schedule and destination.")
-	default:
-		unknown("backups", "Backups configured and recent", "no backup has been reported since the box started",
-			"Configure backups of the PBX and of this box's configuration (keep a copy off site).")
-	}
+	// Backups: each destination's newest verified copy within backup.max_age.
+	s.backupCheck(cfg, add)
 
 	// The page's own login.
 	add("web-password", "Status page password set", s.auth.passwordSet(), "actions on this page need a login",

@@ -50,6 +50,9 @@ var (
 func allDescs() []*prometheus.Desc {
 	out := []*prometheus.Desc{mInfo, mUp, mActive, mRTT, mLoss, mForced, mBlocked, mSet, mFeed, mFeedLoaded, mRepairs, mGuardSources,
 		mLoaded, mPackets, mBytes, mEvents, mAlerts, mAlertsActive, mLED, mMailQ, mCheckOK, mTrunkUp}
+	out = append(out, backupDescs...)
+	out = append(out, crowdSecDescs...)
+	out = append(out, clockDescs...)
 	for _, d := range mGuard {
 		out = append(out, d)
 	}
@@ -77,6 +80,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	collectWAN(st, g)
 	collectBlocklist(st, g, k)
 	collectGuard(st, g, k)
+	c.s.collectBackups(g)
+	c.s.collectCrowdSec(g, k)
+	c.s.collectClock(g)
 	g(mLoaded, boolGauge[st.Firewall.Loaded])
 	for _, h := range st.Firewall.Hits {
 		k(mPackets, float64(h.Packets), h.Chain, itoa(h.Handle), h.Comment)

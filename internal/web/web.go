@@ -26,9 +26,14 @@ import (
 	"github.com/officeedge/appliance/hal"
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/audit"
+	"github.com/officeedge/appliance/internal/backup"
+	"github.com/officeedge/appliance/internal/clock"
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/crowdsec"
+	"github.com/officeedge/appliance/internal/dhcpd"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/notify"
+	"github.com/officeedge/appliance/internal/peers"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/sipguard"
 	"github.com/officeedge/appliance/wan"
@@ -63,14 +68,22 @@ type Options struct {
 	Guard        func() (sipguard.Stats, int, bool)          // sipguard's counters and sources tracked; false when off
 	GuardEntries func() []sipguard.Entry                     // sipguard's records of its blocks (evidence, reports)
 	Alerts       *alerts.Store
-	ReadFirewall func() FirewallState // default ReadFirewall (netlink, current namespace)
+	CrowdSec     func() (crowdsec.Status, bool) // the fleet-sharing part's state; false when off
+	Peers        func() []peers.Name            // trusted host names and their addresses now
+	ReadFirewall func() FirewallState           // default ReadFirewall (netlink, current namespace)
 	Board        Board
 	Audit        *audit.Log
 	Mail         func() notify.Status
-	Certs        *Certs // the HTTPS certificate, shown on the page; nil: none shown
+	Certs        *Certs                       // the HTTPS certificate, shown on the page; nil: none shown
+	Backups      func() (backup.Status, bool) // the backups' status; false when off
 	StateDir     string
 	Log          *slog.Logger
 	Now          func() time.Time
+
+	// DHCP is the DHCP server's state and leases; false when it is off.
+	DHCP func() (dhcpd.Status, bool)
+	// Clock is the box's clock (trusted yet, offset, last sync); false when it is not running.
+	Clock func() (clock.State, bool)
 }
 
 // Server is the status page and its API.
@@ -206,6 +219,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/status", s.handleStatus)
 	s.mux.HandleFunc("GET /api/events", s.handleSSE)
 	s.mux.HandleFunc("GET /api/session", s.handleSession)
+	s.mux.HandleFunc("GET /api/leases", s.handleLeases)
+	s.mux.HandleFunc("GET /api/clock", s.handleClock)
+	s.mux.HandleFunc("GET /api/peers", s.loggedIn(s.handlePeers))
 	s.mux.HandleFunc("GET /api/leds", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.leds()) })
 	s.mux.Handle("GET /metrics", s.metricsHandler())
 	s.mux.HandleFunc("POST /api/login", s.handleLogin)
@@ -218,6 +234,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/audit.csv", s.loggedIn(s.handleAuditCSV))
 	s.mux.HandleFunc("GET /api/evidence", s.loggedIn(s.handleEvidence))
 	s.mux.HandleFunc("GET /api/abuse", s.loggedIn(s.handleAbuse))
+	s.mux.HandleFunc("GET /api/backups", s.handleBackups)
+	s.mux.HandleFunc("GET /dr-sheet", s.handleDRSheet)
+	s.mux.HandleFunc("GET /dr-sheet.txt", s.handleDRSheetText)
+	s.mux.HandleFunc("GET /dr-sheet.css", handleDRSheetCSS)
 }
 
 // Handler serves the page and API to the LAN and the admin networks only: all of it over

@@ -962,6 +962,21 @@ func (r *Registrant) FirstInvite(after time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// WaitInvite waits up to d for the first inbound INVITE after a time, and returns when it
+// reached the PBX.
+func (r *Registrant) WaitInvite(after time.Time, d time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(d)
+	for {
+		if at, ok := r.FirstInvite(after); ok {
+			return at, nil
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("no inbound INVITE reached the PBX within %s", d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // Close stops registering.
 func (r *Registrant) Close() {
 	select {

@@ -340,7 +340,7 @@ func runInbound(site *wanlab.Site, o inboundOpts, stability time.Duration, verbo
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		if _, err := waitInvite(pbx, time.Now(), 5*time.Second); err != nil {
+		if _, err := pbx.WaitInvite(time.Now(), 5*time.Second); err != nil {
 			return nil, fmt.Errorf("inbound trial %d: before the fault: %w", i+1, err)
 		}
 		time.Sleep(rand.N(o.register))
@@ -356,7 +356,7 @@ func runInbound(site *wanlab.Site, o inboundOpts, stability time.Duration, verbo
 		if !ok {
 			return nil, fmt.Errorf("inbound trial %d: no failover event", i+1)
 		}
-		at, err := waitInvite(pbx, tf, o.register+20*time.Second)
+		at, err := pbx.WaitInvite(tf, o.register+20*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("inbound trial %d: after the failover: %w", i+1, err)
 		}
@@ -379,17 +379,4 @@ func runInbound(site *wanlab.Site, o inboundOpts, stability time.Duration, verbo
 		fmt.Sprintf("# inbound calls after a failover: the PBX registers every %s; seconds from each failover to the first inbound INVITE at the PBX: %s (worst below)\n", o.register, strings.Join(vals, ", ")),
 		fmt.Sprintf("inbound_call_after_failover_s=%.1f\n", pct(got, 100)),
 	}, nil
-}
-
-func waitInvite(r *wanlab.Registrant, after time.Time, d time.Duration) (time.Time, error) {
-	deadline := time.Now().Add(d)
-	for {
-		if at, ok := r.FirstInvite(after); ok {
-			return at, nil
-		}
-		if time.Now().After(deadline) {
-			return time.Time{}, fmt.Errorf("no inbound INVITE reached the PBX within %s", d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

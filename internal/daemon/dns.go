@@ -1,0 +1,121 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/miekg/dns"
+
+	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/dnsfwd"
+	"github.com/officeedge/appliance/wan"
+)
+
+// dnsPart is the LAN's DNS forwarder.
+type dnsPart struct{ f *dnsfwd.Forwarder }
+
+func (p *dnsPart) Run(ctx context.Context) error { return p.f.Run(ctx) }
+
+// Stats are the forwarder's counters (zero when it is off).
+func (p *dnsPart) Stats() dnsfwd.Stats {
+	if p == nil {
+		return dnsfwd.Stats{}
+	}
+	return p.f.Stats()
+}
+
+// newDNSPart makes the forwarder, and points the box's own lookups at it.
+func newDNSPart(a *App) (*dnsPart, error) {
+	c := a.Config()
+	if !c.DNS.Enabled {
+		boxDNS.Store(nil)
+		return nil, nil
+	}
+	f := dnsfwd.New(dnsOptions(a, c))
+	boxDNS.Store(f)
+	return &dnsPart{f: f}, nil
+}
+
+// dnsStartKey is everything the forwarder reads: a change restarts it (in well under a
+// second; the box's own lookups go straight to the uplink's resolvers meanwhile).
+func dnsStartKey(c *config.Config) string {
+	return fmt.Sprint(c.DNS, c.LAN.Addresses, c.PBX.Address, c.PBX.Address6)
+}
+
+func dnsOptions(a *App, c *config.Config) dnsfwd.Options {
+	o := dnsfwd.Options{
+		WAN: func() (wan.Status, bool) { return wanStatus(a) }, Bus: a.Bus, Log: a.Log.With("part", "dns"),
+		Learned: func(u wan.UplinkStatus) []netip.Addr { return u.DNS },
+		Configured: map[wan.Role][]netip.Addr{
+			wan.Primary: addrs(c.DNS.Resolvers.Primary), wan.Backup: addrs(c.DNS.Resolvers.Backup)},
+		System: systemResolvers("/etc/resolv.conf"),
+		Domain: c.DNS.Domain, BoxName: c.DNS.BoxName, CacheSize: c.DNS.CacheSize, RebindAllow: c.DNS.RebindAllow,
+		RateLimit: c.DNS.RateLimit, Static: map[string][]netip.Addr{}, Hosts: a.dhcpHostnames,
+	}
+	for _, p := range c.LAN.Addresses {
+		o.Listen = append(o.Listen, netip.AddrPortFrom(p.Addr(), 53))
+		o.Static[c.DNS.BoxName] = append(o.Static[c.DNS.BoxName], p.Addr())
+	}
+	for _, p := range c.LAN.Subnets() {
+		o.LAN = append(o.LAN, p.Prefix)
+	}
+	for _, x := range []config.Addr{c.PBX.Address, c.PBX.Address6} {
+		if x.IsValid() {
+			o.Static[c.DNS.PBXName] = append(o.Static[c.DNS.PBXName], x.Addr)
+		}
+	}
+	return o
+}
+
+func addrs(as []config.Addr) []netip.Addr {
+	out := make([]netip.Addr, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.Addr)
+	}
+	return out
+}
+
+// systemResolvers are the nameservers of a resolv.conf (none when it is missing).
+func systemResolvers(path string) []netip.Addr {
+	cc, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, s := range cc.Servers {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// boxDNS is the forwarder the box's own lookups go through; nil while [dns] is off.
+var (
+	boxDNS      atomic.Pointer[dnsfwd.Forwarder]
+	resolverSet sync.Once
+)
+
+// useBoxResolver replaces net.DefaultResolver, once per process. Every part that dials by
+// name (notify's SMTP, the feeds' HTTP, backups' SFTP and S3, hostname peers) goes through
+// a net.Dialer without a resolver of its own, i.e. through the default one, so this one
+// change moves them all onto the forwarder without threading a resolver through each
+// library. It stays Go's own resolver (resolv.conf's search list and options, /etc/hosts);
+// only where its packets go changes: to the forwarder while it serves, else straight to the
+// active uplink's resolvers through that uplink (dnsfwd.Forwarder.Dial), and with [dns] off
+// to resolv.conf's servers as before.
+func useBoxResolver() {
+	resolverSet.Do(func() {
+		net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+			if f := boxDNS.Load(); f != nil {
+				return f.Dial(ctx, network, address)
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, address)
+		}}
+	})
+}
