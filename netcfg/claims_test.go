@@ -1,7 +1,9 @@
 package netcfg
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -73,5 +75,26 @@ func TestClaimsMadeBeforeTheClockWasSetKeepTheirLength(t *testing.T) {
 	}
 	if _, ok := rebased(cs[2:], now, now.Add(-24*time.Hour)); ok {
 		t.Error("a claim made with a right clock was rebased")
+	}
+}
+
+// On a kernel without conntrack marks (the gokrazy kernels) the owner loads the ruleset
+// without the reply-routing chains: the kernel would refuse the whole ruleset with them.
+func TestOwnerLeavesReplyMarksOut(t *testing.T) {
+	ns, fw := testNS(t, "nomark")
+	w, err := NewOwner(OwnerOptions{Firewall: fw, NoReplyMarks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if err := w.SetConfig(labConfig(t)); err != nil {
+		t.Fatal(err)
+	}
+	out := nft(t, ns, "list", "table", "inet", TableName)
+	if strings.Contains(out, "reply_mark") || !strings.Contains(out, "chain input") {
+		t.Errorf("ruleset with NoReplyMarks:\n%s", out)
 	}
 }

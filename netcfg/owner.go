@@ -30,6 +30,9 @@ type OwnerOptions struct {
 	Check    time.Duration // how often the kernel is compared with the desired state (default 2s)
 	// ResolvConf lists DNS servers to protect ("" for none; the daemon gives /etc/resolv.conf).
 	ResolvConf string
+	// NoReplyMarks leaves the reply-routing chains out: a kernel without conntrack marks
+	// refuses the whole ruleset with them, and one without policy routing has no use for them.
+	NoReplyMarks bool
 }
 
 // Owner is the one writer of the appliance's nftables table, links and routes. A single
@@ -178,6 +181,9 @@ func (w *Owner) do(fn func()) error {
 func (w *Owner) SetConfig(cfg *config.Config) error {
 	cfg, seq := w.merged(cfg)
 	tbl := Build(cfg)
+	if w.o.NoReplyMarks {
+		tbl = tbl.withoutReplyMarks()
+	}
 	prot := Protections(cfg, w.o.ResolvConf) // may resolve names: not on the loop
 	var err error
 	if derr := w.do(func() {

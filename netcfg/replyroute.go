@@ -44,6 +44,18 @@ func replyRouteRules(c *config.Config, t *Table) {
 		}})
 }
 
+// withoutReplyMarks is t without the reply-routing chains.
+func (t *Table) withoutReplyMarks() *Table {
+	c := *t
+	c.Chains = nil
+	for _, ch := range t.Chains {
+		if ch.Name != "reply_mark" && ch.Name != "reply_mark_out" {
+			c.Chains = append(c.Chains, ch)
+		}
+	}
+	return &c
+}
+
 // ctMarked matches connections with a reply-routing mark.
 type ctMarked struct{}
 

@@ -114,7 +114,8 @@ func Run(ctx context.Context, o Options) error {
 	// 2. The firewall owner: nothing else writes the kernel, and it runs under a supervisor
 	// of its own, so no other part's failures can hold it back.
 	app.Owner, err = netcfg.NewOwner(netcfg.OwnerOptions{Firewall: netcfg.New(0), StateDir: app.StateDir,
-		Bus: app.Bus, Alerts: app.Alerts, Log: app.Log, Links: true, ResolvConf: "/etc/resolv.conf"})
+		Bus: app.Bus, Alerts: app.Alerts, Log: app.Log, Links: true, ResolvConf: "/etc/resolv.conf",
+		NoReplyMarks: !kernelfeat.Has(app.Kernel, "ct mark") || !kernelfeat.Has(app.Kernel, "policy routing")})
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ func specs() []partSpec {
 	return []partSpec{
 		{name: "notify", make: func(a *App) (runner, error) { return a.Mail, nil }},
 		{name: "wan", make: func(a *App) (runner, error) {
-			a.WAN = wan.New(a.Config(), a.Bus, a.Log, wan.Options{StateDir: a.StateDir, PolicyRouting: kernelfeat.Has(a.Kernel, "policy routing")})
+			a.WAN = wan.New(a.Config(), a.Bus, a.Log, wan.Options{StateDir: a.StateDir, PolicyRouting: kernelfeat.Has(a.Kernel, "policy routing") && kernelfeat.Has(a.Kernel, "ct mark")})
 			if a.WAN == nil {
 				return nil, nil
 			}

@@ -106,6 +106,12 @@ var nftProbes = []nftProbe{
 			&expr.Masq{},
 		}
 	}},
+	{"ct mark", "no conntrack marks (NF_CONNTRACK_MARK; the gokrazy kernels lack it): replies to connections that came in on the standby uplink leave through the active one", func(*nftables.Set) []expr.Any {
+		return []expr.Any{
+			&expr.Immediate{Register: 1, Data: []byte{0, 1, 0, 0}},
+			&expr.Ct{Register: 1, Key: expr.CtKeyMARK, SourceRegister: true},
+		}
+	}},
 	{"nft log", "no logging in nftables (NFT_LOG or its backend nf_log_syslog): firewall drops cannot be logged", func(*nftables.Set) []expr.Any {
 		return []expr.Any{&expr.Log{}}
 	}},

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,10 +92,22 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ra: LAN interface %s: %w", iface, err)
 	}
-	// Bound to the interface's link-local address, as advertisements must come from it.
-	c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
-	if err != nil {
-		return fmt.Errorf("ra: listen on %s: %w", iface, err)
+	// Bound to the interface's link-local address, as advertisements must come from it. A
+	// LAN link that is down (a pulled cable at boot) has none yet: wait for it rather than
+	// fail, which would be an alert for something the LAN LED already says.
+	var c *ndp.Conn
+	for {
+		if c, _, err = ndp.Listen(ifi, ndp.LinkLocal); err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "not found on interface") {
+			return fmt.Errorf("ra: listen on %s: %w", iface, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
 	}
 	defer c.Close()
 	if err := c.JoinGroup(allRouters); err != nil {
