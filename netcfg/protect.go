@@ -70,7 +70,7 @@ func Protections(cfg *config.Config, resolvConf string) []Protection {
 			host(a, "the SMTP server "+cfg.Notify.Server)
 		}
 	}
-	for _, a := range nameservers(resolvConf) {
+	for _, a := range Nameservers(resolvConf) {
 		host(a, "a DNS server of the box ("+resolvConf+")")
 	}
 	return out
@@ -87,8 +87,9 @@ func lookup(h string) []netip.Addr {
 	return as
 }
 
-// nameservers reads the nameserver lines of a resolv.conf.
-func nameservers(path string) []netip.Addr {
+// Nameservers reads the nameserver lines of a resolv.conf (none when it is missing): the
+// servers the box protects, and the ones its DNS falls back to.
+func Nameservers(path string) []netip.Addr {
 	if path == "" {
 		return nil
 	}

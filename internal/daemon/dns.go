@@ -8,10 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/miekg/dns"
-
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/dnsfwd"
+	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
 )
 
@@ -52,7 +51,7 @@ func dnsOptions(a *App, c *config.Config) dnsfwd.Options {
 		Learned: func(u wan.UplinkStatus) []netip.Addr { return u.DNS },
 		Configured: map[wan.Role][]netip.Addr{
 			wan.Primary: addrs(c.DNS.Resolvers.Primary), wan.Backup: addrs(c.DNS.Resolvers.Backup)},
-		System: systemResolvers("/etc/resolv.conf"),
+		System: netcfg.Nameservers("/etc/resolv.conf"),
 		Domain: c.DNS.Domain, BoxName: c.DNS.BoxName, CacheSize: c.DNS.CacheSize, RebindAllow: c.DNS.RebindAllow,
 		RateLimit: c.DNS.RateLimit, Static: map[string][]netip.Addr{}, Hosts: a.dhcpHostnames,
 	}
@@ -75,21 +74,6 @@ func addrs(as []config.Addr) []netip.Addr {
 	out := make([]netip.Addr, 0, len(as))
 	for _, a := range as {
 		out = append(out, a.Addr)
-	}
-	return out
-}
-
-// systemResolvers are the nameservers of a resolv.conf (none when it is missing).
-func systemResolvers(path string) []netip.Addr {
-	cc, err := dns.ClientConfigFromFile(path)
-	if err != nil {
-		return nil
-	}
-	var out []netip.Addr
-	for _, s := range cc.Servers {
-		if a, err := netip.ParseAddr(s); err == nil {
-			out = append(out, a)
-		}
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/officeedge/appliance/internal/peers"
+	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
 )
 
@@ -60,7 +61,7 @@ func peerServers(a *App) []netip.AddrPort {
 			add(addrs(cfg.DNS.Resolvers.Backup)...)
 		}
 	}
-	add(systemResolvers("/etc/resolv.conf")...)
+	add(netcfg.Nameservers("/etc/resolv.conf")...)
 	return out
 }
 
