@@ -3,8 +3,10 @@ package lab_test
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -211,6 +213,21 @@ func waitGone(t *testing.T, pid int) {
 	}
 }
 
+func waitExec(t *testing.T, pid int, comm string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(b)) == comm {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d never became %s (comm %q, %v)", pid, comm, b, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestTwoLabs(t *testing.T) {
 	labtest.RequireRoot(t, "ping", "nft")
 	prefixes := []string{lab.Unique(t) + "a", lab.Unique(t) + "b"}
@@ -256,6 +273,9 @@ func TestAttachClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = stray.Wait() }()
+	// `ip netns exec` enters the namespace after Start returns; a process not
+	// in it yet is not one `lab down` can find. It is in once it is sleep.
+	waitExec(t, stray.Process.Pid, "sleep")
 
 	// What `lab down` does from another process.
 	if err := lab.Attach(prefix).Close(); err != nil {
