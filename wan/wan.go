@@ -91,6 +91,9 @@ type confirmResult struct {
 	sent    int
 	started time.Time
 	at      time.Time
+	// The daemon itself was held up well past the burst's timeout (a busy box): its probes'
+	// answers may have come and gone unheard, so the burst proves nothing.
+	stalled time.Duration
 }
 
 type probeResult struct {
@@ -250,18 +253,11 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		case r := <-s.results:
 			s.mu.Lock()
-			if u := s.ups[r.role]; u != nil {
-				if !r.ok {
-					u.health.SetError(r.target, r.err)
-				}
-				if u.health.Result(r.target, r.ok, r.rtt, r.at) {
-					s.uplinkChanged(u, r.at)
-				}
-			}
-			s.decide(ctx, r.at)
+			s.result(ctx, r)
 			s.mu.Unlock()
 		case c := <-s.confirms:
 			s.mu.Lock()
+			s.drainResults(ctx)
 			s.confirmed(ctx, c)
 			s.mu.Unlock()
 		case lu := <-links:
@@ -352,6 +348,7 @@ func (s *Service) Run(ctx context.Context) error {
 			s.mu.Unlock()
 		case now := <-tick.C:
 			s.mu.Lock()
+			s.drainResults(ctx)
 			s.checkSilence(ctx, now)
 			if now.Sub(lastDecide) >= 250*time.Millisecond {
 				lastDecide = now
@@ -368,6 +365,33 @@ func (s *Service) Run(ctx context.Context) error {
 				s.reconcileReplyRoutes()
 			}
 			s.mu.Unlock()
+		}
+	}
+}
+
+// result records one regular probe's outcome.
+func (s *Service) result(ctx context.Context, r probeResult) {
+	if u := s.ups[r.role]; u != nil {
+		if !r.ok {
+			u.health.SetError(r.target, r.err)
+		}
+		if u.health.Result(r.target, r.ok, r.rtt, r.at) {
+			s.uplinkChanged(u, r.at)
+		}
+	}
+	s.decide(ctx, r.at)
+}
+
+// drainResults records the probe results already queued. Silence is judged on every answer
+// received so far: after a stall of the loop (a busy box), answers waiting in the queue
+// would otherwise read as a silent line.
+func (s *Service) drainResults(ctx context.Context) {
+	for range cap(s.results) {
+		select {
+		case r := <-s.results:
+			s.result(ctx, r)
+		default:
+			return
 		}
 	}
 }
@@ -522,6 +546,10 @@ func (s *Service) checkSilence(ctx context.Context, now time.Time) {
 	}
 }
 
+// stallSlack is how much later than its timeout a lost burst may end before the box, not the
+// line, is taken to have been too busy to hear it.
+const stallSlack = 200 * time.Millisecond
+
 // confirmWait is the least a confirmation burst waits for an answer. The answers of the
 // regular probes still in flight count too, so a line whose round trip suddenly grows by up
 // to silence + confirmWait (bufferbloat, a slow resolver) is not taken for a dead one.
@@ -565,12 +593,16 @@ send:
 			}
 		}
 	}
+	lastSent := time.Now()
 	go func() { wg.Wait(); close(answered) }()
 	r := confirmResult{role: u.role, target: -1, sent: per * len(targets), started: started}
 	if i, ok := <-answered; ok {
 		r.ok, r.target = true, i
 	}
 	r.at = time.Now()
+	if late := r.at.Sub(lastSent) - timeout; !r.ok && late > stallSlack {
+		r.stalled = late
+	}
 	cancel()
 	select {
 	case s.confirms <- r:
@@ -587,6 +619,13 @@ func (s *Service) confirmed(ctx context.Context, c confirmResult) {
 	u.confirming = false
 	if c.ok {
 		u.health.Heard(c.target, c.at)
+	}
+	if c.stalled > 0 {
+		// The silence rule asks again at the next tick if the line is still quiet; the slow
+		// rule (every target lost down_after times in a row) still applies meanwhile.
+		s.log.Warn("wan: confirmation burst not heard in time (the box was busy): asking again", "uplink", u.cfg.Name, "late", c.stalled.Round(time.Millisecond))
+		s.updateRates()
+		return
 	}
 	// A regular probe may have been answered while the burst was out.
 	if c.ok || !u.health.Silent(c.at, s.cfg.Silence) {
@@ -731,7 +770,7 @@ func (s *Service) trunkLoop(ctx context.Context) {
 			wg.Add(1)
 			go func(t *trunk) {
 				defer wg.Done()
-				rtt, err := sipOptions(ctx, dev, src, t.to, min(every, 2*time.Second))
+				rtt, err := SIPOptions(ctx, dev, src, t.to, min(every, 2*time.Second))
 				if ctx.Err() != nil {
 					return
 				}

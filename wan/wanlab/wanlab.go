@@ -808,18 +808,20 @@ func (s *Site) Noise(r wan.Role, pct int) error {
 }
 
 // TargetTrouble makes one probe target dead (the DNS responder on Probe4Alt stops being
-// reachable) and another rate-limit ICMP (echo requests to Probe4 above perSecond are dropped,
-// as many resolvers do), on the internet side, for both uplinks; or undoes both.
+// reachable) and another rate-limit ICMP (echo requests to Probe4 above perSecond from one
+// source address are dropped, as public resolvers do per client), on the internet side, for
+// both uplinks; or undoes both.
 func (s *Site) TargetTrouble(on bool, perSecond int) error {
 	if !on {
 		_, err := s.Lab.Run(lab.HostNet, "nft", "delete", "table", "inet", "wantrouble")
 		return err
 	}
 	return s.nft(lab.HostNet, fmt.Sprintf(`table inet wantrouble {
+	set icmp_clients { type ipv4_addr; flags dynamic; timeout 1m; size 1024; }
 	chain in {
 		type filter hook input priority 0; policy accept;
 		ip daddr %s udp dport 53 drop
-		ip daddr %s icmp type echo-request limit rate %d/second burst 1 packets accept
+		ip daddr %s icmp type echo-request update @icmp_clients { ip saddr limit rate %d/second burst 1 packets } accept
 		ip daddr %s icmp type echo-request drop
 	}
 }`, lab.Probe4Alt, lab.Probe4, perSecond, lab.Probe4))

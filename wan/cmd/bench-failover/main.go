@@ -168,6 +168,7 @@ func run(trials, rate int, stability, limit time.Duration, verbose bool, soak so
 	}
 	var soakLines []string
 	if soak.d > 0 {
+		soak.verbose = verbose
 		if soakLines, err = runSoak(site, soak); err != nil {
 			return err
 		}
@@ -243,6 +244,7 @@ type soakOpts struct {
 	d        time.Duration
 	loss     int
 	icmpRate int
+	verbose  bool // print the daemon's log lines about silences and verdicts
 }
 
 // runSoak runs the office on a noisy primary for o.d: random loss at its ISP, one probe
@@ -291,7 +293,15 @@ func runSoak(site *wanlab.Site, o soakOpts) ([]string, error) {
 		return
 	}
 	n0, d0 := count(log0)
-	n, downs := count(site.Log())
+	log := site.Log()
+	n, downs := count(log)
+	if o.verbose {
+		for _, l := range strings.Split(log[min(len(log0), len(log)):], "\n") {
+			if strings.Contains(l, "silence") || strings.Contains(l, "burst") || strings.Contains(l, "kind=uplink.") || strings.Contains(l, "kind=wan.failover") {
+				fmt.Fprintln(os.Stderr, l)
+			}
+		}
+	}
 	n, downs = n-n0, downs-d0
 	p := wanlab.Uplink(st, wan.Primary)
 	month := float64(30*24*time.Hour) / float64(elapsed)
