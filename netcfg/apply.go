@@ -108,13 +108,13 @@ func (f *Firewall) apply(t *Table) (created []string, err error) {
 		c.DelChain(ch) // its rules go with it, and with them the references to the sets
 	}
 	for name, s := range old.sets {
-		if !isBlockSet(name) {
+		if !isBlockSet(name) && !isDroppedSet(name) { // kept: their elements are the history
 			c.DelSet(s)
 		}
 	}
 	sets := map[string]*nftables.Set{}
 	for _, s := range t.Sets {
-		if isBlockSet(s.Name) && old.sets[s.Name] != nil {
+		if (isBlockSet(s.Name) || isDroppedSet(s.Name)) && old.sets[s.Name] != nil {
 			sets[s.Name] = old.sets[s.Name]
 			continue
 		}
@@ -360,6 +360,8 @@ func keyType(t SetType) nftables.SetDatatype {
 		return nftables.TypeIPAddr
 	case TypeIPv6:
 		return nftables.TypeIP6Addr
+	case TypePort:
+		return nftables.TypeInetService
 	}
 	return nftables.TypeIFName
 }

@@ -90,6 +90,7 @@ func Build(c *config.Config) *Table {
 			{Match: []Match{NFProto("ipv4"), OifIn("uplinks")}, Verdict: Masquerade, Comment: "office to the internet"},
 		}},
 	}
+	addDroppedSets(t)
 	sipguardRules(c, t)   // netcfg/sipguard.go
 	replyRouteRules(c, t) // netcfg/replyroute.go
 	return t
@@ -200,7 +201,7 @@ func forwardChain(svcs []service) *Chain {
 			ch.Rules = append(ch.Rules, Rule{Match: m6, Verdict: Accept, Comment: s.name + " (IPv6)"})
 		}
 	}
-	ch.Rules = append(ch.Rules, Rule{Verdict: Drop, Comment: "everything else"})
+	ch.Rules = append(ch.Rules, droppedRules()...) // netcfg/dropped.go
 	return ch
 }
 
@@ -235,7 +236,7 @@ func inputChain(c *config.Config) *Chain {
 			Rule{Match: []Match{IifIn("uplinks"), SaddrIn(false, "admin4"), DPort("tcp", p, p)}, Verdict: Accept, Comment: what + " from admin networks"},
 			Rule{Match: []Match{IifIn("uplinks"), SaddrIn(true, "admin6"), DPort("tcp", p, p)}, Verdict: Accept, Comment: what + " from admin networks"})
 	}
-	ch.Rules = append(ch.Rules, Rule{Verdict: Drop, Comment: "everything else"})
+	ch.Rules = append(ch.Rules, droppedRules()...) // netcfg/dropped.go
 	return ch
 }
 

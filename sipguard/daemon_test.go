@@ -65,7 +65,7 @@ func TestDaemonAndCLI(t *testing.T) {
 	}
 	send("sipcli/v1.8")
 	var out string
-	row := regexp.MustCompile(`192\.0\.2\.66\s+sipguard\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\s+(\d+)\s+scanner`)
+	row := regexp.MustCompile(`192\.0\.2\.66\s+sipguard\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC\s+(\d+)\s+scanner`)
 	labtest.WaitFor(t, "the scanner in `appliance blocked`", 10*time.Second, func() bool {
 		out, _ = blocked()
 		return row.MatchString(out)

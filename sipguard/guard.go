@@ -130,6 +130,19 @@ type Guard struct {
 type Stats struct {
 	Packets, SIP, Malformed, TLS, Findings, Blocks, Alerts, Dropped uint64
 	Holds, CaptureDrops, Reassembled                                uint64
+	// Detections counts findings by Kind (index); ByDetector names them.
+	Detections [len(kindNames)]uint64 `json:"-"`
+}
+
+// ByDetector is the findings of each detector by its name ("brute-force").
+func (s Stats) ByDetector() map[string]uint64 {
+	out := map[string]uint64{}
+	for k, n := range s.Detections {
+		if kind := Kind(k); kind != KindNone && kind != KindHold {
+			out[kind.String()] = n
+		}
+	}
+	return out
 }
 
 // ErrActionQueueFull means findings arrive faster than blocks can be written.
@@ -346,6 +359,9 @@ func (g *Guard) finding(now time.Time, f Finding, payload []byte) {
 		return
 	}
 	g.Stats.Findings++
+	if int(f.Kind) < len(g.Stats.Detections) {
+		g.Stats.Detections[f.Kind]++
+	}
 	marked := false
 	if len(g.warned) > 10000 {
 		clear(g.warned) // forged auth names or sources must not grow it without bound

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 
+	"github.com/officeedge/appliance/internal/bind"
 	"github.com/officeedge/appliance/internal/config"
 )
 
@@ -47,21 +47,6 @@ func MonthlyBytes(targets []config.WANTarget, interval time.Duration) int64 {
 		n += probes * int64(ProbeBytes(t.Kind))
 	}
 	return n
-}
-
-// bindDevice makes a socket leave through dev whatever the routing table prefers: standby
-// probes must test the standby line, not the active one.
-func bindDevice(dev string) func(network, address string, c syscall.RawConn) error {
-	return func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, dev)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}
 }
 
 // prober sends the probes of one uplink.
@@ -116,7 +101,7 @@ func localAddr(src netip.Addr) net.IP {
 
 // tcp connects; a refusal (RST) proves the path as well as an accept does.
 func (p *prober) tcp(ctx context.Context, to netip.AddrPort, src netip.Addr) error {
-	d := net.Dialer{Control: bindDevice(p.dev), LocalAddr: &net.TCPAddr{IP: localAddr(src)}}
+	d := net.Dialer{Control: bind.Device(p.dev), LocalAddr: &net.TCPAddr{IP: localAddr(src)}}
 	c, err := d.DialContext(ctx, "tcp4", to.String())
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
@@ -131,7 +116,7 @@ func (p *prober) tcp(ctx context.Context, to netip.AddrPort, src netip.Addr) err
 
 // dns asks for "." A; any answer with our ID, or a port-unreachable, proves the path.
 func (p *prober) dns(ctx context.Context, to netip.AddrPort, src netip.Addr) error {
-	lc := net.ListenConfig{Control: bindDevice(p.dev)}
+	lc := net.ListenConfig{Control: bind.Device(p.dev)}
 	pc, err := lc.ListenPacket(ctx, "udp4", net.JoinHostPort(ipString(src), "0"))
 	if err != nil {
 		return err
@@ -221,7 +206,7 @@ func (p *prober) icmpConn(src netip.Addr) (net.PacketConn, error) {
 	if p.icmp != nil {
 		return p.icmp, nil
 	}
-	lc := net.ListenConfig{Control: bindDevice(p.dev)}
+	lc := net.ListenConfig{Control: bind.Device(p.dev)}
 	addr := "0.0.0.0"
 	if src.IsValid() {
 		addr = src.String()

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/officeedge/appliance/internal/bind"
 )
 
 // TrunkStatus is what the SIP OPTIONS check of one trunk found.
@@ -22,13 +24,14 @@ type TrunkStatus struct {
 	Since      time.Time     `json:"since"`
 }
 
-// sipOptions sends one SIP OPTIONS over UDP from src, leaving through dev, and waits for any
-// response to it. SIP is a text protocol and an OPTIONS ping is a handful of lines, so it is
-// written here rather than pulling in a SIP stack.
-func sipOptions(ctx context.Context, dev string, src netip.Addr, to netip.AddrPort, timeout time.Duration) (time.Duration, error) {
+// SIPOptions sends one SIP OPTIONS over UDP from src, leaving through dev, and waits for any
+// response to it (the trunk checks, and the page's diagnostics). SIP is a text protocol and
+// an OPTIONS ping is a handful of lines, so it is written here rather than pulling in a SIP
+// stack.
+func SIPOptions(ctx context.Context, dev string, src netip.Addr, to netip.AddrPort, timeout time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	lc := net.ListenConfig{Control: bindDevice(dev)}
+	lc := net.ListenConfig{Control: bind.Device(dev)}
 	pc, err := lc.ListenPacket(ctx, "udp4", net.JoinHostPort(ipString(src), "0"))
 	if err != nil {
 		return 0, err

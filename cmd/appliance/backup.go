@@ -34,6 +34,7 @@ func backupCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	control := controlFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
+	cfgPath := fs.String("config", "/etc/appliance/appliance.toml", "the daemon's config (times are written in its site's zone)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -64,7 +65,7 @@ func backupCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		if err := json.Unmarshal(body, &ms); err != nil {
 			return fmt.Errorf("backup: list: %w", err)
 		}
-		return writeList(stdout, ms)
+		return writeList(stdout, ms, siteZone(*cfgPath))
 	}
 	var st backup.Status
 	if err := json.Unmarshal(body, &st); err != nil {
@@ -73,15 +74,15 @@ func backupCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if pos[0] == "now" {
 		fmt.Fprintln(stdout, "backup run started; `appliance backup status` follows it")
 	}
-	return writeStatus(stdout, st, time.Now())
+	return writeStatus(stdout, st, time.Now(), siteZone(*cfgPath))
 }
 
-func writeStatus(w io.Writer, st backup.Status, now time.Time) error {
+func writeStatus(w io.Writer, st backup.Status, now time.Time, site *config.Config) error {
 	if !st.Enabled {
 		_, err := fmt.Fprintln(w, "backups are off ([backup] dir is not set)")
 		return err
 	}
-	fmt.Fprintf(w, "medium (copy 2): %s\nnext run: %s\n", st.Dir, st.NextRun.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "medium (copy 2): %s\nnext run: %s\n", st.Dir, site.Stamp(st.NextRun))
 	if st.Endpoint != "" {
 		fmt.Fprintf(w, "push endpoint: %s\n", st.Endpoint)
 	}
@@ -107,14 +108,14 @@ func writeStatus(w io.Writer, st backup.Status, now time.Time) error {
 			state = "no verified copy yet"
 		}
 		if d.LastError != "" {
-			state += fmt.Sprintf(" (%d failed, retry %s: %s)", d.Attempts, d.NextRetry.Local().Format(time.DateTime), d.LastError)
+			state += fmt.Sprintf(" (%d failed, retry %s: %s)", d.Attempts, site.Stamp(d.NextRetry), d.LastError)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", d.Name, d.Where, newest, size, age, d.Copies, state)
 	}
 	return tw.Flush()
 }
 
-func writeList(w io.Writer, ms map[string]*backup.Manifest) error {
+func writeList(w io.Writer, ms map[string]*backup.Manifest, site *config.Config) error {
 	names := make([]string, 0, len(ms))
 	for n := range ms {
 		names = append(names, n)
@@ -124,7 +125,7 @@ func writeList(w io.Writer, ms map[string]*backup.Manifest) error {
 	fmt.Fprintln(tw, "DESTINATION\tOBJECT\tSIZE\tVERIFIED\tSHA-256")
 	for _, n := range names {
 		for _, e := range ms[n].Present() {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", n, e.Object, e.Size, e.Verified.Local().Format(time.DateTime), e.SHA256)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", n, e.Object, e.Size, site.Stamp(e.Verified), e.SHA256)
 		}
 	}
 	return tw.Flush()

@@ -128,10 +128,11 @@ type listing struct {
 func blockedCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("blocked", flag.ContinueOnError)
 	control := controlFlag(fs)
-	state, _ := offlineFlags(fs)
+	state, cfgPath := offlineFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
+	site := siteZone(*cfgPath)
 	var l listing
 	b, err := daemon.Call(*control, "GET", "/blocklist", nil)
 	if err == nil {
@@ -154,22 +155,19 @@ func blockedCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "%-40s %-10s %-20s %-20s %-8s %s\n", "ADDRESS", "SOURCE", "SINCE (UTC)", "EXPIRES (UTC)", "DROPPED", "REASON")
+	fmt.Fprintf(stdout, "%-40s %-10s %-24s %-24s %-8s %s\n", "ADDRESS", "SOURCE", "SINCE", "EXPIRES", "DROPPED", "REASON")
 	for _, e := range l.entries {
-		since, exp := e.Since().UTC().Format("2006-01-02 15:04:05"), "never"
-		if u := e.Until(); !u.IsZero() {
-			exp = u.UTC().Format("2006-01-02 15:04:05")
-		}
+		since, exp := site.Stamp(e.Since()), site.Stamp(e.Until())
 		if l.left != nil {
 			if _, in := l.left[e.Prefix]; !in {
 				exp = "not in kernel"
 			}
 		}
-		fmt.Fprintf(stdout, "%-40s %-10s %-20s %-20s %-8d %s\n", prefixText(e.Prefix), strings.Join(e.Sources(), ","), since, exp, l.packets[e.Prefix], e.Reason())
+		fmt.Fprintf(stdout, "%-40s %-10s %-24s %-24s %-8d %s\n", prefixText(e.Prefix), strings.Join(e.Sources(), ","), since, exp, l.packets[e.Prefix], e.Reason())
 	}
 	for _, f := range l.feeds {
 		fmt.Fprintf(stdout, "community list %s: %d entries (%d left out), loaded %s, kept until %s\n", f.Name, f.Entries, f.Refused,
-			f.Loaded.UTC().Format("2006-01-02 15:04:05"), f.Until.UTC().Format("2006-01-02 15:04:05"))
+			site.Stamp(f.Loaded), site.Stamp(f.Until))
 	}
 	return nil
 }

@@ -13,8 +13,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/officeedge/appliance/internal/cfgedit"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/peers"
@@ -155,7 +155,7 @@ func printHostNames(w io.Writer, cfg *config.Config, control string) {
 	for _, n := range names {
 		when := "never resolved"
 		if !n.Resolved.IsZero() {
-			when = "resolved " + n.Resolved.Local().Format(time.DateTime) + ", next " + n.Next.Local().Format(time.TimeOnly)
+			when = "resolved " + cfg.Stamp(n.Resolved) + ", next " + cfg.Stamp(n.Next)
 		}
 		addrs := make([]string, len(n.Addrs))
 		for i, a := range n.Addrs {
@@ -174,13 +174,21 @@ func runDaemon(args []string, _ io.Reader, _, stderr io.Writer) error {
 	path := fs.String("config", "/etc/appliance/appliance.toml", "config file")
 	state := fs.String("state", "/var/lib/appliance", "directory for state that survives reboots")
 	control := controlFlag(fs)
+	confirm := fs.Duration("confirm-window", 0, "time to confirm a config change made on the status page before it is put back (default 2m)")
+	writable := fs.String("writable-config", "", "run from a writable copy of --config at this path (on the image: /perm/appliance/appliance.toml), made again when --config changes")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *writable != "" {
+		var err error
+		if *path, err = cfgedit.Seed(*path, *writable); err != nil {
+			return err
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	return daemon.Run(ctx, daemon.Options{ConfigPath: *path, StateDir: *state, ControlSocket: *control, Log: log})
+	return daemon.Run(ctx, daemon.Options{ConfigPath: *path, StateDir: *state, ControlSocket: *control, Log: log, ConfirmWindow: *confirm})
 }
 
 // controlFlag is the --control flag of commands that talk to the running daemon.

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -19,6 +20,7 @@ import (
 // Config describes one site: its LAN, its two uplinks, its PBX and who may reach what.
 type Config struct {
 	Site      string              `toml:"site"`
+	Timezone  string              `toml:"timezone"` // the site's zone for times shown to people (site.go)
 	LAN       LAN                 `toml:"lan"`
 	Uplink    Uplinks             `toml:"uplink"`
 	PBX       PBX                 `toml:"pbx"`
@@ -40,6 +42,8 @@ type Config struct {
 
 	// Warnings are said on every start: things that are allowed but risky.
 	Warnings []string `toml:"-"`
+
+	loc *time.Location // Timezone, loaded by validateSite
 }
 
 // LAN is the office side of the box.
@@ -84,6 +88,10 @@ type Uplink struct {
 	Address6  Prefix   `toml:"address6"` // optional static IPv6
 	Gateway6  Addr     `toml:"gateway6"`
 	Role      string   `toml:"-"` // "primary" or "backup"
+	// DataBudget is the line's monthly data allowance (0: no cap), counted from the
+	// interface's bytes in and out and renewed on BillingDay (1-31; the last day in shorter months).
+	DataBudget Bytes `toml:"data_budget"`
+	BillingDay int   `toml:"billing_day"`
 }
 
 // PBX is the office's IP-PBX on the LAN and the services forwarded to it.

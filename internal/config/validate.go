@@ -31,6 +31,7 @@ func (c *Config) applyDefaults(md *toml.MetaData) {
 			continue
 		}
 		u.Role = role
+		u.budgetDefaults(md)
 		if u.Name == "" {
 			u.Name = role
 		}
@@ -187,6 +188,7 @@ func (c *Config) validate(v *validator) {
 		}
 	}
 
+	c.validateSite(v)
 	c.validatePBX(v)
 	c.validatePeers(v)
 	c.validateForwards(v)

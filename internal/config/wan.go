@@ -197,6 +197,7 @@ func (s *WAN) check(c *Config, v *validator) {
 	if s.SIPDownAfter < 1 {
 		v.errf(f("sip_down_after"), "must be at least 1")
 	}
+	checkBudgets(c, v)
 	for _, n := range SortedNames(c.SIPPeers) {
 		p := c.SIPPeers[n]
 		if p.Options == "" {

@@ -22,6 +22,7 @@ import (
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/backup"
+	"github.com/officeedge/appliance/internal/cfgedit"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/crowdsec"
 	"github.com/officeedge/appliance/internal/events"
@@ -38,6 +39,9 @@ type Options struct {
 	StateDir      string // survives reboots: /var/lib/appliance, /perm/appliance on the image
 	ControlSocket string // unix socket of the local control API used by the CLI
 	Log           *slog.Logger
+	// ConfirmWindow is how long a change made on the page waits for its confirmation before
+	// it is put back (0: cfgedit.DefaultWindow; tests make it short).
+	ConfirmWindow time.Duration
 }
 
 // App is what the running parts of the appliance share: each part is made in Run, in the
@@ -52,6 +56,8 @@ type App struct {
 	WAN    *wan.Service     // nil when wan is off
 	HAL    *halService      // LEDs, button and the simulated board
 	Guard  *sipGuardService // nil when sipguard is off; replaced when a reload restarts it
+	// History samples the figures the page charts and counts data budgets (nil without a state dir).
+	History *historyPart
 	// CrowdSec is the fleet-sharing part in force (nil when off); a reload may replace it.
 	CrowdSec atomic.Pointer[crowdsec.Service]
 	// Peers resolves trusted host names (nil when the config has none).
@@ -61,6 +67,10 @@ type App struct {
 	Kernel []kernelfeat.Feature // what the kernel was found to have at start
 	// Control is the local control API (a unix socket, root only).
 	Control *http.ServeMux
+	// Edits changes the config file from the page (nil when it cannot be kept: an alert says why).
+	Edits *cfgedit.Editor
+
+	reloading sync.Mutex // one reload at a time: SIGHUP and the page's changes
 
 	mu    sync.RWMutex
 	cfg   *config.Config
@@ -161,7 +171,13 @@ func Run(ctx context.Context, o Options) error {
 // reload reconciles every part to the file: the firewall first (a refusal changes nothing),
 // then each part is reloaded in place, started, stopped or restarted as its settings
 // demand, and what only a restart of the daemon takes is said.
-func (a *App) reload() {
+func (a *App) reload() { _ = a.reloadAs("root (SIGHUP reload)") }
+
+// reloadAs reloads the file as reload does, recording who changed it; an error means the
+// running configuration is unchanged.
+func (a *App) reloadAs(who string) error {
+	a.reloading.Lock()
+	defer a.reloading.Unlock()
 	next, err := config.Load(a.ConfigPath)
 	if err == nil {
 		err = a.Owner.SetConfig(next)
@@ -170,7 +186,7 @@ func (a *App) reload() {
 		a.Log.Error("reload refused, the running configuration is unchanged", "err", err)
 		a.Alerts.Raise("config", "daemon", "the configuration was refused: "+err.Error())
 		a.Bus.Publish(events.Event{Kind: "config.rejected", Severity: events.Warn, Source: "daemon", Message: err.Error()})
-		return
+		return err
 	}
 	a.Alerts.Clear("config")
 	for _, w := range next.Warnings {
@@ -181,13 +197,14 @@ func (a *App) reload() {
 	a.cfg = next
 	a.mu.Unlock()
 	did := append(a.dropStaleFeeds(next), a.parts.reconcile(prev, next)...)
-	a.auditConfig("root (SIGHUP reload)")
+	a.auditConfig(who)
 	msg := "configuration reloaded from " + a.ConfigPath
 	if len(did) > 0 {
 		msg += ": " + strings.Join(did, "; ")
 	}
 	a.Log.Info("configuration reloaded", "parts", strings.Join(did, "; "))
 	a.Bus.Publish(events.Event{Kind: "config.changed", Source: "daemon", Message: msg})
+	return nil
 }
 
 // dropStaleFeeds removes from the blocklist the community lists the config no longer has

@@ -74,6 +74,12 @@ func specs() []partSpec {
 		{name: "backup", make: func(a *App) (runner, error) { return orNil(newBackupPart(a)) }, startKey: backupStartKey},
 		dhcpSpec(),
 		raSpec(),
+		{name: "configedit", make: func(a *App) (runner, error) { return orNil(newEditPart(a)) }},
+		{name: "history", make: func(a *App) (runner, error) {
+			h, err := newHistoryPart(a)
+			a.History = h
+			return orNil(h, err)
+		}},
 		{name: "web", make: func(a *App) (runner, error) { return orNil(newWebPart(a)) }},
 	}
 }
@@ -279,7 +285,9 @@ func (s *supervised) String() string { return s.name }
 func uplinks(c *config.Config) string {
 	var b strings.Builder
 	for _, u := range c.Uplink.All() {
-		fmt.Fprintf(&b, "%+v;", *u)
+		x := *u
+		x.DataBudget, x.BillingDay = 0, 0 // counted by the history part, which reads them at each sample
+		fmt.Fprintf(&b, "%+v;", x)
 	}
 	return b.String()
 }

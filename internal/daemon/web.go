@@ -20,7 +20,9 @@ import (
 	"github.com/officeedge/appliance/internal/clock"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/crowdsec"
+	"github.com/officeedge/appliance/internal/diag"
 	"github.com/officeedge/appliance/internal/events"
+	"github.com/officeedge/appliance/internal/history"
 	"github.com/officeedge/appliance/internal/peers"
 	"github.com/officeedge/appliance/internal/web"
 	"github.com/officeedge/appliance/sipguard"
@@ -75,6 +77,8 @@ func webOptions(app *App) web.Options {
 		GuardEntries: func() []sipguard.Entry { return guardEntries(app) },
 		Backups:      func() (backup.Status, bool) { return backupStatus(app) },
 		Clock:        func() (clock.State, bool) { return clockState(app) },
+		History:      func() *history.Store { return historyStore(app) },
+		Budgets:      func() []history.UplinkUsage { return budgetUsage(app) },
 		Peers: func() []peers.Name {
 			if r := app.Peers.Load(); r != nil {
 				return r.Status()
@@ -89,6 +93,8 @@ func webOptions(app *App) web.Options {
 		},
 	}
 	o.DHCP = app.dhcpStatus
+	o.ConfigEdit, o.ConfigPath = app.Edits, app.ConfigPath
+	o.Uplinks = func() []diag.Uplink { return diagUplinks(app) }
 	if app.Owner != nil {
 		o.Blocklist = app.Owner
 	}

@@ -8,12 +8,11 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
-	"golang.org/x/sys/unix"
 
+	"github.com/officeedge/appliance/internal/bind"
 	"github.com/officeedge/appliance/wan"
 )
 
@@ -112,7 +111,7 @@ func (f *Forwarder) own(a netip.Addr) bool {
 // takes the other line's route) and, for IPv4, to its address. A host name is resolved
 // first, for the family the uplink can send from.
 func (u *Upstream) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	d := &net.Dialer{Control: bindDevice(u.Interface)}
+	d := &net.Dialer{Control: bind.Device(u.Interface)}
 	ap, err := netip.ParseAddrPort(address)
 	v6 := err == nil && ap.Addr().Is6()
 	if u.Source.IsValid() && !v6 && (network == "udp" || network == "tcp") {
@@ -124,18 +123,6 @@ func (u *Upstream) DialContext(ctx context.Context, network, address string) (ne
 		}
 	}
 	return d.DialContext(ctx, network, address)
-}
-
-func bindDevice(dev string) func(network, address string, c syscall.RawConn) error {
-	return func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, dev)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}
 }
 
 // tryTimeout is one resolver's time to answer before the next one is asked.

@@ -177,7 +177,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		if len(pending) == 0 {
 			return
 		}
-		if err := n.Enqueue(Compose(n.Config().Site, pending)); err != nil {
+		if err := n.Enqueue(Compose(n.Config(), pending)); err != nil {
 			n.Log.Error("notify", "err", err)
 		}
 		pending = nil
@@ -207,8 +207,10 @@ func (n *Notifier) Run(ctx context.Context) error {
 }
 
 // Compose makes one email of a burst of events: counts by category first (a flood of a
-// thousand events is one line), then the events themselves up to a limit.
-func Compose(site string, evs []events.Event) Message {
+// thousand events is one line), then the events themselves up to a limit, their times in
+// the site's zone.
+func Compose(cfg *config.Config, evs []events.Event) Message {
+	site := cfg.Site
 	counts := map[string]int{}
 	for _, e := range evs {
 		counts[Category(e)]++
@@ -229,7 +231,7 @@ func Compose(site string, evs []events.Event) Message {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "The office edge box at %s reports %d event(s) between %s and %s:\n\n",
-		site, len(evs), evs[0].Time.UTC().Format(time.RFC3339), evs[len(evs)-1].Time.UTC().Format(time.RFC3339))
+		site, len(evs), cfg.Stamp(evs[0].Time), cfg.Stamp(evs[len(evs)-1].Time))
 	for _, c := range cats {
 		fmt.Fprintf(&b, "  %6d  %s\n", counts[c], c)
 	}
@@ -246,7 +248,7 @@ func Compose(site string, evs []events.Event) Message {
 			if n++; n > show {
 				continue
 			}
-			fmt.Fprintf(&b, "  %s  %-5s %-20s %s", e.Time.UTC().Format("2006-01-02 15:04:05"), e.Severity, e.Kind, e.Message)
+			fmt.Fprintf(&b, "  %s  %-5s %-20s %s", cfg.Stamp(e.Time), e.Severity, e.Kind, e.Message)
 			keys := make([]string, 0, len(e.Fields))
 			for k := range e.Fields {
 				keys = append(keys, k)

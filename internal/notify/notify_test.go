@@ -193,7 +193,7 @@ func BenchmarkCompose10000(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		m := Compose("Office", evs)
+		m := Compose(&config.Config{Site: "Office"}, evs)
 		if m.Events != 10000 {
 			b.Fatal(m.Events)
 		}

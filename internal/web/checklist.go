@@ -12,7 +12,7 @@ import (
 type Check struct {
 	ID     string `json:"id"`
 	Title  string `json:"title"`
-	Result string `json:"result"` // ok, fail, unknown
+	Result string `json:"result"` // ok, warn (allowed, but a person should know), fail, unknown
 	Detail string `json:"detail"`
 	Fix    string `json:"fix,omitempty"` // what to do when it is not ok
 }
@@ -33,6 +33,9 @@ func (s *Server) checklist(cfg *config.Config, st *Status) []Check {
 	}
 	unknown := func(id, title, detail, fix string) {
 		out = append(out, Check{ID: id, Title: title, Result: "unknown", Detail: detail, Fix: fix})
+	}
+	warn := func(id, title, detail, fix string) {
+		out = append(out, Check{ID: id, Title: title, Result: "warn", Detail: detail, Fix: fix})
 	}
 
 	// SIP limited to trusted peers.
@@ -71,8 +74,9 @@ func (s *Server) checklist(cfg *config.Config, st *Status) []Check {
 		"Open to: "+strings.Join(open, "; ")+". Restrict [admin] networks to your admins' fixed addresses and set pbx.web_from = \"admin\".")
 
 	if cfg.PBX.TunnelFrom == config.FromAnywhere && cfg.PBX.TunnelPort != 0 {
-		// The 3CX tunnel is meant for remote phones: reported, not failed.
-		add("tunnel", "PBX tunnel port", true, fmt.Sprintf("port %d is open to anywhere for remote phones; close it (pbx.tunnel_port = 0) if nobody uses it", cfg.PBX.TunnelPort), "")
+		// The 3CX tunnel is meant for remote phones: a warning, not a failure.
+		warn("tunnel", "PBX tunnel port", fmt.Sprintf("port %d is open to anywhere, for remote phones", cfg.PBX.TunnelPort),
+			"If no remote phone uses the tunnel, close it: pbx.tunnel_port = 0; else limit it with pbx.tunnel_from = \"trusted\".")
 	}
 
 	// Community blocklists: configured, and loaded into the blocklist.

@@ -2,7 +2,6 @@ package web
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -35,24 +34,29 @@ var (
 	}
 	mGuardSources = prometheus.NewDesc("appliance_sipguard_sources", "Sources sipguard tracks now.", nil, nil)
 	mLoaded       = prometheus.NewDesc("appliance_firewall_loaded", "1 if table inet appliance is in the kernel.", nil, nil)
-	mPackets      = prometheus.NewDesc("appliance_firewall_rule_packets_total", "Packets that hit a firewall rule.", []string{"chain", "handle", "rule"}, nil)
-	mBytes        = prometheus.NewDesc("appliance_firewall_rule_bytes_total", "Bytes that hit a firewall rule.", []string{"chain", "handle", "rule"}, nil)
+	// Rules are named by chain and comment, never by handle (new on every reload): the
+	// rules of a chain with one comment (its IPv4 and IPv6 halves) are summed.
+	mPackets      = prometheus.NewDesc("appliance_firewall_rule_packets_total", "Packets that hit the firewall rules of one purpose (comment).", []string{"chain", "rule"}, nil)
+	mBytes        = prometheus.NewDesc("appliance_firewall_rule_bytes_total", "Bytes that hit the firewall rules of one purpose (comment).", []string{"chain", "rule"}, nil)
+	mDroppedSeen  = prometheus.NewDesc("appliance_firewall_dropped_sources", "Distinct sources the firewall dropped from the internet in the window.", []string{"window"}, nil)
+	mDetections   = prometheus.NewDesc("appliance_sipguard_detections_total", "Findings of each sipguard detector.", []string{"detector"}, nil)
 	mEvents       = prometheus.NewDesc("appliance_events_total", "Events seen since start, by kind and severity.", []string{"kind", "severity"}, nil)
 	mAlerts       = prometheus.NewDesc("appliance_alerts_unacknowledged", "Alerts not yet acknowledged.", nil, nil)
 	mAlertsActive = prometheus.NewDesc("appliance_alerts_active", "Alerts whose condition lasts.", nil, nil)
 	mLED          = prometheus.NewDesc("appliance_led_pattern", "1 for each LED's current pattern.", []string{"led", "pattern"}, nil)
 	mMailQ        = prometheus.NewDesc("appliance_mail_queued", "Alert emails waiting to be sent.", nil, nil)
-	mCheckOK      = prometheus.NewDesc("appliance_checklist_ok", "1 if the readiness check passes, 0 if it fails, -1 if unknown.", []string{"check"}, nil)
+	mCheckOK      = prometheus.NewDesc("appliance_checklist_ok", "1 if the readiness check passes (also with a warning), 0 if it fails, -1 if unknown.", []string{"check"}, nil)
 	mTrunkUp      = prometheus.NewDesc("appliance_trunk_up", "1 if the SIP trunk is up.", []string{"trunk"}, nil)
 	boolGauge     = map[bool]float64{true: 1, false: 0}
 )
 
 func allDescs() []*prometheus.Desc {
 	out := []*prometheus.Desc{mInfo, mUp, mActive, mRTT, mLoss, mForced, mBlocked, mSet, mFeed, mFeedLoaded, mRepairs, mGuardSources,
-		mLoaded, mPackets, mBytes, mEvents, mAlerts, mAlertsActive, mLED, mMailQ, mCheckOK, mTrunkUp}
+		mLoaded, mPackets, mBytes, mDroppedSeen, mDetections, mEvents, mAlerts, mAlertsActive, mLED, mMailQ, mCheckOK, mTrunkUp}
 	out = append(out, backupDescs...)
 	out = append(out, crowdSecDescs...)
 	out = append(out, clockDescs...)
+	out = append(out, budgetDescs...)
 	for _, d := range mGuard {
 		out = append(out, d)
 	}
@@ -83,10 +87,16 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	c.s.collectBackups(g)
 	c.s.collectCrowdSec(g, k)
 	c.s.collectClock(g)
+	c.s.collectBudgets(g)
 	g(mLoaded, boolGauge[st.Firewall.Loaded])
-	for _, h := range st.Firewall.Hits {
-		k(mPackets, float64(h.Packets), h.Chain, itoa(h.Handle), h.Comment)
-		k(mBytes, float64(h.Bytes), h.Chain, itoa(h.Handle), h.Comment)
+	for _, c := range st.Firewall.Chains {
+		for _, r := range c.Groups {
+			k(mPackets, float64(r.Packets), c.Name, r.Comment)
+			k(mBytes, float64(r.Bytes), c.Name, r.Comment)
+		}
+	}
+	for _, w := range st.Firewall.Dropped {
+		g(mDroppedSeen, float64(w.Seen), w.Window)
 	}
 	c.s.mu.Lock()
 	for key, n := range c.s.counts {
@@ -106,7 +116,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(mMailQ, float64(st.Mail.Queued))
 	for _, ck := range st.Checklist {
-		v := map[string]float64{"ok": 1, "fail": 0, "unknown": -1}[ck.Result]
+		v := map[string]float64{"ok": 1, "warn": 1, "fail": 0, "unknown": -1}[ck.Result]
 		g(mCheckOK, v, ck.ID)
 	}
 }
@@ -154,9 +164,10 @@ func collectGuard(st Status, g, k metric) {
 		k(mGuard[name], float64(v))
 	}
 	g(mGuardSources, float64(s.Sources))
+	for d, n := range s.Detections {
+		k(mDetections, float64(n), d)
+	}
 }
-
-func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 
 func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()

@@ -24,6 +24,7 @@ type Status struct {
 	BuildTime  string         `json:"build_time"`
 	Site       string         `json:"site"`
 	Time       time.Time      `json:"time"`
+	Zone       Zone           `json:"zone"` // the site's time zone: the page writes every time in it
 	Firewall   FirewallState  `json:"firewall"`
 	Active     string         `json:"active_uplink"` // the uplink's name; "" when none carries traffic
 	Mode       string         `json:"mode"`          // auto, backup or primary (forced), off (no wan)
@@ -37,14 +38,35 @@ type Status struct {
 	Registration *wan.Registration `json:"registration,omitempty"`
 	Blocklist    BlocklistView     `json:"blocklist"`
 	SIPGuard     *GuardView        `json:"sipguard,omitempty"` // nil when sipguard is off
-	Alerts       []alerts.Alert    `json:"alerts"`             // active first, then cleared but unacknowledged
+	Alerts       []AlertView       `json:"alerts"`             // active first, then cleared but unacknowledged
 	Unacked      int               `json:"alerts_unacked"`
 	Events       []events.Event    `json:"events"` // newest first
 	Board        string            `json:"board"`
-	LEDs         []hal.LEDState    `json:"leds"`
+	LEDs         []LEDView         `json:"leds"`
 	Checklist    []Check           `json:"checklist"`
 	Mail         notify.Status     `json:"mail"`
 	TLS          *CertInfo         `json:"tls,omitempty"` // the HTTPS certificate, to compare with what the browser shows
+}
+
+// Zone is the site's time zone ([site] timezone): its IANA name for the browser's
+// Intl.DateTimeFormat, and its offset from UTC now.
+type Zone struct {
+	Name   string `json:"name"`
+	Abbrev string `json:"abbrev"`   // "CET"
+	Offset int    `json:"offset_s"` // seconds east of UTC
+}
+
+// AlertView is one alert with what a person should do about it.
+type AlertView struct {
+	alerts.Alert
+	Advice string `json:"advice"`
+}
+
+// LEDView is one LED with what its pattern means and what to do (hal.Meanings).
+type LEDView struct {
+	hal.LEDState
+	Looks string `json:"looks"`
+	Do    string `json:"do"`
 }
 
 // UplinkView is one uplink as the page shows it.
@@ -61,7 +83,6 @@ type UplinkView struct {
 	RTT       float64      `json:"rtt_ms"`   // the best target's median round trip
 	Loss      float64      `json:"loss_pct"` // the targets' mean loss
 	Targets   []TargetView `json:"targets"`
-	History   []Sample     `json:"history"` // the last hour
 }
 
 // TargetView is one health-check target through one uplink.
@@ -136,6 +157,8 @@ type GuardView struct {
 	Alerts    uint64 `json:"alerts"`
 	Dropped   uint64 `json:"dropped"`
 	Sources   int    `json:"sources"` // sources tracked now
+	// Detections are the findings of each detector, by its name ("brute-force").
+	Detections map[string]uint64 `json:"detections"`
 }
 
 // wan reads the wan's status; ok is false when it is off.
@@ -159,13 +182,26 @@ func (s *Server) status() Status {
 	st := Status{
 		Version: version.Version, BuildTime: version.BuildTime, Site: cfg.Site,
 		Time: s.o.Now(), Firewall: s.o.ReadFirewall(),
-		WANEvents: []events.Event{}, Trunks: []TrunkView{}, Alerts: []alerts.Alert{}, Events: []events.Event{},
+		WANEvents: []events.Event{}, Trunks: []TrunkView{}, Alerts: []AlertView{}, Events: []events.Event{},
+	}
+	loc := cfg.Location()
+	abbrev, off := st.Time.In(loc).Zone()
+	st.Zone = Zone{Name: loc.String(), Abbrev: abbrev, Offset: off}
+	st.Firewall.Chains = s.fw.words.chainViews(cfg, st.Firewall.Hits)
+	if st.Firewall.Loaded {
+		var err error
+		if st.Firewall.Dropped, err = s.droppedNow(st.Time); err != nil && st.Firewall.Error == "" {
+			st.Firewall.Error = err.Error()
+		}
 	}
 	s.wanStatus(cfg, &st)
 	st.Blocklist = s.blocklist(st.Time)
 	st.SIPGuard = s.guard()
 	if s.o.Alerts != nil {
-		st.Alerts, st.Unacked = s.o.Alerts.List(), s.o.Alerts.Unacked()
+		for _, a := range s.o.Alerts.List() {
+			st.Alerts = append(st.Alerts, AlertView{Alert: a, Advice: alerts.Advice(a.Key)})
+		}
+		st.Unacked = s.o.Alerts.Unacked()
 	}
 	recent := s.o.Bus.Recent(50)
 	for i := len(recent) - 1; i >= 0; i-- {
@@ -173,7 +209,7 @@ func (s *Server) status() Status {
 	}
 	st.Board = "none"
 	if s.o.Board != nil {
-		st.Board, st.LEDs = s.o.Board.Name(), s.o.Board.LEDs()
+		st.Board, st.LEDs = s.o.Board.Name(), ledViews(s.o.Board.LEDs())
 	}
 	if s.o.Mail != nil {
 		st.Mail = s.o.Mail()
@@ -194,7 +230,7 @@ func (s *Server) wanStatus(cfg *config.Config, st *Status) {
 		st.Mode = "off"
 		for _, u := range cfg.Uplink.All() {
 			st.Uplinks = append(st.Uplinks, UplinkView{Name: u.Name, Role: u.Role, Interface: u.Interface, State: string(wan.Unknown),
-				Reason: "failover (wan) is off", Targets: []TargetView{}, History: []Sample{}})
+				Reason: "failover (wan) is off", Targets: []TargetView{}})
 		}
 		return
 	}
@@ -217,7 +253,7 @@ func (s *Server) wanStatus(cfg *config.Config, st *Status) {
 
 func (s *Server) uplinkView(u wan.UplinkStatus, active bool) UplinkView {
 	v := UplinkView{Name: u.Name, Role: string(u.Role), Interface: u.Interface, State: string(u.State), Reason: u.Reason,
-		Active: active, Carrier: u.Carrier, Probing: u.Probing, Since: u.Since, Targets: []TargetView{}, History: s.history.get(u.Role)}
+		Active: active, Carrier: u.Carrier, Probing: u.Probing, Since: u.Since, Targets: []TargetView{}}
 	v.RTT, v.Loss, _ = figures(u)
 	for _, t := range u.Targets {
 		v.Targets = append(v.Targets, TargetView{Target: t.Target, LossPct: t.LossPct, RTT: ms(t.RTT), Sent: t.Sent, LastError: t.LastError})
@@ -318,5 +354,20 @@ func (s *Server) guard() *GuardView {
 		return nil
 	}
 	return &GuardView{Packets: st.Packets, SIP: st.SIP, Malformed: st.Malformed, TLS: st.TLS, Findings: st.Findings,
-		Blocks: st.Blocks, Alerts: st.Alerts, Dropped: st.Dropped, Sources: tracked}
+		Blocks: st.Blocks, Alerts: st.Alerts, Dropped: st.Dropped, Sources: tracked, Detections: st.ByDetector()}
+}
+
+// ledViews adds to each LED how its pattern looks and what to do about it.
+func ledViews(ls []hal.LEDState) []LEDView {
+	out := make([]LEDView, 0, len(ls))
+	for _, l := range ls {
+		v := LEDView{LEDState: l, Looks: l.Pattern.Looks()}
+		for _, m := range hal.Meanings {
+			if m.LED == l.Name && m.Pattern == l.Pattern {
+				v.Do = m.Do
+			}
+		}
+		out = append(out, v)
+	}
+	return out
 }

@@ -27,11 +27,14 @@ import (
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/backup"
+	"github.com/officeedge/appliance/internal/cfgedit"
 	"github.com/officeedge/appliance/internal/clock"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/crowdsec"
 	"github.com/officeedge/appliance/internal/dhcpd"
+	"github.com/officeedge/appliance/internal/diag"
 	"github.com/officeedge/appliance/internal/events"
+	"github.com/officeedge/appliance/internal/history"
 	"github.com/officeedge/appliance/internal/notify"
 	"github.com/officeedge/appliance/internal/peers"
 	"github.com/officeedge/appliance/netcfg"
@@ -84,14 +87,29 @@ type Options struct {
 	DHCP func() (dhcpd.Status, bool)
 	// Clock is the box's clock (trusted yet, offset, last sync); false when it is not running.
 	Clock func() (clock.State, bool)
+	// ReadDropped reads who the firewall turned away (default: netcfg.New(0).Dropped, in
+	// the current namespace); read at most every droppedEvery (web/nft.go).
+	ReadDropped func(top int) ([]netcfg.DroppedWindow, error)
+
+	// ConfigEdit changes the config file (at ConfigPath) from the page, each change put back
+	// unless confirmed in time; nil: the page cannot change it.
+	ConfigEdit *cfgedit.Editor
+	ConfigPath string
+	// Uplinks are the ways out the diagnostics may take (nil: none).
+	Uplinks func() []diag.Uplink
+
+	// History is the figures over time the charts draw (nil: none kept); Budgets each capped
+	// uplink's data use.
+	History func() *history.Store
+	Budgets func() []history.UplinkUsage
 }
 
 // Server is the status page and its API.
 type Server struct {
-	o       Options
-	mux     *http.ServeMux
-	auth    *auth
-	history *history
+	o    Options
+	mux  *http.ServeMux
+	auth *auth
+	diag *diagLimits
 
 	mu      sync.Mutex
 	clients map[chan struct{}]struct{}
@@ -101,6 +119,7 @@ type Server struct {
 	events  <-chan events.Event
 	unsub   func()
 	counts  map[[2]string]uint64 // events seen by kind and severity, for /metrics
+	fw      firewallCache        // web/nft.go; it has its own locks
 }
 
 // snapshot is a status as JSON, made after gen changes.
@@ -118,13 +137,16 @@ func New(o Options) *Server {
 	if o.ReadFirewall == nil {
 		o.ReadFirewall = ReadFirewall
 	}
+	if o.ReadDropped == nil {
+		o.ReadDropped = netcfg.New(0).Dropped
+	}
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{o: o, mux: http.NewServeMux(), history: newHistory(), clients: map[chan struct{}]struct{}{},
+	s := &Server{o: o, mux: http.NewServeMux(), diag: newDiagLimits(), clients: map[chan struct{}]struct{}{},
 		streams: map[netip.Prefix]int{}, counts: map[[2]string]uint64{}}
 	s.auth = newAuth(o.StateDir, o.Now)
 	s.auth.limits = func() (time.Duration, time.Duration, int) {
@@ -150,8 +172,7 @@ func (s *Server) count(e events.Event) {
 	s.mu.Unlock()
 }
 
-// Run samples the uplinks for the charts and wakes open pages whenever a part's state
-// changes (an event, the blocklist, the alerts, the LEDs), until ctx ends.
+// Run wakes open pages whenever a part's state changes (an event, the blocklist, the alerts, the LEDs), until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.unsub()
 	blocks, stopBlocks := s.watchBlocklist()
@@ -162,15 +183,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.o.Board != nil {
 		leds = s.o.Board.Changed()
 	}
-	tick := time.NewTicker(sampleEvery)
-	defer tick.Stop()
-	s.sample()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
-			s.sample()
 		case e := <-s.events:
 			s.count(e)
 			s.Changed()
@@ -221,6 +237,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/session", s.handleSession)
 	s.mux.HandleFunc("GET /api/leases", s.handleLeases)
 	s.mux.HandleFunc("GET /api/clock", s.handleClock)
+	s.mux.HandleFunc("GET /api/history", s.handleHistory)
+	s.mux.HandleFunc("GET /api/budget", s.handleBudget)
 	s.mux.HandleFunc("GET /api/peers", s.loggedIn(s.handlePeers))
 	s.mux.HandleFunc("GET /api/leds", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.leds()) })
 	s.mux.Handle("GET /metrics", s.metricsHandler())
@@ -238,6 +256,19 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /dr-sheet", s.handleDRSheet)
 	s.mux.HandleFunc("GET /dr-sheet.txt", s.handleDRSheetText)
 	s.mux.HandleFunc("GET /dr-sheet.css", handleDRSheetCSS)
+	s.mux.HandleFunc("GET /api/diag", s.loggedIn(s.handleDiag))
+	s.mux.HandleFunc("POST /api/diag/ping", s.action(s.handlePing))
+	s.mux.HandleFunc("POST /api/diag/traceroute", s.action(s.handleTraceroute))
+	s.mux.HandleFunc("POST /api/diag/dns", s.action(s.handleDNSLookup))
+	s.mux.HandleFunc("POST /api/diag/sip", s.action(s.handleSIPOptions))
+	s.mux.HandleFunc("POST /api/diag/capture", s.action(s.handleCapture))
+	s.mux.HandleFunc("GET /api/config", s.loggedIn(s.handleConfig))
+	s.mux.HandleFunc("GET /api/config/version", s.loggedIn(s.handleConfigVersion))
+	// A config may be 1 MiB; in a JSON string its quotes and newlines grow it.
+	s.mux.HandleFunc("POST /api/config/check", s.actionUpTo(3*config.MaxFileSize, s.handleConfigCheck))
+	s.mux.HandleFunc("POST /api/config/apply", s.actionUpTo(3*config.MaxFileSize, s.handleConfigApply))
+	s.mux.HandleFunc("POST /api/config/confirm", s.action(s.handleConfigConfirm))
+	s.mux.HandleFunc("POST /api/config/rollback", s.action(s.handleConfigRollback))
 }
 
 // Handler serves the page and API to the LAN and the admin networks only: all of it over
@@ -387,6 +418,11 @@ type actor struct{ who, from string }
 
 // action wraps a state-changing handler: same origin, a valid session and its CSRF token.
 func (s *Server) action(h func(w http.ResponseWriter, r *http.Request, a actor)) http.HandlerFunc {
+	return s.actionUpTo(64<<10, h)
+}
+
+// actionUpTo is action for requests of up to limit bytes (a whole config file).
+func (s *Server) actionUpTo(limit int64, h func(w http.ResponseWriter, r *http.Request, a actor)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := sameOrigin(r); err != nil {
 			httpError(w, http.StatusForbidden, err.Error())
@@ -402,7 +438,7 @@ func (s *Server) action(h func(w http.ResponseWriter, r *http.Request, a actor))
 			httpError(w, http.StatusForbidden, "missing or wrong CSRF token: reload the page")
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		h(w, r, actor{who: "admin", from: remoteAddr(r).String()})
 	}
 }

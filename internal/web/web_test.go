@@ -210,12 +210,17 @@ func newEnv(t testing.TB) *env {
 	e.s = New(Options{
 		Config: func() *config.Config { return cfg }, Bus: e.bus, WAN: e.wan.status, Force: e.wan.force, Blocklist: e.owner,
 		Guard: func() (sipguard.Stats, int, bool) {
-			return sipguard.Stats{Packets: 9000, SIP: 8000, Findings: 12, Blocks: 3}, 41, true
+			st := sipguard.Stats{Packets: 9000, SIP: 8000, Findings: 12, Blocks: 3}
+			st.Detections[sipguard.KindScanner] = 2
+			return st, 41, true
 		},
 		GuardEntries: func() []sipguard.Entry { return e.guard },
 		Alerts:       e.alerts, Audit: e.audit, Board: e.board, StateDir: e.dir, Now: clock,
 		ReadFirewall: func() FirewallState {
 			return FirewallState{Loaded: true, Table: "inet appliance", Rules: 1, Hits: []RuleHits{{Chain: "input", Handle: 7, Comment: "blocked address", Packets: 42, Bytes: 4200}}}
+		},
+		ReadDropped: func(int) ([]netcfg.DroppedWindow, error) {
+			return []netcfg.DroppedWindow{{Window: "hour", Seen: 1, Sources: []netcfg.DroppedCount{{Key: "192.0.2.66", Packets: 5}}}}, nil
 		},
 	})
 	return e
@@ -367,7 +372,10 @@ func TestStatusAPI(t *testing.T) {
 	}
 	m := e.req("GET", "/metrics", lan, "", nil).Body.String()
 	for _, want := range []string{
-		`appliance_firewall_rule_packets_total{chain="input",handle="7",rule="blocked address"} 42`,
+		`appliance_firewall_rule_packets_total{chain="input",rule="blocked address"} 42`,
+		`appliance_firewall_dropped_sources{window="hour"} 1`,
+		`appliance_sipguard_detections_total{detector="scanner"} 2`,
+		`appliance_sipguard_detections_total{detector="brute-force"} 0`,
 		`appliance_uplink_active{role="backup",uplink="LTE"} 1`,
 		`appliance_uplink_up{role="primary",uplink="FTTC"} 0`,
 		`appliance_blocked_addresses 1`,
@@ -383,30 +391,6 @@ func TestStatusAPI(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
-	}
-}
-
-// The RTT and loss charts are sampled from the wan's status, an hour of them kept.
-func TestUplinkHistory(t *testing.T) {
-	e := newEnv(t)
-	start := e.now
-	for i := 0; i < 3; i++ {
-		e.s.sample()
-		e.now = e.now.Add(sampleEvery)
-	}
-	e.s.sample() // out of turn, a moment after the last: it replaces it
-	e.now = e.now.Add(time.Second)
-	e.s.sample()
-	h := uplink(e.status(t), "primary").History
-	if len(h) != 4 || h[0].RTT != 9 || !h[0].T.Equal(start) || !h[3].T.Equal(start.Add(3*sampleEvery+time.Second)) {
-		t.Fatalf("history = %+v, want 4 samples of 9 ms from %v", h, start)
-	}
-	e.wan.set(func(st *wan.Status) { failover(st, e.now) })
-	e.now = start.Add(historyKeep + 2*sampleEvery)
-	e.s.sample()
-	h = uplink(e.status(t), "primary").History
-	if len(h) != 3 || h[len(h)-1].Loss != 100 || h[0].T.Before(e.now.Add(-historyKeep)) {
-		t.Errorf("an hour later: %+v, want the samples of the last hour, ending with the line's loss", h)
 	}
 }
 

@@ -3,18 +3,16 @@ package offsite
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/sys/unix"
 
+	"github.com/officeedge/appliance/internal/bind"
 	"github.com/officeedge/appliance/internal/config"
 )
 
@@ -54,11 +52,7 @@ func Open(ctx context.Context, d config.BackupDest, dial DialFunc) (Store, error
 // BindDialer dials through the interface iface only (SO_BINDTODEVICE), whatever the
 // default route is: a backup upload must not wander onto the metered backup uplink.
 func BindDialer(iface string) DialFunc {
-	d := &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), iface) })
-		return errors.Join(err, serr)
-	}}
+	d := &net.Dialer{Control: bind.Device(iface)}
 	return d.DialContext
 }
 

@@ -17,10 +17,33 @@
     return e;
   }
   function fill(tbody, rows) { tbody.replaceChildren(...rows); }
+
+  // Times are written in the site's zone ([site] timezone, sent with every status), each
+  // labelled with it, whatever the browser's own zone is. A browser that does not know the
+  // zone's name gets the offset the box sent.
+  let zone = { name: "UTC", abbrev: "UTC", offset_s: 0 };
+  let fmt = null;
+  function setZone(z) {
+    if (!z || (fmt && z.name === zone.name)) return;
+    zone = z;
+    const opts = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+      hourCycle: "h23", timeZoneName: "short" };
+    try { fmt = new Intl.DateTimeFormat("en-CA", Object.assign({ timeZone: z.name }, opts)); } catch (e) { fmt = null; }
+    window.applianceZone = zone;
+  }
   function t(s) {
     if (!s || s.startsWith("0001-")) return "";
     const d = new Date(s);
-    return d.toLocaleString();
+    if (fmt) return fmt.format(d).replace(",", "");
+    const local = new Date(d.getTime() + zone.offset_s * 1000).toISOString().replace("T", " ").slice(0, 19);
+    return local + " " + zone.abbrev;
+  }
+  window.applianceTime = t; // for the other scripts of the page
+  function dur(sec) {
+    sec = Math.max(0, Math.round(sec));
+    if (sec < 60) return sec + " s";
+    if (sec < 3600) return Math.floor(sec / 60) + " min " + (sec % 60) + " s";
+    return Math.floor(sec / 3600) + " h " + Math.floor(sec % 3600 / 60) + " min";
   }
   function ago(s) {
     if (!s || s.startsWith("0001-")) return "";
@@ -30,49 +53,30 @@
     return Math.round(sec / 3600) + " h ago";
   }
 
-  function spark(history) {
-    const ns = "http://www.w3.org/2000/svg";
-    const svg = document.createElementNS(ns, "svg");
-    svg.setAttribute("class", "spark");
-    svg.setAttribute("viewBox", "0 0 360 48");
-    svg.setAttribute("preserveAspectRatio", "none");
-    if (!history || history.length === 0) return svg;
-    const now = Date.now();
-    const x = (ts) => 360 - Math.max(0, Math.min(360, (now - new Date(ts)) / 10000));
-    const maxR = Math.max(10, ...history.map((h) => h.rtt_ms));
-    let d = "";
-    history.forEach((h, i) => { d += (i ? "L" : "M") + x(h.t).toFixed(1) + " " + (46 - 44 * h.rtt_ms / maxR).toFixed(1); });
-    const p = document.createElementNS(ns, "path");
-    p.setAttribute("class", "rtt"); p.setAttribute("d", d);
-    for (const h of history) {
-      if (h.loss_pct <= 0) continue;
-      const r = document.createElementNS(ns, "rect");
-      r.setAttribute("class", "loss"); r.setAttribute("x", x(h.t) - 1); r.setAttribute("width", 2);
-      r.setAttribute("y", 48 - 48 * h.loss_pct / 100); r.setAttribute("height", 48 * h.loss_pct / 100);
-      svg.append(r);
-    }
-    svg.append(p);
-    const title = document.createElementNS(ns, "title");
-    title.textContent = "round trip (line, max " + maxR.toFixed(0) + " ms) and loss (red bars), last hour";
-    svg.append(title);
-    return svg;
-  }
-
   const modeText = { backup: "backup forced by hand", primary: "fixed line forced by hand", off: "failover is off" };
+  const modeButton = { backup: "force-backup", primary: "force-primary", auto: "force-auto" };
+  const modeName = { backup: "modem (backup) forced", primary: "fixed line forced", auto: "automatic failover", off: "failover is off" };
+  let skew = 0; // the box's clock minus the browser's, for countdowns
 
   function render(s) {
     last = s;
+    setZone(s.zone);
+    skew = new Date(s.time) - Date.now();
     document.title = s.site + " · office edge box";
     $("site").textContent = s.site;
-    $("version").textContent = "firmware " + s.version + " (" + s.build_time + ")";
+    $("version").textContent = "firmware " + s.version + " (" + s.build_time + ") · times in " + zone.name;
     const au = $("active-uplink");
     au.textContent = s.active_uplink || (s.mode === "off" ? "—" : "no uplink");
     au.className = "big" + (s.active_uplink || s.mode === "off" ? "" : " down");
     $("mode").textContent = modeText[s.mode] || "automatic failover";
+    renderMode(s);
+    tickFailback();
 
     leds = s.leds || [];
-    $("leds").replaceChildren(...leds.map((l) => el("div", { class: "led led-" + l.name, id: "led-" + l.name, title: l.means },
-      el("div", { class: "lamp" }), l.name, el("div", { class: "pat" }, l.pattern))));
+    $("leds").replaceChildren(...leds.map((l) => el("div", { class: "led led-" + l.name, id: "led-" + l.name },
+      el("div", { class: "lamp" }),
+      el("div", { class: "led-text" }, el("strong", {}, l.name), " ", el("span", { class: "pat" }, l.pattern),
+        el("div", { class: "means" }, l.means || ""), l.do && l.do !== "Nothing." ? el("div", { class: "means do" }, "What to do: " + l.do) : ""))));
     tickLEDs();
 
     $("uplinks").replaceChildren(...(s.uplinks || []).map((u) => el("div", { class: "uplink" + (u.active ? " active" : ""), id: "uplink-" + u.role },
@@ -80,8 +84,7 @@
         el("span", { class: "state " + u.state }, u.state), u.active ? " carrying traffic" : ""),
       el("div", { class: "sub" }, "RTT " + (u.rtt_ms || 0).toFixed(1) + " ms · loss " + (u.loss_pct || 0).toFixed(1) + " % " + (u.since ? "· since " + ago(u.since) : "")),
       u.reason ? el("div", { class: "sub" }, u.reason) : "",
-      el("div", { class: "sub" }, (u.targets || []).map((x) => x.target + " " + x.loss_pct + "% lost" + (x.last_error ? " (" + x.last_error + ")" : "")).join(" · ")),
-      spark(u.history))));
+      el("div", { class: "sub" }, (u.targets || []).map((x) => x.target + " " + x.loss_pct + "% lost" + (x.last_error ? " (" + x.last_error + ")" : "")).join(" · ")))));
 
     fill($("trunks"), (s.trunks.length ? s.trunks : []).map((tr) => el("tr", {},
       el("td", {}, tr.name), el("td", {}, el("span", { class: "state " + tr.state }, tr.state)), el("td", {}, ago(tr.since)), el("td", {}, tr.message))));
@@ -101,16 +104,14 @@
     renderBlocklist(s);
 
     $("checklist").replaceChildren(...s.checklist.map((c) => el("li", { id: "check-" + c.id },
-      el("span", { class: "state " + c.result }, c.result), " ", el("strong", {}, c.title), " — ", c.detail,
+      el("span", { class: "state " + c.result }, c.result === "warn" ? "warning" : c.result), " ", el("strong", {}, c.title), " — ", c.detail,
       c.fix ? el("div", { class: "fix" }, "What to do: " + c.fix) : "")));
 
     fill($("events"), s.events.map((e) => el("tr", {},
       el("td", {}, t(e.time)), el("td", { class: "sev-" + e.severity }, e.severity), el("td", {}, e.kind), el("td", {}, e.message))));
 
-    const fw = s.firewall;
-    $("fw-summary").textContent = fw.loaded ? fw.table + ": " + fw.rules + " rules" : "firewall NOT loaded " + (fw.error || "");
-    fill($("rules"), (fw.hits || []).map((h) => el("tr", {},
-      el("td", {}, h.chain), el("td", {}, h.comment), el("td", { class: "num" }, h.packets.toLocaleString()), el("td", { class: "num" }, h.bytes.toLocaleString()))));
+    renderFirewall(s.firewall);
+    renderDropped(s.firewall);
 
     for (const b of document.querySelectorAll("button.sim")) b.classList.toggle("hidden", s.board !== "sim");
     renderTLS(s.tls);
@@ -123,14 +124,92 @@
       "SHA-256 " + c.fingerprint_sha256 + (c.error ? " — " + c.error : "");
   }
 
+  // The force buttons say which mode is in force now.
+  function renderMode(s) {
+    $("mode-now").textContent = "Uplink mode now: " + (modeName[s.mode] || s.mode);
+    for (const [mode, id] of Object.entries(modeButton)) {
+      const b = $(id), on = s.mode === mode;
+      b.classList.toggle("current", on);
+      b.setAttribute("aria-pressed", on ? "true" : "false");
+      b.textContent = b.dataset.label + (on ? " (now)" : "");
+    }
+  }
+
+  // The countdown to the return to the fixed line, as `appliance wan status` shows it.
+  function tickFailback() {
+    const f = $("failback");
+    if (!last || !last.failback_at || last.failback_at.startsWith("0001-")) { f.textContent = ""; return; }
+    const left = (new Date(last.failback_at) - (Date.now() + skew)) / 1000;
+    f.textContent = left > 0 ? "back to the fixed line in " + dur(left) + " (at " + t(last.failback_at) + ") if it stays healthy"
+      : "returning to the fixed line…";
+  }
+  setInterval(tickFailback, 1000);
+
+  // Each alert: what happened, since when, what to do; acknowledged ones are greyed.
   function renderAlerts(s) {
     const list = s.alerts || [];
     $("alerts-count").textContent = s.alerts_unacked ? "(" + s.alerts_unacked + " not acknowledged)" : "";
-    fill($("alerts"), list.map((a) => el("tr", { class: a.acked ? "" : "unacked" },
-      el("td", {}, ago(a.since)), el("td", {}, a.key), el("td", {}, a.source), el("td", {}, a.message),
-      el("td", { class: "num" }, a.count),
-      el("td", {}, el("span", { class: "state " + (a.active ? "fail" : "ok") }, a.active ? "active" : "over"), a.acked ? " acknowledged" : ""))));
-    if (!list.length) fill($("alerts"), [el("tr", {}, el("td", { colspan: 6, class: "sub" }, "nothing needs a person"))]);
+    const led = (s.leds || []).find((l) => l.name === "alert");
+    $("alert-led").textContent = led ? "Alert LED: " + (led.looks || led.pattern) + " — " + led.means : "";
+    $("alerts").replaceChildren(...list.map((a) => el("div", { class: "alert" + (a.acked ? " acked" : " unacked"), id: "alert-" + a.key },
+      el("div", { class: "alert-head" },
+        el("span", { class: "state " + (a.active ? "fail" : "ok") }, a.active ? "active" : "over"), " ",
+        el("strong", {}, a.key), " from " + a.source + " · since " + t(a.since) + " (" + ago(a.since) + ")" +
+          (a.count > 1 ? " · " + a.count + " times, last " + ago(a.last) : "") +
+          (a.resolved ? " · over since " + t(a.resolved) : "") + (a.acked ? " · acknowledged" : " · not acknowledged")),
+      el("div", { class: "alert-msg" }, a.message),
+      el("div", { class: "fix" }, "What to do: " + a.advice))));
+    if (!list.length) $("alerts").replaceChildren(el("div", { class: "sub" }, "nothing needs a person"));
+  }
+
+  // The firewall by chain, each rule's purpose in words with its counters; the nft text is
+  // one click away.
+  function renderFirewall(fw) {
+    $("fw-summary").textContent = fw.loaded ? fw.table + ": " + fw.rules + " rules in " + (fw.chains || []).length + " chains" +
+      (fw.error ? " (" + fw.error + ")" : "") : "firewall NOT loaded " + (fw.error || "");
+    const open = {};
+    for (const d of $("fw-chains").querySelectorAll("details[data-chain]")) open[d.dataset.chain] = d.open;
+    const openNFT = new Set([...$("fw-chains").querySelectorAll("details.nft[open]")].map((d) => d.dataset.key));
+    $("fw-chains").replaceChildren(...(fw.chains || []).map((c) => {
+      const d = el("details", { class: "chain", "data-chain": c.name, id: "chain-" + c.name },
+        el("summary", {}, el("strong", {}, c.name), " — " + c.words + " · " + c.packets.toLocaleString() + " packets"),
+        el("ul", { class: "rules" }, ...c.groups.map((g) => {
+          const key = c.name + "/" + g.comment;
+          const nft = el("details", { class: "nft", "data-key": key }, el("summary", {}, "nft (" + g.nft.length + " rule" + (g.nft.length === 1 ? "" : "s") + ")"),
+            g.words.length > 1 ? el("ul", {}, ...g.words.map((w) => el("li", {}, w))) : "",
+            el("pre", {}, g.nft.join("\n")));
+          nft.open = openNFT.has(key);
+          return el("li", { class: g.packets ? "hit" : "" },
+            el("span", { class: "words" }, g.sentence),
+            ": ", el("strong", {}, g.packets.toLocaleString() + " packets"), " (" + bytes(g.bytes) + ")", nft);
+        })));
+      d.open = c.name in open ? open[c.name] : c.groups.length <= 16;
+      return d;
+    }));
+  }
+  function bytes(n) {
+    if (n < 1024) return n + " B";
+    if (n < 1 << 20) return (n / 1024).toFixed(1) + " KiB";
+    if (n < 1 << 30) return (n / (1 << 20)).toFixed(1) + " MiB";
+    return (n / (1 << 30)).toFixed(1) + " GiB";
+  }
+
+  // Who was turned away, in the window chosen.
+  let dropWindow = "hour";
+  function renderDropped(fw) {
+    const w = (fw.dropped || []).find((x) => x.window === dropWindow);
+    for (const b of document.querySelectorAll("#dropped-card button[data-window]")) b.classList.toggle("current", b.dataset.window === dropWindow);
+    const rows = (list, empty) => (list && list.length ? list : null) ?
+      list.map((x) => el("tr", {}, el("td", {}, x.key), el("td", { class: "num" }, x.packets.toLocaleString()))) :
+      [el("tr", {}, el("td", { colspan: 2, class: "sub" }, empty))];
+    $("dropped-summary").textContent = !w ? "not counted (the firewall is not loaded, or from before this view)" :
+      w.sources_seen.toLocaleString() + " source(s) dropped in the last " + dropWindow + (w.full ? "; the count is full: new sources are not listed" : "");
+    fill($("dropped-sources"), rows(w && w.sources, "nobody"));
+    fill($("dropped-tcp"), rows(w && w.tcp, "none"));
+    fill($("dropped-udp"), rows(w && w.udp, "none"));
+  }
+  for (const b of document.querySelectorAll("#dropped-card button[data-window]")) {
+    b.addEventListener("click", () => { dropWindow = b.dataset.window; if (last) renderDropped(last.firewall); });
   }
 
   function renderBlocklist(s) {
@@ -143,7 +222,8 @@
     const g = s.sipguard;
     $("sipguard-summary").textContent = g ? "sipguard: " + g.packets.toLocaleString() + " packets, " + g.sip.toLocaleString() + " SIP messages, " +
       g.findings.toLocaleString() + " findings, " + g.blocks.toLocaleString() + " blocks, " + g.sources.toLocaleString() + " sources tracked" +
-      (g.dropped ? ", " + g.dropped.toLocaleString() + " packets missed (capture drops)" : "") : "sipguard is off";
+      (g.dropped ? ", " + g.dropped.toLocaleString() + " packets missed (capture drops)" : "") +
+      detections(g.detections) : "sipguard is off";
     fill($("blocked"), bl.entries.map((b) => el("tr", {},
       el("td", {}, b.addr),
       el("td", { title: b.claims.map((c) => c.source + (c.by ? " by " + c.by : "")).join("\n") }, b.sources.join(", ")),
@@ -159,6 +239,12 @@
       el("td", {}, f.name), el("td", { class: "num" }, f.entries.toLocaleString()), el("td", { class: "num" }, f.refused.toLocaleString()),
       el("td", {}, ago(f.loaded)), el("td", {}, t(f.until)))));
     if (!bl.feeds.length) fill($("feeds"), [el("tr", {}, el("td", { colspan: 5, class: "sub" }, "no community list loaded"))]);
+  }
+
+  // The detectors that found something, most first: "; found: 3 scanner, 1 brute-force".
+  function detections(d) {
+    const found = Object.entries(d || {}).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+    return found.length ? "; found: " + found.map(([k, n]) => n.toLocaleString() + " " + k).join(", ") : "";
   }
 
   // The LEDs blink here by the same patterns (steps in ms, from hal) the box uses.
@@ -231,9 +317,10 @@
   });
   $("logout").addEventListener("click", async () => { await act("/api/logout"); csrf = ""; loggedIn(false); });
   for (const id of ["force-backup", "force-primary", "force-auto"]) {
+    $(id).dataset.label = $(id).textContent;
     $(id).addEventListener("click", (ev) => act("/api/uplink/force", { mode: ev.target.dataset.mode }));
   }
-  $("ack").addEventListener("click", () => act("/api/alerts/ack"));
+  $("ack").addEventListener("click", async () => { await act("/api/alerts/ack", {}, "ack-msg"); refresh(); });
   $("press-short").addEventListener("click", () => act("/api/button", { long: false }));
   $("press-long").addEventListener("click", () => act("/api/button", { long: true }));
   $("block-form").addEventListener("submit", (ev) => {

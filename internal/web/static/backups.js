@@ -22,7 +22,7 @@
     c.append(b, document.createTextNode(" " + text));
     return c;
   }
-  function when(t) { return t ? new Date(t).toLocaleString() : "—"; }
+  function when(t) { return t ? window.applianceTime(t) : "—"; }
   function render(st) {
     const body = $("backups");
     body.replaceChildren();

@@ -12,13 +12,13 @@
     line.className = v.trusted ? "sub" : "msg err";
     let text = (v.trusted ? "Trusted: " : "NOT TRUSTED: ") + v.why + ".";
     if (v.last_sync) {
-      text += " Last sync " + new Date(v.last_sync).toLocaleString() + " with " + v.server +
+      text += " Last sync " + window.applianceTime(v.last_sync) + " with " + v.server +
         " (stratum " + v.stratum + "), offset " + (v.offset_ns / 1e6).toFixed(1) + " ms" +
         (v.set_clock ? "" : " (kept by the box; the system clock is not set)") + ".";
     }
     if (v.error) text += " Last attempt failed: " + v.error;
     line.textContent = text;
-    $("clock-now").textContent = new Date(v.now).toLocaleString();
+    $("clock-now").textContent = window.applianceTime(v.now);
   }
   async function refresh() {
     try {

@@ -13,8 +13,8 @@
     if (!l.expiry) return l.static ? "not seen yet" : "";
     const d = new Date(l.expiry);
     const left = Math.round((d - Date.now()) / 60000);
-    if (left <= 0) return "ended " + d.toLocaleString();
-    return d.toLocaleString() + (left < 120 ? " (in " + left + " min)" : "");
+    if (left <= 0) return "ended " + window.applianceTime(l.expiry);
+    return window.applianceTime(l.expiry) + (left < 120 ? " (in " + left + " min)" : "");
   }
   function render(v) {
     const state = $("dhcp-state");

@@ -18,7 +18,7 @@
       cell(tr, n.host);
       cell(tr, n.key.replace(/^sip_peers\./, "SIP peer "));
       cell(tr, (n.addrs || []).join(", ") || "none");
-      cell(tr, n.resolved ? new Date(n.resolved).toLocaleString() : "never");
+      cell(tr, n.resolved ? window.applianceTime(n.resolved) : "never");
       cell(tr, n.error ? "lookup failing: " + n.error : "ok", n.error ? "err" : "");
       body.appendChild(tr);
     }
