@@ -93,6 +93,7 @@ func Build(c *config.Config) *Table {
 	addDroppedSets(t)
 	sipguardRules(c, t)   // netcfg/sipguard.go
 	replyRouteRules(c, t) // netcfg/replyroute.go
+	vpnRules(c, t)        // netcfg/vpn.go
 	return t
 }
 
@@ -132,7 +133,7 @@ func services(c *config.Config) []service {
 	}
 	var out []service
 	add := func(name, proto string, r config.PortRange, src config.Source, sources string) {
-		if r.IsZero() || src == config.FromNobody {
+		if r.IsZero() || src == config.FromNobody || src == config.FromVPN { // vpn: netcfg/vpn.go
 			return
 		}
 		out = append(out, service{name: name, proto: proto, ports: r, to: pbx, to6: pbx6, from: sources})

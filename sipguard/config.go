@@ -28,16 +28,17 @@ func ThresholdsFrom(c *config.Config) Thresholds {
 	for _, p := range c.LAN.Subnets() {
 		t.Local = append(t.Local, p.Prefix)
 	}
-	for _, p := range c.SIPNetworks() {
+	// VPN peers are authenticated by their WireGuard key: trusted like SIP peers.
+	for _, p := range append(c.SIPNetworks(), c.VPN.PeerPrefixes()...) {
 		t.Trusted = append(t.Trusted, p.Prefix)
 	}
 	return t
 }
 
-// ProtectedFrom lists the networks never blocked: trusted SIP peers and admin networks.
+// ProtectedFrom lists the networks never blocked: trusted SIP peers, VPN peers and admin networks.
 func ProtectedFrom(c *config.Config) []netip.Prefix {
 	var out []netip.Prefix
-	for _, p := range c.SIPNetworks() {
+	for _, p := range append(c.SIPNetworks(), c.VPN.PeerPrefixes()...) {
 		out = append(out, p.Prefix)
 	}
 	for _, p := range c.Admin.Networks {

@@ -39,6 +39,7 @@ type Config struct {
 	Time      Time                `toml:"time"`
 	DHCP      DHCP                `toml:"dhcp"`
 	RA        RA                  `toml:"ra"`
+	VPN       VPN                 `toml:"vpn"`
 
 	// Warnings are said on every start: things that are allowed but risky.
 	Warnings []string `toml:"-"`
@@ -160,7 +161,7 @@ type section interface {
 }
 
 func (c *Config) sections() []section {
-	return []section{&c.WAN, &c.SIPGuard, &c.Notify, &c.HAL, &c.Web, &c.Blocklist, &c.Backup, &c.CrowdSec, &c.DNS, &c.Time, &c.DHCP, &c.RA}
+	return []section{&c.WAN, &c.SIPGuard, &c.Notify, &c.HAL, &c.Web, &c.Blocklist, &c.Backup, &c.CrowdSec, &c.DNS, &c.Time, &c.DHCP, &c.RA, &c.VPN}
 }
 
 //go:embed example.toml

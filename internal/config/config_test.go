@@ -92,7 +92,7 @@ func TestErrors(t *testing.T) {
 		{"admin open to the world", [2]string{`networks = ["192.0.2.30/32"]`, `networks = ["0.0.0.0/0"]`},
 			`t.toml:17:13: admin.networks: 0.0.0.0/0 would open SSH and management to the whole internet`},
 		{"bad source keyword", [2]string{"[sip_peers", "web_from = \"everyone\"\n[sip_peers"},
-			`t.toml:14:13: pbx.web_from: "everyone" is not one of anywhere, trusted, admin, nobody`},
+			`t.toml:14:13: pbx.web_from: "everyone" is not one of anywhere, trusted, admin, vpn, nobody`},
 		{"forward to a host outside the LAN", [2]string{"", "[forward.nas]\nprotocol = \"udp\"\nports = \"51820\"\nto = \"10.9.9.9\"\nfrom = [\"0.0.0.0/0\"]"},
 			`t.toml:22:7: forward.nas.to: 10.9.9.9 is not an IPv4 host on the LAN`},
 		{"bad forward name", [2]string{"", "[forward.\"my nas\"]\nprotocol = \"udp\"\nports = \"51820\"\nto = \"192.168.50.5\"\nfrom = [\"0.0.0.0/0\"]"},

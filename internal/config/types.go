@@ -115,16 +115,17 @@ const (
 	FromTrusted  Source = "trusted"  // the trusted SIP peers only
 	FromAdmin    Source = "admin"    // the admin networks only
 	FromNobody   Source = "nobody"   // closed
+	FromVPN      Source = "vpn"      // the VPN's peers only, through the tunnel (not the internet)
 )
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (s *Source) UnmarshalText(b []byte) error {
 	switch v := Source(b); v {
-	case FromAnywhere, FromTrusted, FromAdmin, FromNobody:
+	case FromAnywhere, FromTrusted, FromAdmin, FromNobody, FromVPN:
 		*s = v
 		return nil
 	}
-	return fmt.Errorf("%q is not one of anywhere, trusted, admin, nobody", b)
+	return fmt.Errorf("%q is not one of anywhere, trusted, admin, vpn, nobody", b)
 }
 
 // Protocol is "udp" or "tcp".

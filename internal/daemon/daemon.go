@@ -29,6 +29,7 @@ import (
 	"github.com/officeedge/appliance/internal/kernelfeat"
 	"github.com/officeedge/appliance/internal/notify"
 	"github.com/officeedge/appliance/internal/peers"
+	"github.com/officeedge/appliance/internal/vpn"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
 )
@@ -64,6 +65,8 @@ type App struct {
 	Peers atomic.Pointer[peers.Resolver]
 	// Backup is the backups' part in force (nil when [backup] is off).
 	Backup atomic.Pointer[backup.Service]
+	// VPN is the WireGuard part in force (nil when [vpn] is off).
+	VPN    atomic.Pointer[vpn.Service]
 	Kernel []kernelfeat.Feature // what the kernel was found to have at start
 	// Control is the local control API (a unix socket, root only).
 	Control *http.ServeMux

@@ -74,6 +74,7 @@ func specs() []partSpec {
 		{name: "backup", make: func(a *App) (runner, error) { return orNil(newBackupPart(a)) }, startKey: backupStartKey},
 		dhcpSpec(),
 		raSpec(),
+		{name: "vpn", make: func(a *App) (runner, error) { return orNil(newVPNPart(a)) }, startKey: vpnStartKey},
 		{name: "configedit", make: func(a *App) (runner, error) { return orNil(newEditPart(a)) }},
 		{name: "history", make: func(a *App) (runner, error) {
 			h, err := newHistoryPart(a)

@@ -93,6 +93,7 @@ func webOptions(app *App) web.Options {
 		},
 	}
 	o.DHCP = app.dhcpStatus
+	o.VPN = func() (web.VPN, bool) { return vpnWeb(app) }
 	o.ConfigEdit, o.ConfigPath = app.Edits, app.ConfigPath
 	o.Uplinks = func() []diag.Uplink { return diagUplinks(app) }
 	if app.Owner != nil {

@@ -56,6 +56,8 @@ func Detect() []Feature {
 		probeRules(unix.AF_INET))
 	add("packet sockets", "no packet sockets (AF_PACKET): sipguard cannot see SIP traffic and detects no attacks",
 		probePacket())
+	add("wireguard", "no kernel WireGuard: the VPN ([vpn]) runs on the user-space implementation (wireguard-go on TUN), which works but costs more CPU",
+		probeWireGuard())
 	return fs
 }
 
@@ -259,4 +261,26 @@ func probeAllExprs() []error {
 	}()
 	<-done
 	return errs
+}
+
+// AddWireGuardLink makes a kernel WireGuard interface named name; it fails where the kernel
+// has no WireGuard (package vpn then runs the user-space implementation).
+func AddWireGuardLink(name string) error {
+	return netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: name}})
+}
+
+// probeWireGuard makes a kernel WireGuard link and removes it again.
+func probeWireGuard() error {
+	const name = "applwgprobe"
+	if l, err := netlink.LinkByName(name); err == nil {
+		_ = netlink.LinkDel(l) // left by a probe that died half-way
+	}
+	if err := AddWireGuardLink(name); err != nil {
+		return err
+	}
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return netlink.LinkDel(l)
 }

@@ -77,6 +77,7 @@ func TestDetectAgreesWithTools(t *testing.T) {
 		"nft nat":           nftTakes("masquerade"),
 		"conntrack netlink": inNS("conntrack", "-C") == nil,
 		"policy routing":    inNS("ip", "-4", "rule", "list") == nil,
+		"wireguard":         inNS("ip", "link", "add", "kfwg", "type", "wireguard") == nil,
 	}
 	for n, w := range want {
 		f, ok := got[n]

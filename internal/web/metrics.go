@@ -56,6 +56,7 @@ func allDescs() []*prometheus.Desc {
 	out = append(out, backupDescs...)
 	out = append(out, crowdSecDescs...)
 	out = append(out, clockDescs...)
+	out = append(out, vpnDescs...)
 	out = append(out, budgetDescs...)
 	for _, d := range mGuard {
 		out = append(out, d)
@@ -87,6 +88,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	c.s.collectBackups(g)
 	c.s.collectCrowdSec(g, k)
 	c.s.collectClock(g)
+	c.s.collectVPN(g, k)
 	c.s.collectBudgets(g)
 	g(mLoaded, boolGauge[st.Firewall.Loaded])
 	for _, c := range st.Firewall.Chains {

@@ -87,6 +87,9 @@ type Options struct {
 	DHCP func() (dhcpd.Status, bool)
 	// Clock is the box's clock (trusted yet, offset, last sync); false when it is not running.
 	Clock func() (clock.State, bool)
+	// VPN is the WireGuard part in force; false when [vpn] is off.
+	VPN func() (VPN, bool)
+
 	// ReadDropped reads who the firewall turned away (default: netcfg.New(0).Dropped, in
 	// the current namespace); read at most every droppedEvery (web/nft.go).
 	ReadDropped func(top int) ([]netcfg.DroppedWindow, error)
@@ -240,6 +243,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/history", s.handleHistory)
 	s.mux.HandleFunc("GET /api/budget", s.handleBudget)
 	s.mux.HandleFunc("GET /api/peers", s.loggedIn(s.handlePeers))
+	s.mux.HandleFunc("GET /api/vpn", s.loggedIn(s.handleVPN))
+	s.mux.HandleFunc("GET /api/vpn/peer/{file}", s.loggedIn(s.handleVPNConf))
+	s.mux.HandleFunc("GET /api/vpn/peer/{name}/qr.png", s.loggedIn(s.handleVPNQR))
 	s.mux.HandleFunc("GET /api/leds", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.leds()) })
 	s.mux.Handle("GET /metrics", s.metricsHandler())
 	s.mux.HandleFunc("POST /api/login", s.handleLogin)

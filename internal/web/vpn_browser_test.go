@@ -1,0 +1,89 @@
+package web_test
+
+import (
+	"io"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/officeedge/appliance/internal/alerts"
+	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/events"
+	"github.com/officeedge/appliance/internal/lab/labtest"
+	"github.com/officeedge/appliance/internal/vpn"
+	"github.com/officeedge/appliance/internal/web"
+)
+
+// The VPN card in headless Chromium: hidden until the admin logs in, then each peer with
+// its config link and its QR code, shown on request.
+func TestVPNCardInBrowser(t *testing.T) {
+	labtest.RequireRoot(t, "chromium")
+	cfg, err := config.Parse("example.toml", []byte(strings.Replace(string(config.Example()), "[vpn]\nenabled = false", "[vpn]\nenabled = true", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	v, err := vpn.New(vpn.Options{Config: cfg, StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const password = "lab password 1"
+	if err := web.SetPassword(state, password); err != nil {
+		t.Fatal(err)
+	}
+	o := web.Options{Config: func() *config.Config { return cfg }, Bus: events.New(10), Alerts: alerts.New(nil), StateDir: state,
+		ReadFirewall: func() web.FirewallState { return web.FirewallState{} },
+		VPN:          func() (web.VPN, bool) { return v, true }}
+	srv := httptest.NewTLSServer(web.New(o).Handler())
+	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+
+	br := exec.Command("chromium", append(chromiumArgs, "--ignore-certificate-errors",
+		"--user-data-dir="+filepath.Join(t.TempDir(), "chromium"), "about:blank")...)
+	br.Stdout, br.Stderr = io.Discard, io.Discard
+	c := launch(t, br)
+	if err := c.open(srv.URL + "/"); err != nil {
+		t.Fatal(err)
+	}
+	// The page's scripts have run (the status is drawn), so the login form is theirs.
+	labtest.WaitFor(t, "the page drawn", 60*time.Second, func() bool { return c.text("#site") == "Example Office" })
+	if b, _ := c.eval(`document.getElementById("vpn-card").classList.contains("hidden")`); string(b) != "true" {
+		t.Error("the VPN card shows before the login")
+	}
+	if _, err := c.eval(`document.getElementById("password").focus()`); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.typeText(password); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.click("#login"); err != nil {
+		t.Fatal(err)
+	}
+	labtest.WaitFor(t, "the VPN card after the login", 30*time.Second, func() bool { return strings.Contains(c.text("#vpn-peers"), "alice_mobile") })
+	rows := c.text("#vpn-peers")
+	for _, want := range []string{"10.99.0.2", "not connected", "never", "sip, rtp, provisioning", "config", "QR code"} {
+		if !strings.Contains(rows, want) {
+			t.Errorf("the VPN table lacks %q: %q", want, rows)
+		}
+	}
+	if got := c.text("#vpn-state"); !strings.Contains(got, "office.example.net:51820") || !strings.Contains(got, v.PublicKey().String()) {
+		t.Errorf("VPN state shown as %q", got)
+	}
+	if _, err := c.eval(`document.querySelector("#vpn-peers button").click()`); err != nil {
+		t.Fatal(err)
+	}
+	labtest.WaitFor(t, "the QR code to load", 30*time.Second, func() bool {
+		b, _ := c.eval(`(document.querySelector("#vpn-qr img") || {}).naturalWidth > 0`)
+		return string(b) == "true"
+	})
+	if p := os.Getenv("VPN_SCREENSHOT"); p != "" {
+		if _, err := c.eval(`document.getElementById("vpn-card").scrollIntoView()`); err == nil {
+			if png, err := c.screenshot(); err == nil {
+				_ = os.WriteFile(p, png, 0o644)
+			}
+		}
+	}
+}
