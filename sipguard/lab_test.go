@@ -87,7 +87,7 @@ func newSite(t testing.TB, extra string) *site {
 	}
 	t.Cleanup(h.Close)
 	s := &site{t: t, l: l, cfg: cfg, fw: netcfg.New(int(nsh)), w: w, bus: events.New(1000), dir: t.TempDir(), al: alerts.New(time.Now)}
-	s.startKamailio()
+	labtest.Kamailio(t, s.l, kamailioUsers())
 	s.g, err = sipguard.New(sipguard.Options{
 		Thresholds: sipguard.ThresholdsFrom(cfg), Blocker: w, ForgetFlows: sipguard.ForgetFlows(h),
 		Bus: s.bus, StateDir: filepath.Join(s.dir, "state"), Protected: sipguard.ProtectedFrom(cfg),
@@ -174,124 +174,13 @@ func (s *site) events(kind string) []events.Event {
 	return out
 }
 
-// kamailioCfg is the PBX: a registrar with digest auth that answers 404 for unknown users
-// and 403 for a wrong password, and sends calls of registered users to the trunk.
-const kamailioCfg = `#!KAMAILIO
-debug=1
-log_stderror=yes
-children=2
-tcp_children=2
-dns=no
-rev_dns=no
-auto_aliases=no
-listen=udp:192.168.50.10:5060
-listen=tcp:192.168.50.10:5060
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "xlog.so"
-loadmodule "auth.so"
-modparam("usrloc", "db_mode", 0)
-modparam("auth", "nonce_expire", 300)
-
-request_route {
-	if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
-	if (has_totag()) {
-		if (loose_route()) { t_relay(); exit; }
-		# In-dialog requests without a route set go where their request URI says.
-		t_relay();
-		exit;
-	}
-	if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
-	if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
-	if (is_method("OPTIONS") && $rU == $null) { sl_send_reply("200", "OK"); exit; }
-	if ($si == "192.0.2.10") { sl_send_reply("404", "No such number"); exit; }
-	$var(pw) = "";
-	$var(user) = $fU;
-	if (is_method("REGISTER")) { $var(user) = $tU; }
-	route(USERS);
-	if ($var(pw) == "") { sl_send_reply("404", "Not Found"); exit; }
-	if (!is_present_hf("Authorization") && !is_present_hf("Proxy-Authorization")) {
-		if (is_method("REGISTER")) { www_challenge("pbx", "0"); } else { proxy_challenge("pbx", "0"); }
-		exit;
-	}
-	if (is_method("REGISTER")) {
-		$var(rc) = pv_www_authenticate("pbx", "$var(pw)", "0");
-	} else {
-		$var(rc) = pv_proxy_authenticate("pbx", "$var(pw)", "0");
-	}
-	if ($var(rc) == -2 || $var(rc) == -3) { sl_send_reply("403", "Wrong password"); exit; }
-	if ($var(rc) < 0) {
-		if (is_method("REGISTER")) { www_challenge("pbx", "0"); } else { proxy_challenge("pbx", "0"); }
-		exit;
-	}
-	consume_credentials();
-	if (is_method("REGISTER")) { save("location"); exit; }
-	if (is_method("INVITE")) {
-		record_route();
-		$ru = "sip:" + $rU + "@192.0.2.10:5060";
-		t_relay();
-		exit;
-	}
-	sl_send_reply("405", "Not allowed");
-}
-
-route[USERS] {
-%s}
-`
-
-func (s *site) startKamailio() {
-	var users strings.Builder
+// kamailioUsers are the lab PBX's extensions 1001-1012, each with password pwNNNN.
+func kamailioUsers() map[string]string {
+	u := map[string]string{}
 	for i := 1001; i <= 1012; i++ {
-		fmt.Fprintf(&users, "\tif ($var(user) == \"%d\") { $var(pw) = \"pw%d\"; }\n", i, i)
+		u[strconv.Itoa(i)] = "pw" + strconv.Itoa(i)
 	}
-	path := filepath.Join(s.dir, "kamailio.cfg")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(kamailioCfg, users.String())), 0o644); err != nil {
-		s.t.Fatal(err)
-	}
-	run := filepath.Join(s.dir, "kamrun")
-	if err := os.MkdirAll(run, 0o755); err != nil {
-		s.t.Fatal(err)
-	}
-	cmd, err := s.l.Start(lab.HostPBX, "kamailio", "-f", path, "-DD", "-E", "-Y", run, "-w", run)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	// Ready when it answers OPTIONS on the LAN.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, _ := s.l.Command(lab.HostPhone, "sipp", "-sn", "uac", "-i", lab.Phone4, "-p", "5070", "-m", "1", "-nostdin",
-			"-timeout", "2s", "-s", "", lab.PBX4+":5060").CombinedOutput()
-		if s.pbxAnswers() {
-			break
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("kamailio did not come up:\n%s\n%s", s.l.Output(cmd), out)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	s.t.Cleanup(func() { _ = s.l.Stop(cmd) })
-}
-
-// pbxAnswers sends one OPTIONS from the LAN phone and waits for the 200.
-func (s *site) pbxAnswers() bool {
-	c, err := s.l.DialUDP(lab.HostPhone, lab.Phone4+":5071", lab.PBX4+":5060")
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_, _ = c.Write([]byte(options(lab.Phone4+":5071", "probe@lab", "lab-probe")))
-	_ = c.SetReadDeadline(time.Now().Add(time.Second))
-	b := make([]byte, 2048)
-	n, err := c.Read(b)
-	return err == nil && strings.HasPrefix(string(b[:n]), "SIP/2.0 200")
+	return u
 }
 
 func options(from, callID, ua string) string {

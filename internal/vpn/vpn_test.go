@@ -233,42 +233,6 @@ func (s *site) phoneUp(host, iface, text string) {
 	s.t.Cleanup(func() { _, _ = s.l.Run(host, "wg-quick", "down", path) })
 }
 
-func (s *site) startKamailio() {
-	t := s.t
-	path := filepath.Join(s.dir, "kamailio.cfg")
-	if err := os.WriteFile(path, []byte(kamailioCfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run := filepath.Join(s.dir, "kamrun")
-	if err := os.MkdirAll(run, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd, err := s.l.Start(lab.HostPBX, "kamailio", "-f", path, "-DD", "-E", "-Y", run, "-w", run)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.l.Stop(cmd) })
-	labtest.WaitFor(t, "kamailio to answer OPTIONS on the LAN", 20*time.Second, func() bool {
-		return sipOptions(s.l, lab.HostPhone, lab.Phone4, lab.PBX4)
-	})
-}
-
-// sipOptions sends one OPTIONS from host (bound to from) to the PBX and waits for its 200.
-func sipOptions(l *lab.Lab, host, from, pbx string) bool {
-	c, err := l.DialUDP(host, from+":5071", pbx+":5060")
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_, _ = c.Write([]byte("OPTIONS sip:" + pbx + " SIP/2.0\r\nVia: SIP/2.0/UDP " + from + ":5071;branch=z9hG4bKprobe\r\n" +
-		"From: <sip:probe@" + from + ">;tag=1\r\nTo: <sip:" + pbx + ">\r\nCall-ID: probe-" + from + "\r\nCSeq: 1 OPTIONS\r\n" +
-		"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"))
-	_ = c.SetReadDeadline(time.Now().Add(time.Second))
-	b := make([]byte, 2048)
-	n, err := c.Read(b)
-	return err == nil && strings.HasPrefix(string(b[:n]), "SIP/2.0 200")
-}
-
 func scenario(name string) string {
 	p, _ := filepath.Abs(filepath.Join("testdata", "sipp", name))
 	return p
@@ -349,7 +313,7 @@ func echoUDP(t testing.TB, l *lab.Lab, host, addr string) {
 func TestRemotePhone(t *testing.T) {
 	s := newSite(t, "")
 	l := s.l
-	s.startKamailio()
+	labtest.Kamailio(t, s.l, map[string]string{"1001": "pw1001"})
 
 	// The config file and QR code the page offers for alice.
 	conf, err := s.client.ClientConfig("alice")
@@ -429,7 +393,7 @@ func TestRemotePhone(t *testing.T) {
 		if !reaches(l, lab.HostPBX, lab.Phone4+":8080") || !echoes(l, lab.HostPBX, lab.Phone4+":7") || !reaches(l, lab.HostPhone, lab.BoxLAN4+":22") {
 			t.Fatal("the test's listeners do not answer on the LAN")
 		}
-		if !reaches(l, lab.HostRemote, lab.PBX4+":5060") || !sipOptions(l, lab.HostRemote, aliceTun, lab.PBX4) {
+		if !reaches(l, lab.HostRemote, lab.PBX4+":5060") || !labtest.SIPAnswers(l, lab.HostRemote, aliceTun, lab.PBX4) {
 			t.Error("alice cannot reach the PBX's SIP port through the tunnel")
 		}
 		for _, a := range []string{lab.Phone4 + ":8080", boxTun + ":22", lab.BoxLAN4 + ":22"} {
@@ -506,7 +470,7 @@ func TestRemotePhone(t *testing.T) {
 				t.Errorf("a host without a known key reaches %s", a)
 			}
 		}
-		if sipOptions(l, lab.HostAttacker, bobTun, lab.PBX4) || sipOptions(l, lab.HostAttacker, lab.Attacker4, lab.BoxWAN4) {
+		if labtest.SIPAnswers(l, lab.HostAttacker, bobTun, lab.PBX4) || labtest.SIPAnswers(l, lab.HostAttacker, lab.Attacker4, lab.BoxWAN4) {
 			t.Error("a host without a known key gets an answer from the PBX")
 		}
 		d, err := s.device()
@@ -544,7 +508,7 @@ func TestRemotePhone(t *testing.T) {
 			out, _ := l.Run(lab.HostBox, "ip", "-4", "addr", "show", "dev", s.boxIf)
 			return strings.Contains(out, boxTun+"/24")
 		})
-		if !sipOptions(l, lab.HostRemote, aliceTun, lab.PBX4) {
+		if !labtest.SIPAnswers(l, lab.HostRemote, aliceTun, lab.PBX4) {
 			t.Error("alice lost the PBX after the reload")
 		}
 	})
@@ -565,65 +529,3 @@ func successful(csv string) int {
 	}
 	return 0
 }
-
-const kamailioCfg = `#!KAMAILIO
-debug=1
-log_stderror=yes
-children=2
-tcp_children=2
-dns=no
-rev_dns=no
-auto_aliases=no
-listen=udp:192.168.50.10:5060
-listen=tcp:192.168.50.10:5060
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "auth.so"
-modparam("usrloc", "db_mode", 0)
-
-request_route {
-	if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
-	if (has_totag()) {
-		if (loose_route()) { t_relay(); exit; }
-		t_relay();
-		exit;
-	}
-	if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
-	if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
-	if (is_method("OPTIONS") && $rU == $null) { sl_send_reply("200", "OK"); exit; }
-	$var(user) = $fU;
-	if (is_method("REGISTER")) { $var(user) = $tU; }
-	if ($var(user) != "1001") { sl_send_reply("404", "Not Found"); exit; }
-	if (!is_present_hf("Authorization") && !is_present_hf("Proxy-Authorization")) {
-		if (is_method("REGISTER")) { www_challenge("pbx", "0"); } else { proxy_challenge("pbx", "0"); }
-		exit;
-	}
-	if (is_method("REGISTER")) {
-		$var(rc) = pv_www_authenticate("pbx", "pw1001", "0");
-	} else {
-		$var(rc) = pv_proxy_authenticate("pbx", "pw1001", "0");
-	}
-	if ($var(rc) == -2 || $var(rc) == -3) { sl_send_reply("403", "Wrong password"); exit; }
-	if ($var(rc) < 0) {
-		if (is_method("REGISTER")) { www_challenge("pbx", "0"); } else { proxy_challenge("pbx", "0"); }
-		exit;
-	}
-	consume_credentials();
-	if (is_method("REGISTER")) { save("location"); exit; }
-	if (is_method("INVITE")) {
-		record_route();
-		$ru = "sip:" + $rU + "@192.0.2.10:5060";
-		t_relay();
-		exit;
-	}
-	sl_send_reply("405", "Not allowed");
-}
-`

@@ -130,15 +130,7 @@ func TestAlertsAndDroppedInBrowser(t *testing.T) {
 	shoot(t, c, "#alerts-card", "alert.png")
 
 	// Log in as a person would and acknowledge.
-	if _, err := c.eval(`document.getElementById("password").focus()`); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.typeText("alert password 1"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.click("#login"); err != nil {
-		t.Fatal(err)
-	}
+	c.logIn(t, "alert password 1")
 	labtest.WaitFor(t, "the Acknowledge button after login", 30*time.Second, func() bool {
 		v, _ := c.eval(`!document.getElementById("ack").classList.contains("hidden")`)
 		return string(v) == "true"

@@ -229,15 +229,7 @@ func TestBrowserInLab(t *testing.T) {
 	stillSamePage()
 
 	// Log in as a person would: type the password, click the button.
-	if _, err := c.eval(`document.getElementById("password").focus()`); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.typeText(password); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.click("#login"); err != nil {
-		t.Fatal(err)
-	}
+	c.logIn(t, password)
 	labtest.WaitFor(t, "the actions to appear after login", 30*time.Second, func() bool {
 		v, _ := c.eval(`!document.getElementById("actions").classList.contains("hidden")`)
 		return string(v) == "true"

@@ -177,6 +177,20 @@ func (c *cdp) text(selector string) string {
 }
 
 // click presses the mouse on the middle of the element, as a person would.
+// logIn types the password into the page's login form and submits it, as a person would.
+func (c *cdp) logIn(t *testing.T, password string) {
+	t.Helper()
+	if _, err := c.eval(`document.getElementById("password").focus()`); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.typeText(password); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.click("#login"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func (c *cdp) click(selector string) error {
 	v, err := c.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return null;
 		e.scrollIntoView({block: "center"}); const r = e.getBoundingClientRect(); return [r.x + r.width/2, r.y + r.height/2]; })()`, selector))

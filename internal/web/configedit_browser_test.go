@@ -120,15 +120,7 @@ func TestDiagnosticsAndConfigRevertInLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	labtest.WaitFor(t, "the page", 60*time.Second, func() bool { return c.text("#active-uplink") == "FTTC" })
-	if _, err := c.eval(`document.getElementById("password").focus()`); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.typeText(password); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.click("#login"); err != nil {
-		t.Fatal(err)
-	}
+	c.logIn(t, password)
 	visible := func(id string) func() bool {
 		return func() bool {
 			v, _ := c.eval(fmt.Sprintf(`(() => { const e = document.getElementById(%q); return !!e && !e.classList.contains("hidden"); })()`, id))

@@ -53,15 +53,7 @@ func TestVPNCardInBrowser(t *testing.T) {
 	if b, _ := c.eval(`document.getElementById("vpn-card").classList.contains("hidden")`); string(b) != "true" {
 		t.Error("the VPN card shows before the login")
 	}
-	if _, err := c.eval(`document.getElementById("password").focus()`); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.typeText(password); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.click("#login"); err != nil {
-		t.Fatal(err)
-	}
+	c.logIn(t, password)
 	labtest.WaitFor(t, "the VPN card after the login", 30*time.Second, func() bool { return strings.Contains(c.text("#vpn-peers"), "alice_mobile") })
 	rows := c.text("#vpn-peers")
 	for _, want := range []string{"10.99.0.2", "not connected", "never", "sip, rtp, provisioning", "config", "QR code"} {
