@@ -925,13 +925,6 @@ func (w *Owner) repaired(what []string) {
 		Message: "the firewall in the kernel differed from the configuration and was repaired: " + w.lastFix})
 }
 
-// markGen records the generation after our own writes.
-func (w *Owner) markGen() {
-	if g, err := w.fw.Generation(); err == nil {
-		w.gen = g
-	}
-}
-
 func (w *Owner) fail(err error) {
 	msg := err.Error()
 	if msg != w.lastErr {

@@ -65,15 +65,6 @@ func (s *site) file(t *testing.T) string {
 	return string(b)
 }
 
-func (s *site) lastAlert() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.al) == 0 {
-		return ""
-	}
-	return s.al[len(s.al)-1]
-}
-
 // noAdmin is the example with its admin network removed (a narrowing: no force needed).
 func noAdmin() []byte {
 	return []byte(strings.Replace(string(config.Example()), `networks = ["203.0.113.200/32"]`, `networks = []`, 1))

@@ -400,20 +400,6 @@ func (st *Stream) Sent() uint32 {
 	return st.seq
 }
 
-// Arrivals returns a copy of what arrived.
-func (st *Stream) Arrivals() []Arrival {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return append([]Arrival(nil), st.got...)
-}
-
-// LastFrom is the last arrival and whether it came from addr.
-func (st *Stream) LastFrom(addr string) bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return len(st.got) > 0 && st.got[len(st.got)-1].From == addr
-}
-
 // ArrivedFromSince counts packets from addr with sequence numbers above seq.
 func (st *Stream) ArrivedFromSince(addr string, seq uint32) int {
 	st.mu.Lock()
