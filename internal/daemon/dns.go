@@ -48,11 +48,10 @@ func dnsStartKey(c *config.Config) string {
 func dnsOptions(a *App, c *config.Config) dnsfwd.Options {
 	o := dnsfwd.Options{
 		WAN: func() (wan.Status, bool) { return wanStatus(a) }, Bus: a.Bus, Log: a.Log.With("part", "dns"),
-		Learned: func(u wan.UplinkStatus) []netip.Addr { return u.DNS },
-		Configured: map[wan.Role][]netip.Addr{
-			wan.Primary: addrs(c.DNS.Resolvers.Primary), wan.Backup: addrs(c.DNS.Resolvers.Backup)},
-		System: netcfg.Nameservers("/etc/resolv.conf"),
-		Domain: c.DNS.Domain, BoxName: c.DNS.BoxName, CacheSize: c.DNS.CacheSize, RebindAllow: c.DNS.RebindAllow,
+		Learned:    func(u wan.UplinkStatus) []netip.Addr { return u.DNS },
+		Configured: configuredResolvers(c),
+		System:     netcfg.Nameservers("/etc/resolv.conf"),
+		Domain:     c.DNS.Domain, BoxName: c.DNS.BoxName, CacheSize: c.DNS.CacheSize, RebindAllow: c.DNS.RebindAllow,
 		RateLimit: c.DNS.RateLimit, Static: map[string][]netip.Addr{}, Hosts: a.dhcpHostnames,
 	}
 	for _, p := range c.LAN.Addresses {
@@ -68,6 +67,11 @@ func dnsOptions(a *App, c *config.Config) dnsfwd.Options {
 		}
 	}
 	return o
+}
+
+// configuredResolvers are the [dns.resolvers] of each uplink role.
+func configuredResolvers(c *config.Config) map[wan.Role][]netip.Addr {
+	return map[wan.Role][]netip.Addr{wan.Primary: addrs(c.DNS.Resolvers.Primary), wan.Backup: addrs(c.DNS.Resolvers.Backup)}
 }
 
 func addrs(as []config.Addr) []netip.Addr {

@@ -5,9 +5,9 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/officeedge/appliance/internal/dnsfwd"
 	"github.com/officeedge/appliance/internal/peers"
 	"github.com/officeedge/appliance/netcfg"
-	"github.com/officeedge/appliance/wan"
 )
 
 // newPeersPart makes the resolver of trusted host names, or nil when the config names none.
@@ -49,16 +49,16 @@ func peerServers(a *App) []netip.AddrPort {
 		}
 	}
 	if st, ok := wanStatus(a); ok {
-		for _, u := range st.Uplinks {
-			if u.Role == st.Active {
-				add(u.DNS...)
+		if via, ok := dnsfwd.Via(st); ok {
+			var learned []netip.Addr
+			for _, u := range st.Uplinks {
+				if u.Role == st.Active {
+					learned = u.DNS
+				}
 			}
-		}
-		switch st.Active {
-		case wan.Primary:
-			add(addrs(cfg.DNS.Resolvers.Primary)...)
-		case wan.Backup:
-			add(addrs(cfg.DNS.Resolvers.Backup)...)
+			for _, s := range dnsfwd.Servers(via.Source, learned, configuredResolvers(cfg)[st.Active], nil, nil) {
+				add(s.Addr())
+			}
 		}
 	}
 	add(netcfg.Nameservers("/etc/resolv.conf")...)

@@ -75,27 +75,37 @@ func (f *Forwarder) pick() *Upstream {
 	if !ok {
 		return nil
 	}
-	var all []netip.Addr
+	var learned []netip.Addr
 	if f.o.Learned != nil {
 		for _, us := range st.Uplinks {
 			if us.Role == st.Active {
-				all = append(all, f.o.Learned(us)...)
+				learned = f.o.Learned(us)
 			}
 		}
 	}
-	all = append(all, f.o.Configured[u.Role]...)
+	u.Servers = Servers(u.Source, learned, f.o.Configured[u.Role], f.o.System, f.own)
+	return u
+}
+
+// Servers are the resolvers to ask through an uplink whose IPv4 address is src (invalid:
+// it has none): those it learned (DHCP) first, then the ones configured for it, then the
+// system's (resolv.conf) as a last resort. Never a loopback address or one skip names (the
+// box itself: a loop), nor an IPv4 one with no IPv4 address to send from. The forwarder,
+// the box's own lookups and the page's diagnostics all ask in this order.
+func Servers(src netip.Addr, learned, configured, system []netip.Addr, skip func(netip.Addr) bool) []netip.AddrPort {
+	all := append(append([]netip.Addr{}, learned...), configured...)
 	if len(all) == 0 {
-		all = f.o.System
+		all = system
 	}
+	out := []netip.AddrPort{}
 	for _, a := range all {
 		ap := netip.AddrPortFrom(a.Unmap(), 53)
-		// Never the box itself (a loop), nor IPv4 with no IPv4 address to send from.
-		if a.IsLoopback() || f.own(a) || (ap.Addr().Is4() && !u.Source.IsValid()) || slices.Contains(u.Servers, ap) {
+		if !a.IsValid() || a.IsLoopback() || (skip != nil && skip(a)) || (ap.Addr().Is4() && !src.IsValid()) || slices.Contains(out, ap) {
 			continue
 		}
-		u.Servers = append(u.Servers, ap)
+		out = append(out, ap)
 	}
-	return u
+	return out
 }
 
 func (f *Forwarder) own(a netip.Addr) bool {
