@@ -37,9 +37,8 @@
     if (p[0] === "target") return p[2] + " via " + p[1];
     return (p[0] === "sipguard" ? "sipguard: " : "blocklist: ") + (what[p[1]] || p[1]);
   }
-  function fmtTime(ts, zone) {
-    return new Date(ts * 1000).toLocaleString([], { timeZone: zone, dateStyle: "short", timeStyle: "medium" });
-  }
+  // The page's own format (app.js): the same in the legend and the failover list as elsewhere.
+  function fmtTime(ts) { return window.applianceTime(new Date(ts * 1000).toISOString()); }
 
   // marksPlugin draws each failover as a dashed line across the plot, with its kind.
   function marksPlugin() {
@@ -105,7 +104,7 @@
         cursor: { drag: { x: true, y: false, setScale: false } },
         scales: { x: { time: true }, y: sp.range ? { range: sp.range } : { range: (u, lo, hi) => [0, Math.max(hi * 1.1, sp.unit === "ms" ? 1 : 0.1)] } },
         axes: [{ label: "time (" + zone + ")" }, { label: sp.unit, values: (u, vals) => vals.map((v) => sp.fmt(v)), size: 70 }],
-        series: [{ value: (u, v) => (v == null ? "" : fmtTime(v, zone)) },
+        series: [{ value: (u, v) => (v == null ? "" : fmtTime(v)) },
           ...names.map((n, i) => ({ label: label(n), stroke: colors[i % colors.length], width: 1.5, spanGaps: false,
             value: (u, v) => (v == null ? "–" : sp.fmt(v)) }))],
         plugins: [marksPlugin()],
@@ -123,7 +122,7 @@
     const ms = data.marks || [];
     $("history-marks").replaceChildren(...ms.slice().reverse().map((m) => {
       const li = document.createElement("li");
-      li.textContent = fmtTime(new Date(m.t).getTime() / 1000, zone) + " · " + m.kind + " · " + m.message;
+      li.textContent = window.applianceTime(m.t) + " · " + m.kind + " · " + m.message;
       return li;
     }));
     if (!ms.length) {
@@ -171,9 +170,8 @@
       bar.max = b.budget_bytes; bar.value = Math.min(b.used_bytes, b.budget_bytes);
       const sub = document.createElement("div");
       sub.className = "sub";
-      const end = new Date(b.period_end);
-      sub.textContent = "projected " + bytes(b.projected_bytes) + " by the period's end, " + end.toLocaleString([], { timeZone: (data && data.zone) || "UTC", dateStyle: "medium", timeStyle: "short" }) +
-        " (period started " + new Date(b.period_start).toLocaleDateString([], { timeZone: (data && data.zone) || "UTC" }) + ")";
+      sub.textContent = "projected " + bytes(b.projected_bytes) + " by the period's end, " + window.applianceTime(b.period_end) +
+        " (period started " + window.applianceTime(b.period_start) + ")";
       div.append(head, bar, sub);
       return div;
     }));
