@@ -1,7 +1,11 @@
 package web
 
 import (
+	"net/http"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/officeedge/appliance/internal/crowdsec"
 )
 
 var (
@@ -31,4 +35,19 @@ func (s *Server) collectCrowdSec(g, k metric) {
 		g(mCSQueued, float64(st.Queued))
 		k(mCSPushed, float64(st.Pushed))
 	}
+}
+
+// crowdSecView is the fleet-sharing card: off, or the part's state.
+type crowdSecView struct {
+	On bool `json:"on"`
+	crowdsec.Status
+}
+
+// handleCrowdSec answers GET /api/crowdsec (logged in: it names the fleet's server).
+func (s *Server) handleCrowdSec(w http.ResponseWriter, _ *http.Request) {
+	var v crowdSecView
+	if s.o.CrowdSec != nil {
+		v.Status, v.On = s.o.CrowdSec()
+	}
+	writeJSON(w, http.StatusOK, v)
 }

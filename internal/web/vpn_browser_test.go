@@ -12,15 +12,17 @@ import (
 
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/crowdsec"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/internal/vpn"
 	"github.com/officeedge/appliance/internal/web"
 )
 
-// The VPN card in headless Chromium: hidden until the admin logs in, then each peer with
-// its config link and its QR code, shown on request.
-func TestVPNCardInBrowser(t *testing.T) {
+// The cards behind login in headless Chromium: hidden until the admin logs in, then the VPN's
+// peers with their config links and QR codes (shown on request), and what the box shares
+// with the fleet's CrowdSec server.
+func TestLoggedInCardsInBrowser(t *testing.T) {
 	labtest.RequireRoot(t, "chromium")
 	cfg, err := config.Parse("example.toml", []byte(strings.Replace(string(config.Example()), "[vpn]\nenabled = false", "[vpn]\nenabled = true", 1)))
 	if err != nil {
@@ -37,7 +39,10 @@ func TestVPNCardInBrowser(t *testing.T) {
 	}
 	o := web.Options{Config: func() *config.Config { return cfg }, Bus: events.New(10), Alerts: alerts.New(nil), StateDir: state,
 		ReadFirewall: func() web.FirewallState { return web.FirewallState{} },
-		VPN:          func() (web.VPN, bool) { return v, true }}
+		VPN:          func() (web.VPN, bool) { return v, true },
+		CrowdSec: func() (crowdsec.Status, bool) {
+			return crowdsec.Status{URL: "https://lapi.example.net:8080", Pulling: true, Pushing: true, LastPull: time.Now(), Decisions: 1204, Pushed: 3}, true
+		}}
 	srv := httptest.NewTLSServer(web.New(o).Handler())
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
 
@@ -50,8 +55,10 @@ func TestVPNCardInBrowser(t *testing.T) {
 	}
 	// The page's scripts have run (the status is drawn), so the login form is theirs.
 	labtest.WaitFor(t, "the page drawn", 60*time.Second, func() bool { return c.text("#site") == "Example Office" })
-	if b, _ := c.eval(`document.getElementById("vpn-card").classList.contains("hidden")`); string(b) != "true" {
-		t.Error("the VPN card shows before the login")
+	for _, card := range []string{"vpn-card", "crowdsec-card"} {
+		if b, _ := c.eval(`document.getElementById("` + card + `").classList.contains("hidden")`); string(b) != "true" {
+			t.Errorf("%s shows before the login", card)
+		}
 	}
 	c.logIn(t, password)
 	labtest.WaitFor(t, "the VPN card after the login", 30*time.Second, func() bool { return strings.Contains(c.text("#vpn-peers"), "alice_mobile") })
@@ -64,6 +71,10 @@ func TestVPNCardInBrowser(t *testing.T) {
 	if got := c.text("#vpn-state"); !strings.Contains(got, "office.example.net:51820") || !strings.Contains(got, v.PublicKey().String()) {
 		t.Errorf("VPN state shown as %q", got)
 	}
+	labtest.WaitFor(t, "the fleet-sharing card after the login", 30*time.Second, func() bool {
+		return strings.Contains(c.text("#crowdsec"), "1204 address(es)") && strings.Contains(c.text("#crowdsec"), "3 since start") &&
+			strings.Contains(c.text("#crowdsec-state"), "https://lapi.example.net:8080")
+	})
 	if _, err := c.eval(`document.querySelector("#vpn-peers button").click()`); err != nil {
 		t.Fatal(err)
 	}

@@ -243,6 +243,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/history", s.handleHistory)
 	s.mux.HandleFunc("GET /api/budget", s.handleBudget)
 	s.mux.HandleFunc("GET /api/peers", s.loggedIn(s.handlePeers))
+	s.mux.HandleFunc("GET /api/crowdsec", s.loggedIn(s.handleCrowdSec))
 	s.mux.HandleFunc("GET /api/vpn", s.loggedIn(s.handleVPN))
 	s.mux.HandleFunc("GET /api/vpn/peer/{file}", s.loggedIn(s.handleVPNConf))
 	s.mux.HandleFunc("GET /api/vpn/peer/{name}/qr.png", s.loggedIn(s.handleVPNQR))
