@@ -42,7 +42,7 @@ func newDNSPart(a *App) (*dnsPart, error) {
 // dnsStartKey is everything the forwarder reads: a change restarts it (in well under a
 // second; the box's own lookups go straight to the uplink's resolvers meanwhile).
 func dnsStartKey(c *config.Config) string {
-	return fmt.Sprint(c.DNS, c.LAN.Addresses, c.PBX.Address, c.PBX.Address6)
+	return fmt.Sprint(c.DNS, c.LAN.Addresses, c.PBX.Address, c.PBX.Address6, c.VPN.Enabled, c.VPN.Address)
 }
 
 func dnsOptions(a *App, c *config.Config) dnsfwd.Options {
@@ -57,6 +57,11 @@ func dnsOptions(a *App, c *config.Config) dnsfwd.Options {
 	for _, p := range c.LAN.Addresses {
 		o.Listen = append(o.Listen, netip.AddrPortFrom(p.Addr(), 53))
 		o.Static[c.DNS.BoxName] = append(o.Static[c.DNS.BoxName], p.Addr())
+	}
+	if c.VPN.Enabled {
+		// The phones' configs may name the box as their DNS server (vpn.dns; the firewall
+		// lets their queries in only then).
+		o.Clients = append(o.Clients, c.VPN.Address.Masked())
 	}
 	for _, p := range c.LAN.Subnets() {
 		o.LAN = append(o.LAN, p.Prefix)

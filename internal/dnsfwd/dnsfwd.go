@@ -30,6 +30,9 @@ type Options struct {
 	// LAN are the office's subnets: the only clients answered, and addresses no public
 	// name may resolve to.
 	LAN []netip.Prefix
+	// Clients are more networks answered besides the LAN: the VPN's remote phones, whose
+	// configs name the box as their DNS server.
+	Clients []netip.Prefix
 	// WAN is the failover part's status: its active uplink is the way out.
 	WAN func() (wan.Status, bool)
 	// Bus wakes the forwarder at once when wan reports a switch; without it (or when an
@@ -219,13 +222,10 @@ func client(w dns.ResponseWriter) netip.Addr {
 	return netip.Addr{}
 }
 
-func (f *Forwarder) fromLAN(a netip.Addr) bool {
-	for _, p := range f.o.LAN {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+// answers says whether a query from a is answered: it comes from the LAN or a VPN phone.
+func (f *Forwarder) answers(a netip.Addr) bool {
+	return slices.ContainsFunc(f.o.LAN, func(p netip.Prefix) bool { return p.Contains(a) }) ||
+		slices.ContainsFunc(f.o.Clients, func(p netip.Prefix) bool { return p.Contains(a) })
 }
 
 // ServeDNS answers one query.
@@ -236,7 +236,7 @@ func (f *Forwarder) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		f.stats.limited.Add(1)
 		return
 	}
-	if !f.fromLAN(from) || r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 || r.Response {
+	if !f.answers(from) || r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 || r.Response {
 		f.stats.refused.Add(1)
 		m := new(dns.Msg).SetRcode(r, dns.RcodeRefused)
 		if r.Opcode != dns.OpcodeQuery {

@@ -16,10 +16,11 @@ import (
 )
 
 // TestDaemonServesThePhoneConfig runs the appliance itself with [vpn]: an admin on the LAN
-// logs in and downloads alice's config from the page, alice brings it up with wg-quick and
-// reaches the PBX's SIP port, and the page and /metrics show her handshake and traffic.
+// logs in and downloads alice's config from the page, alice brings it up with wg-quick,
+// reaches the PBX's SIP port and asks the box's DNS server through the tunnel, and the page
+// and /metrics show her handshake and traffic.
 func TestDaemonServesThePhoneConfig(t *testing.T) {
-	labtest.RequireRoot(t, "nft", "curl", "wg", "wg-quick")
+	labtest.RequireRoot(t, "nft", "curl", "wg", "wg-quick", "dig")
 	dir := t.TempDir()
 	bin, err := wanlab.BuildDaemon(dir)
 	if err != nil {
@@ -29,8 +30,8 @@ func TestDaemonServesThePhoneConfig(t *testing.T) {
 	if err := web.SetPassword(filepath.Join(dir, "state"), pw); err != nil {
 		t.Fatal(err)
 	}
-	cfg := string(wanlab.Config()) + fmt.Sprintf("\n[vpn]\nenabled = true\ninterface = %q\naddress = \"%s/24\"\nendpoint = %q\n\n[vpn.peers.alice]\naddress = %q\n",
-		ifName("d"), boxTun, lab.BoxWAN4, aliceTun)
+	cfg := string(wanlab.Config()) + fmt.Sprintf("\n[vpn]\nenabled = true\ninterface = %q\naddress = \"%s/24\"\nendpoint = %q\ndns = [%q]\n\n[vpn.peers.alice]\naddress = %q\n",
+		ifName("d"), boxTun, lab.BoxWAN4, lab.BoxLAN4, aliceTun)
 	s, err := wanlab.Start(lab.Unique(t), bin, dir, []byte(cfg))
 	if err != nil {
 		t.Fatal(err)
@@ -63,11 +64,21 @@ func TestDaemonServesThePhoneConfig(t *testing.T) {
 		t.Errorf("the page's QR code is not a PNG")
 	}
 
+	if !strings.Contains(conf, "DNS = "+lab.BoxLAN4+"\n") {
+		t.Errorf("alice's config does not name the box as her DNS server:\n%s", conf)
+	}
+	// wg-quick hands a DNS line to resolvconf, which would rewrite this machine's own
+	// resolv.conf (the lab's namespaces share it): the phone's app does that part on a phone.
 	site := &site{t: t, l: l, dir: dir}
-	site.phoneUp(lab.HostRemote, ifName("q"), conf)
+	site.phoneUp(lab.HostRemote, ifName("q"), regexp.MustCompile(`(?m)^DNS = .*\n`).ReplaceAllString(conf, ""))
 	listenTCP(t, l, lab.HostPBX, lab.PBX4+":5060")
 	labtest.WaitFor(t, "alice to reach the PBX's SIP port through the tunnel", 10*time.Second, func() bool {
 		return reaches(l, lab.HostRemote, lab.PBX4+":5060")
+	})
+	// The box's DNS forwarder answers the phone through the tunnel (its LAN address).
+	labtest.WaitFor(t, "the box's DNS server to answer alice through the tunnel", 10*time.Second, func() bool {
+		out, _ := l.Run(lab.HostRemote, "dig", "+short", "+time=2", "+tries=1", "@"+lab.BoxLAN4, "gateway.office.internal", "A")
+		return strings.TrimSpace(out) == lab.BoxLAN4
 	})
 	if st := curl(page + "/api/vpn"); !regexp.MustCompile(`"endpoint": "`+regexp.QuoteMeta(lab.Remote4)+`:\d+"`).MatchString(st) ||
 		!strings.Contains(st, `"last_handshake": "`) || !strings.Contains(st, `"implementation": "userspace"`) {
