@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -218,4 +219,26 @@ func (c *cdp) screenshot() ([]byte, error) {
 	var r struct{ Data []byte }
 	err := c.call("Page.captureScreenshot", map[string]any{"format": "png"}, &r)
 	return r.Data, err
+}
+
+// shoot saves a screenshot of one element in the test's artifact directory
+// (go test -artifacts -outputdir DIR keeps them).
+func shoot(t *testing.T, c *cdp, sel, name string) {
+	t.Helper()
+	v, err := c.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.scrollIntoView(); const r = e.getBoundingClientRect();
+		return [r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]; })()`, sel))
+	var r []float64
+	if err != nil || json.Unmarshal(v, &r) != nil || len(r) != 4 {
+		t.Fatalf("screenshot of %s: %v", sel, err)
+	}
+	var out struct{ Data []byte }
+	if err := c.call("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true,
+		"clip": map[string]any{"x": r[0], "y": r[1], "width": r[2], "height": r[3], "scale": 1}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(path, out.Data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
 }

@@ -3,7 +3,6 @@ package web_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,28 +27,6 @@ import (
 
 // confirmWindow is the daemon's time to confirm a change in this test (2 minutes on a box).
 const confirmWindow = 20 * time.Second
-
-// snap saves a screenshot of the element sel in the test's artifact directory (go test
-// -artifacts -outputdir DIR keeps them).
-func snap(t *testing.T, c *cdp, sel, name string) {
-	t.Helper()
-	v, err := c.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.scrollIntoView(); const r = e.getBoundingClientRect();
-		return [r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]; })()`, sel))
-	var r []float64
-	if err != nil || json.Unmarshal(v, &r) != nil || len(r) != 4 {
-		t.Fatalf("screenshot of %s: %v", sel, err)
-	}
-	var out struct{ Data []byte }
-	if err := c.call("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true,
-		"clip": map[string]any{"x": r[0], "y": r[1], "width": r[2], "height": r[3], "scale": 1}}, &out); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.ArtifactDir(), name)
-	if err := os.WriteFile(path, out.Data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", path)
-}
 
 // The admin at home, in headless Chromium on the admin's network, runs diagnostics from
 // the box through the fixed line (a ping of the ISP's router, a SIP OPTIONS to the trunk, a
@@ -146,7 +123,7 @@ func TestDiagnosticsAndConfigRevertInLab(t *testing.T) {
 	if !strings.Contains(out, "reply from "+lab.FTTCGW4) || !strings.Contains(out, "via FTTC (wan0)") {
 		t.Errorf("ping output:\n%s", out)
 	}
-	snap(t, c, "#diag-card", "diag-ping.png")
+	shoot(t, c, "#diag-card", "diag-ping.png")
 
 	// A traceroute to the internet's probe target: the FTTC router first, the target last.
 	if _, err := c.eval(`document.getElementById("diag-target").value = "` + lab.Probe4 + `"`); err != nil {
@@ -159,7 +136,7 @@ func TestDiagnosticsAndConfigRevertInLab(t *testing.T) {
 	if out := c.text("#diag-out"); !strings.Contains(out, " 1  "+lab.FTTCGW4+" ") || !strings.Contains(out, "  "+lab.Probe4+"  ") {
 		t.Errorf("traceroute output:\n%s", out)
 	}
-	snap(t, c, "#diag-card", "diag-traceroute.png")
+	shoot(t, c, "#diag-card", "diag-traceroute.png")
 
 	// A DNS lookup of the same name through each line gets each ISP's answer.
 	for _, via := range []struct{ role, answer string }{{"primary", dnslab.FTTCAnswer}, {"backup", dnslab.LTEAnswer}} {
@@ -174,7 +151,7 @@ func TestDiagnosticsAndConfigRevertInLab(t *testing.T) {
 			return strings.Contains(out, "NOERROR") && strings.Contains(out, "\tA\t"+via.answer)
 		})
 	}
-	snap(t, c, "#diag-card", "diag-dns.png")
+	shoot(t, c, "#diag-card", "diag-dns.png")
 	if _, err := c.eval(`document.getElementById("diag-uplink").value = "primary"`); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +224,7 @@ func TestDiagnosticsAndConfigRevertInLab(t *testing.T) {
 	labtest.WaitFor(t, "the mistake shown with its line and field", 30*time.Second, func() bool {
 		return strings.Contains(c.text("#cfg-errors"), fmt.Sprintf("appliance.toml:%d:12: admin.ssh_port: must be a port number", line))
 	})
-	snap(t, c, "#config-card", "config-error.png")
+	shoot(t, c, "#config-card", "config-error.png")
 	if b, _ := os.ReadFile(conf); string(b) != cfg {
 		t.Fatal("a refused candidate changed the file")
 	}
@@ -263,14 +240,14 @@ func TestDiagnosticsAndConfigRevertInLab(t *testing.T) {
 	if visible("cfg-widening-box")() {
 		t.Errorf("dropping an admin network is flagged as widening: %s", c.text("#cfg-widening"))
 	}
-	snap(t, c, "#config-card", "config-check.png")
+	shoot(t, c, "#config-card", "config-check.png")
 	if err := c.click("#cfg-apply"); err != nil {
 		t.Fatal(err)
 	}
 	labtest.WaitFor(t, "the page to say the change waits for confirmation", 30*time.Second, func() bool {
 		return visible("cfg-pending")() && strings.Contains(c.text("#cfg-pending-text"), "unless you confirm it")
 	})
-	snap(t, c, "#config-card", "config-pending.png")
+	shoot(t, c, "#config-card", "config-pending.png")
 	applied := time.Now()
 	labtest.WaitFor(t, "the page to become unreachable from the admin's network", 20*time.Second, func() bool { return !reachable() })
 
@@ -286,8 +263,8 @@ func TestDiagnosticsAndConfigRevertInLab(t *testing.T) {
 	labtest.WaitFor(t, "the revert alert on the page", 60*time.Second, func() bool {
 		return strings.Contains(c.text("#alerts"), "was not confirmed within 20s")
 	})
-	snap(t, c, "section:has(#alerts)", "config-reverted-alert.png")
-	snap(t, c, "#config-card", "config-reverted.png")
+	shoot(t, c, "section:has(#alerts)", "config-reverted-alert.png")
+	shoot(t, c, "#config-card", "config-reverted.png")
 
 	// The same change again, and the daemon restarts inside the window: the restarted one
 	// still puts the old file back, at the same deadline.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -64,28 +63,6 @@ func dataset(c *cdp, sel, key string) string {
 	var s string
 	_ = json.Unmarshal(v, &s)
 	return s
-}
-
-// shoot saves a screenshot of one element in the test's artifact directory
-// (go test -artifacts -outputdir DIR keeps them).
-func shoot(t *testing.T, c *cdp, sel, name string) {
-	t.Helper()
-	v, err := c.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.scrollIntoView(); const r = e.getBoundingClientRect();
-		return [r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]; })()`, sel))
-	var r []float64
-	if err != nil || json.Unmarshal(v, &r) != nil || len(r) != 4 {
-		t.Fatalf("screenshot of %s: %v", sel, err)
-	}
-	var out struct{ Data []byte }
-	if err := c.call("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true,
-		"clip": map[string]any{"x": r[0], "y": r[1], "width": r[2], "height": r[3], "scale": 1}}, &out); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.ArtifactDir(), name)
-	if err := os.WriteFile(path, out.Data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", path)
 }
 
 // The History panel in headless Chromium: real charts with the failover drawn, sub-10 ms
