@@ -180,27 +180,7 @@ func (o *office) canConnect(host, addr string) bool {
 
 func (o *office) tcpListen(host, addr string) {
 	o.t.Helper()
-	acceptAndClose(o.t, o.Lab, host, addr)
-}
-
-// acceptAndClose listens on addr in host and closes every connection it accepts, until the
-// test ends.
-func acceptAndClose(t *testing.T, l *lab.Lab, host, addr string) {
-	t.Helper()
-	ln, err := l.ListenTCP(host, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	labtest.AcceptAndClose(o.t, o.Lab, host, addr)
 }
 
 // TestOfficeFirewall runs the appliance on the lab config and checks each door with real

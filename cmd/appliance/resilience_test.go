@@ -344,7 +344,7 @@ func TestBlocksDuringReload(t *testing.T) {
 // attacker is refused again.
 func TestFirewallRepairedAfterFlush(t *testing.T) {
 	s := site(t, nil)
-	acceptAndClose(t, s.Lab, lab.HostBox, net.JoinHostPort(lab.BoxWAN4, "22"))
+	labtest.AcceptAndClose(t, s.Lab, lab.HostBox, net.JoinHostPort(lab.BoxWAN4, "22"))
 	ssh := func() bool {
 		c, err := s.Lab.DialTCP(lab.HostAttacker, net.JoinHostPort(lab.BoxWAN4, "22"), 500*time.Millisecond)
 		if err == nil {

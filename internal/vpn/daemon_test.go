@@ -71,7 +71,7 @@ func TestDaemonServesThePhoneConfig(t *testing.T) {
 	// resolv.conf (the lab's namespaces share it): the phone's app does that part on a phone.
 	site := &site{t: t, l: l, dir: dir}
 	site.phoneUp(lab.HostRemote, ifName("q"), regexp.MustCompile(`(?m)^DNS = .*\n`).ReplaceAllString(conf, ""))
-	listenTCP(t, l, lab.HostPBX, lab.PBX4+":5060")
+	labtest.AcceptAndClose(t, l, lab.HostPBX, lab.PBX4+":5060")
 	labtest.WaitFor(t, "alice to reach the PBX's SIP port through the tunnel", 10*time.Second, func() bool {
 		return reaches(l, lab.HostRemote, lab.PBX4+":5060")
 	})

@@ -271,23 +271,6 @@ func echoes(l *lab.Lab, host, addr string) bool {
 	return err == nil && string(b[:n]) == "ping"
 }
 
-func listenTCP(t testing.TB, l *lab.Lab, host, addr string) {
-	ln, err := l.ListenTCP(host, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-}
-
 func echoUDP(t testing.TB, l *lab.Lab, host, addr string) {
 	c, err := l.ListenUDP(host, addr)
 	if err != nil {
@@ -386,9 +369,9 @@ func TestRemotePhone(t *testing.T) {
 	})
 
 	t.Run("reach", func(t *testing.T) {
-		listenTCP(t, l, lab.HostPhone, "0.0.0.0:8080") // an office PC's service
+		labtest.AcceptAndClose(t, l, lab.HostPhone, "0.0.0.0:8080") // an office PC's service
 		echoUDP(t, l, lab.HostPhone, "0.0.0.0:7")
-		listenTCP(t, l, lab.HostBox, "0.0.0.0:22") // the box's SSH
+		labtest.AcceptAndClose(t, l, lab.HostBox, "0.0.0.0:22") // the box's SSH
 		// The listeners are there: the LAN reaches them.
 		if !reaches(l, lab.HostPBX, lab.Phone4+":8080") || !echoes(l, lab.HostPBX, lab.Phone4+":7") || !reaches(l, lab.HostPhone, lab.BoxLAN4+":22") {
 			t.Fatal("the test's listeners do not answer on the LAN")

@@ -74,3 +74,23 @@ func Netns(t testing.TB, suffix string) (string, netns.NsHandle) {
 	})
 	return name, h
 }
+
+// AcceptAndClose listens on addr in host and closes every connection it accepts, until the
+// test ends: a TCP port that answers, for reachability checks through the firewall.
+func AcceptAndClose(t testing.TB, l *lab.Lab, host, addr string) {
+	t.Helper()
+	ln, err := l.ListenTCP(host, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+}
