@@ -554,6 +554,22 @@ var wanSection = regexp.MustCompile(`(?m)^\[wan\]\n(?:[^\[\n].*\n|\n)*`)
 
 var receivedRE = regexp.MustCompile(`received=([0-9.]+)`)
 
+// readAll hands each datagram read from c to got until c is closed; read errors (the ICMP
+// errors of a dead line) are skipped.
+func readAll(c *net.UDPConn, got func([]byte)) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		got(buf[:n])
+	}
+}
+
 // StartSIPPinger sends an OPTIONS every period, for at most max.
 func StartSIPPinger(l *lab.Lab, period, max time.Duration) (*SIPPinger, error) {
 	c, err := l.DialUDP(lab.HostPBX, lab.PBX4+":5060", lab.Trunk4+":5060")
@@ -564,21 +580,13 @@ func StartSIPPinger(l *lab.Lab, period, max time.Duration) (*SIPPinger, error) {
 	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue // ICMP errors while a line is dead
-			}
-			if m := receivedRE.FindSubmatch(buf[:n]); m != nil {
+		readAll(c, func(b []byte) {
+			if m := receivedRE.FindSubmatch(b); m != nil {
 				p.mu.Lock()
 				p.replies = append(p.replies, Reply{time.Now(), string(m[1])})
 				p.mu.Unlock()
 			}
-		}
+		})
 	}()
 	go func() {
 		defer p.wg.Done()
@@ -901,21 +909,13 @@ func StartRegistrant(l *lab.Lab, interval time.Duration) (*Registrant, error) {
 	r.wg.Add(2)
 	go func() {
 		defer r.wg.Done()
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Read(buf)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return
-				}
-				continue
-			}
-			if bytes.HasPrefix(buf[:n], []byte("INVITE ")) {
+		readAll(c, func(b []byte) {
+			if bytes.HasPrefix(b, []byte("INVITE ")) {
 				r.mu.Lock()
 				r.invites = append(r.invites, time.Now())
 				r.mu.Unlock()
 			}
-		}
+		})
 	}()
 	go func() {
 		defer r.wg.Done()
