@@ -57,6 +57,7 @@ type Service struct {
 	pulled   map[string]string // PBX -> last pull result
 	endpoint string            // the push endpoint and its host key, when it listens
 	stale    map[string]bool
+	full     map[string]bool // PBXes over their quota, alerted
 }
 
 // New makes the service; Run runs it.
@@ -70,7 +71,7 @@ func New(o Options) *Service {
 	if o.WAN == nil {
 		o.WAN = func() (wan.Status, bool) { return wan.Status{}, false }
 	}
-	return &Service{o: o, trigger: make(chan struct{}, 1), pulled: map[string]string{}, stale: map[string]bool{}}
+	return &Service{o: o, trigger: make(chan struct{}, 1), pulled: map[string]string{}, stale: map[string]bool{}, full: map[string]bool{}}
 }
 
 // Now asks for a backup run at once (pull, snapshot, upload everything pending).
@@ -152,6 +153,7 @@ func (s *Service) Run(ctx context.Context) error {
 		if due {
 			s.pruneMedium(cfg)
 		}
+		s.checkQuotas(cfg)
 		s.checkStale(cfg)
 		if ctx.Err() != nil {
 			return nil
@@ -205,10 +207,12 @@ func (s *Service) collect(ctx context.Context, cfg *config.Config) {
 		}
 		s.setBusy("pulling from " + p.Name)
 		pctx, cancel := context.WithTimeout(ctx, 6*time.Hour)
-		got, err := receive.Pull(pctx, p, cfg.Backup.Dir)
+		got, err := receive.Pull(pctx, p, cfg.Backup.Dir, s.o.Log)
 		cancel()
 		res := fmt.Sprintf("%s: %d new file(s)", s.o.Now().UTC().Format(time.RFC3339), len(got))
-		if err != nil {
+		if err != nil && s.asQuota(p.Name, err) {
+			res = fmt.Sprintf("%s: %d new file(s), stopped: %v", s.o.Now().UTC().Format(time.RFC3339), len(got), err)
+		} else if err != nil {
 			res = fmt.Sprintf("%s: failed: %v", s.o.Now().UTC().Format(time.RFC3339), err)
 			s.publish("backup.failed", events.Warn, "backup: pulling from PBX "+p.Name+" failed: "+err.Error(), map[string]string{"pbx": p.Name})
 		}
@@ -444,7 +448,7 @@ func (s *Service) startEndpoint(ctx context.Context, cfg *config.Config, wg *syn
 	}
 	srv := &receive.Server{Config: s.o.Config, HostKey: key, Log: s.o.Log, Received: func(pbx, path string) {
 		s.publish("backup.received", events.Info, "backup received from PBX "+pbx+": "+filepath.Base(path), map[string]string{"pbx": pbx})
-	}}
+	}, QuotaHit: s.quotaHit}
 	var where []string
 	for _, a := range cfg.LAN.Addresses {
 		where = append(where, "sftp://"+net.JoinHostPort(a.Addr().String(), strconv.Itoa(int(cfg.Backup.Port))))

@@ -18,7 +18,7 @@ type Entry struct {
 	Series       string    `json:"series"` // "pbx/NAME" or "box"
 	File         string    `json:"file"`   // the source on the medium, relative to backup.dir
 	Object       string    `json:"object"` // its name at the destination
-	Made         time.Time `json:"made"`   // the source's time
+	Made         time.Time `json:"made"`   // when the box received the source: what retention orders by
 	Size         int64     `json:"size"`
 	SHA256       string    `json:"sha256"` // of the plain file: what a restore checks
 	CipherSize   int64     `json:"cipher_size"`

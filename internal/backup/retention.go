@@ -9,9 +9,10 @@ import (
 // Policy is how many daily, weekly and monthly generations to keep.
 type Policy struct{ Daily, Weekly, Monthly int }
 
-// keep picks the entries to keep from one series (any order): the newest of each of the
-// last Daily days, Weekly ISO weeks and Monthly months that have a copy, and every copy of
-// the last 24 hours. The newest copy is always kept, so nothing is pruned unless a newer
+// keep picks the entries to keep from one series (any order), by the time the box received
+// each (Made; never a time the PBX supplied, which could back-date junk into every past
+// generation's bucket): the newest of each of the last Daily days, Weekly ISO weeks and
+// Monthly months that have a copy, and every copy of the last 24 hours. The newest copy is always kept, so nothing is pruned unless a newer
 // verified copy exists.
 func (p Policy) keep(es []Entry) map[int]bool {
 	kept := map[int]bool{}

@@ -19,8 +19,10 @@ type source struct {
 	Series string
 	File   string // relative to the medium
 	Path   string
-	Made   time.Time
-	Size   int64
+	// Made is when the box received the file: its time on the medium, which only the box
+	// sets (pushes and pulls stamp each file as it lands; the PBX's times are never kept).
+	Made time.Time
+	Size int64
 }
 
 // sources lists the whole files on the medium, oldest first: the PBXes' under pbx/NAME and

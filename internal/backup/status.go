@@ -1,8 +1,10 @@
 package backup
 
 import (
+	"fmt"
 	"time"
 
+	"github.com/officeedge/appliance/internal/backup/receive"
 	"github.com/officeedge/appliance/internal/config"
 )
 
@@ -24,6 +26,8 @@ type PBXStatus struct {
 	Name     string `json:"name"`
 	Mode     string `json:"mode"`
 	LastPull string `json:"last_pull,omitempty"`
+	// Usage is what the PBX keeps on the medium against its quota.
+	Usage string `json:"usage,omitempty"`
 }
 
 // DestStatus is one destination.
@@ -68,7 +72,11 @@ func ReadStatus(cfg *config.Config, stateDir string, now time.Time) Status {
 	b := cfg.Backup
 	st := Status{Enabled: b.Enabled(), Dir: b.Dir, MaxAge: b.MaxAge.String()}
 	for _, p := range b.PBX {
-		st.PBX = append(st.PBX, PBXStatus{Name: p.Name, Mode: p.Mode})
+		ps := PBXStatus{Name: p.Name, Mode: p.Mode}
+		if u, err := receive.FolderUsage(receive.PBXDir(b.Dir, p.Name)); err == nil {
+			ps.Usage = fmt.Sprintf("%s of %s, %d of %d files", config.Bytes(u.Bytes), p.Quota, u.Files, p.QuotaFiles)
+		}
+		st.PBX = append(st.PBX, ps)
 	}
 	for _, d := range b.Destinations {
 		ds := DestStatus{Name: d.Name, Kind: d.Kind, Where: Where(d)}

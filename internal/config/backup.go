@@ -3,7 +3,9 @@ package config
 import (
 	"fmt"
 	"net"
+	"path"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +39,10 @@ type Backup struct {
 	// RetryMin and RetryMax bound the backoff between failed uploads.
 	RetryMin time.Duration `toml:"retry_min"`
 	RetryMax time.Duration `toml:"retry_max"`
+	// LoginMaxFailures wrong passwords from one address lock it out of the SFTP endpoint
+	// for LoginLockout, the right password included.
+	LoginMaxFailures int           `toml:"login_max_failures"`
+	LoginLockout     time.Duration `toml:"login_lockout"`
 	// PBX are the systems whose backups are received; Destinations where the copies go.
 	PBX          []BackupPBX  `toml:"pbx"`
 	Destinations []BackupDest `toml:"destination"`
@@ -60,7 +66,20 @@ type BackupPBX struct {
 	KeyFile   string `toml:"key_file"`
 	HostKey   string `toml:"host_key"`
 	RemoteDir string `toml:"remote_dir"`
+	// Quota and QuotaFiles bound what the PBX may have in its folder on the medium (0 or
+	// unset: DefaultQuota, DefaultQuotaFiles): a push over it fails, a pull stops, and an
+	// alert says so.
+	Quota      Bytes `toml:"quota"`
+	QuotaFiles int   `toml:"quota_files"`
 }
+
+// The default per-PBX quota: the generations retention keeps (7 daily, 4 weekly, 6 monthly
+// and the last day's) of a 3CX backup with some recordings (~1 GB) or of a FreePBX one,
+// in a few files each.
+const (
+	DefaultQuota      = Bytes(16 << 30)
+	DefaultQuotaFiles = 500
+)
 
 // BackupDest is one [[backup.destination]]: an off-site store and the age recipient its
 // copies are encrypted to (the private key is never on the box).
@@ -139,9 +158,21 @@ func (s *Backup) setDefaults(md *toml.MetaData) {
 	if s.RetryMax == 0 {
 		s.RetryMax = time.Hour
 	}
+	if s.LoginMaxFailures == 0 {
+		s.LoginMaxFailures = 5
+	}
+	if s.LoginLockout == 0 {
+		s.LoginLockout = 15 * time.Minute
+	}
 	for i := range s.PBX {
 		if s.PBX[i].User == "" {
 			s.PBX[i].User = "root"
+		}
+		if s.PBX[i].Quota == 0 {
+			s.PBX[i].Quota = DefaultQuota
+		}
+		if s.PBX[i].QuotaFiles == 0 {
+			s.PBX[i].QuotaFiles = DefaultQuotaFiles
 		}
 	}
 	for i := range s.Destinations {
@@ -176,6 +207,12 @@ func (s *Backup) check(c *Config, v *validator) {
 	if s.RetryMin < time.Second || s.RetryMax < s.RetryMin {
 		v.errf(key("backup", "retry_min"), "retry_min must be at least 1s and retry_max at least retry_min")
 	}
+	if s.LoginMaxFailures < 1 {
+		v.errf(key("backup", "login_max_failures"), "must be at least 1 (it is %d)", s.LoginMaxFailures)
+	}
+	if s.LoginLockout < time.Second {
+		v.errf(key("backup", "login_lockout"), "must be at least 1s (it is %s)", s.LoginLockout)
+	}
 	if s.Port != 0 && (s.Port == c.Admin.SSHPort || s.Port == c.WebPort() || s.Port == c.Web.HTTPSPort) {
 		v.errf(key("backup", "port"), "%d is already the box's SSH or status page port: give the backup endpoint a port of its own", s.Port)
 	}
@@ -183,8 +220,8 @@ func (s *Backup) check(c *Config, v *validator) {
 		c.Warnings = append(c.Warnings, "backup.over_backup_uplink: backups may be sent over the backup (LTE) uplink, using its data allowance")
 	}
 	names := map[string]bool{}
-	for _, p := range s.PBX {
-		s.checkPBX(p, names, v)
+	for i, p := range s.PBX {
+		s.checkPBX(i, p, names, v)
 	}
 	names = map[string]bool{}
 	for _, d := range s.Destinations {
@@ -197,8 +234,14 @@ func (s *Backup) check(c *Config, v *validator) {
 
 var backupNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 
-func (s *Backup) checkPBX(p BackupPBX, names map[string]bool, v *validator) {
+func (s *Backup) checkPBX(i int, p BackupPBX, names map[string]bool, v *validator) {
 	k := key("backup", "pbx")
+	if p.Quota < 1_000_000 {
+		v.errfArray([]string{"backup", "pbx"}, i, "quota", "PBX %q: quota must be at least 1MB (it is %d bytes)", p.Name, p.Quota)
+	}
+	if p.QuotaFiles < 1 {
+		v.errfArray([]string{"backup", "pbx"}, i, "quota_files", "PBX %q: quota_files must be at least 1 (it is %d)", p.Name, p.QuotaFiles)
+	}
 	if !backupNameRE.MatchString(p.Name) {
 		v.errf(k, "PBX name %q must be 1-32 of a-z, 0-9, _ and - (it names its folder and its SFTP account)", p.Name)
 	} else if names[p.Name] {
@@ -224,6 +267,10 @@ func (s *Backup) checkPBX(p BackupPBX, names map[string]bool, v *validator) {
 		}
 		if p.KeyFile == "" || p.RemoteDir == "" {
 			v.errf(k, "PBX %q: pulling needs key_file (the box's key) and remote_dir (the PBX's backup folder)", p.Name)
+		} else if !path.IsAbs(p.RemoteDir) {
+			// A relative folder is joined to whatever the PBX's server calls home: it must
+			// not decide where the box reads from.
+			v.errfArray([]string{"backup", "pbx"}, i, "remote_dir", "PBX %q: remote_dir %q is not an absolute path (like \"/var/spool/asterisk/backup\")", p.Name, p.RemoteDir)
 		}
 		checkHostKey(k, "PBX "+strconv.Quote(p.Name), p.HostKey, v)
 	default:
@@ -276,4 +323,34 @@ func short(s string) string {
 		return fmt.Sprintf("%s...", s[:40])
 	}
 	return s
+}
+
+// errfArray records a problem with field of the n-th (from 0) [[table]] at the line it is
+// written on: BurntSushi/toml keeps one position per key path, the last table's. A field
+// not written falls back to the usual position.
+func (v *validator) errfArray(table []string, n int, field, format string, args ...any) {
+	header := "[[" + strings.Join(table, ".") + "]]"
+	seen := -1
+	for i, line := range strings.Split(v.data, "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "[") {
+			if seen == n {
+				break // the next table: the field is not written in this one
+			}
+			if strings.ReplaceAll(t, " ", "") == header || strings.HasPrefix(strings.ReplaceAll(t, " ", ""), header+"#") {
+				seen++
+			}
+			continue
+		}
+		if seen != n {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(t, field); ok && strings.HasPrefix(strings.TrimSpace(rest), "=") {
+			path := key(append(table, field)...)
+			v.errs = append(v.errs, &Error{File: v.file, Line: i + 1, Col: strings.Index(line, field) + 1, Field: path, Msg: fmt.Sprintf(format, args...)})
+			sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
+			return
+		}
+	}
+	v.errf(key(append(table, field)...), format, args...)
 }
