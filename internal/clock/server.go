@@ -25,14 +25,43 @@ const (
 	precision      = -20 // about a microsecond: what Go's clock reads
 )
 
+// Per-client limit: NTP clients poll every 64 s or slower; a burst at boot is 4-8
+// packets. More are dropped: an NTP client takes a lost packet in its stride, and a
+// kiss-o'-death sent to a flood's spoofed sources would only reflect it.
+const (
+	clientRate    = 2
+	clientBurst   = 8
+	clientsKept   = 4096
+	reportEvery   = time.Minute
+	reportClients = 256
+)
+
 // Serve answers SNTP on pc (the LAN addresses, UDP 123) until ctx ends. Clients outside
 // clients get nothing. While the clock is untrusted it answers with a kiss-o'-death "INIT"
-// (stratum 0, alarm): a phone must not take 1970 from the box.
+// (stratum 0, alarm): a phone must not take 1970 from the box. Any LAN device can flood
+// it, so it costs one goroutine and one buffer whatever comes: one read loop answering in
+// place, a per-client limit, and one log line per flood and minute.
 func (c *Clock) Serve(ctx context.Context, pc net.PacketConn, clients []netip.Prefix) error {
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
-	lim := perclient.New(2, 8, 4096) // NTP clients poll every 64 s or slower; a burst at boot is 4-8
+	lim := perclient.New(clientRate, clientBurst, clientsKept)
+	over := perclient.NewTally(reportClients)
+	tick := time.NewTicker(reportEvery)
+	defer tick.Stop()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				over.Take().Log(c.o.Log, "sntp: clients over the per-client limit, dropped")
+			}
+		}
+	}()
 	buf := make([]byte, 512)
+	out := make([]byte, packetLen)
 	for {
 		n, from, err := pc.ReadFrom(buf)
 		if err != nil {
@@ -43,11 +72,17 @@ func (c *Clock) Serve(ctx context.Context, pc net.PacketConn, clients []netip.Pr
 		}
 		recv := c.Now()
 		ap, err := netip.ParseAddrPort(from.String())
-		if err != nil || !inAny(ap.Addr().Unmap(), clients) || !lim.Allow(ap.Addr()) {
+		if err != nil || !inAny(ap.Addr().Unmap(), clients) {
 			continue
 		}
-		if resp := c.reply(buf[:n], recv); resp != nil {
-			_, _ = pc.WriteTo(resp, from)
+		if !lim.Allow(ap.Addr()) {
+			if over.Add(ap.Addr()) {
+				c.o.Log.Warn("sntp: client over the per-client limit, dropping (summary follows)", "client", ap.Addr().Unmap().String())
+			}
+			continue
+		}
+		if c.reply(out, buf[:n], recv) {
+			_, _ = pc.WriteTo(out, from)
 		}
 	}
 }
@@ -61,33 +96,36 @@ func inAny(a netip.Addr, ps []netip.Prefix) bool {
 	return false
 }
 
-// reply is the answer to one request, or nil for anything but a client request.
-func (c *Clock) reply(req []byte, recv time.Time) []byte {
+// reply writes into out (packetLen bytes) the answer to one request; false for anything
+// but a client request.
+func (c *Clock) reply(out, req []byte, recv time.Time) bool {
 	if len(req) < packetLen {
-		return nil
+		return false
 	}
 	vn, mode := (req[0]>>3)&7, req[0]&7
 	if mode != modeClient || vn < 1 || vn > 4 {
-		return nil
+		return false
 	}
-	out := make([]byte, packetLen)
+	clear(out)
 	copy(out[24:32], req[40:48]) // origin: the client's transmit time, so it can match the answer
 	out[2] = req[2]              // poll: as the client asked
 	p := int8(precision)
 	out[3] = byte(p)
-	if !c.Trusted() {
+	c.mu.Lock()
+	stratum := min(c.st.Stratum+1, maxStratum)
+	ref, delay, disp, id := c.st.LastSync, c.rootDelay, c.rootDisp, c.refID
+	c.mu.Unlock()
+	if !c.Trusted() || ref.IsZero() {
+		// Untrusted, or trusted from the saved time but not synced since the start: no
+		// time a client should take (stratum, reference and dispersion are unknown).
 		out[0] = 3<<6 | vn<<3 | modeServer // leap "alarm": not synchronised
 		copy(out[12:16], "INIT")
 		// No time of ours (it may read 1970): the client's own, so that strict clients
 		// still read the packet, as a kiss-o'-death.
 		copy(out[32:40], req[40:48])
 		copy(out[40:48], req[40:48])
-		return out
+		return true
 	}
-	c.mu.Lock()
-	stratum := min(c.st.Stratum+1, maxStratum)
-	ref, delay, disp, id := c.st.LastSync, c.rootDelay, c.rootDisp, c.refID
-	c.mu.Unlock()
 	// The dispersion grows as the clock drifts since the last sync (15 ppm, RFC 5905's PHI).
 	disp += time.Duration(float64(recv.Sub(ref)) * 15e-6)
 	out[0] = vn<<3 | modeServer
@@ -98,7 +136,7 @@ func (c *Clock) reply(req []byte, recv time.Time) []byte {
 	binary.BigEndian.PutUint64(out[16:24], timestamp(ref))
 	binary.BigEndian.PutUint64(out[32:40], timestamp(recv))
 	binary.BigEndian.PutUint64(out[40:48], timestamp(c.Now()))
-	return out
+	return true
 }
 
 // timestamp is t in NTP's 64-bit format: seconds since 1900 and a binary fraction.

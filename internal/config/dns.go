@@ -24,8 +24,14 @@ type DNS struct {
 	// RebindAllow lists public domains whose names may answer with LAN or private addresses
 	// (a VPN's internal names); any other does not reach the office (DNS rebinding).
 	RebindAllow []string `toml:"rebind_allow"`
-	// RateLimit is how many queries a second one client may ask; more are refused.
+	// RateLimit is how many queries a second one client address may ask on average, and
+	// RateBurst how many at once; more are answered REFUSED (never dropped: a dropped
+	// query is a 5 s wait for the client). One address may be a whole Wi-Fi network behind
+	// a router in NAT mode or a terminal server: the defaults (1000 a second, bursts of
+	// 5000) let 250 devices waking at once through, and keep one runaway device from
+	// taking more than a few percent of what the box answers.
 	RateLimit int `toml:"rate_limit"`
+	RateBurst int `toml:"rate_burst"`
 }
 
 // DNSResolvers are the configured resolvers of the uplinks, by role.
@@ -52,7 +58,10 @@ func (s *DNS) setDefaults(md *toml.MetaData) {
 		s.CacheSize = 4096
 	}
 	if s.RateLimit == 0 {
-		s.RateLimit = 100
+		s.RateLimit = 1000
+	}
+	if s.RateBurst == 0 {
+		s.RateBurst = 5 * s.RateLimit
 	}
 }
 
@@ -83,6 +92,9 @@ func (s *DNS) check(c *Config, v *validator) {
 	}
 	if s.RateLimit < 1 || s.RateLimit > 100_000 {
 		v.errf(key("dns", "rate_limit"), "must be between 1 and 100000 queries a second (it is %d)", s.RateLimit)
+	}
+	if s.RateBurst < s.RateLimit || s.RateBurst > 1_000_000 {
+		v.errf(key("dns", "rate_burst"), "must be between rate_limit (%d) and 1000000 queries (it is %d)", s.RateLimit, s.RateBurst)
 	}
 	for _, d := range s.RebindAllow {
 		if msg := domainErr(strings.TrimSuffix(d, ".")); msg != "" {

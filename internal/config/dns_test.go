@@ -14,7 +14,7 @@ func TestDNSAndTimeDefaults(t *testing.T) {
 	}
 	d := c.DNS
 	if !d.Enabled || d.Domain != "office.internal" || d.BoxName != "gateway" || d.PBXName != "pbx" || d.CacheSize != 4096 ||
-		d.RateLimit != 100 || len(d.Resolvers.Primary) != 1 || d.Resolvers.Primary[0].Addr != netip.MustParseAddr("198.51.100.53") {
+		d.RateLimit != 1000 || d.RateBurst != 5000 || len(d.Resolvers.Primary) != 1 || d.Resolvers.Primary[0].Addr != netip.MustParseAddr("198.51.100.53") {
 		t.Errorf("[dns] defaults: %+v", d)
 	}
 	tm := c.Time
@@ -29,7 +29,7 @@ func TestDNSAndTimeDefaults(t *testing.T) {
 
 // Each bad setting is reported with its file, line, column and field.
 func TestDNSAndTimeErrors(t *testing.T) {
-	bad := strings.Replace(string(Example()), "[dns]\n", "[dns]\ndomain = \"office..lan\"\nbox_name = \"my box\"\ncache_size = 3\nrebind_allow = [\"-x.example\"]\n", 1)
+	bad := strings.Replace(string(Example()), "[dns]\n", "[dns]\ndomain = \"office..lan\"\nbox_name = \"my box\"\ncache_size = 3\nrate_burst = 10\nrebind_allow = [\"-x.example\"]\n", 1)
 	bad = strings.Replace(bad, "[dns.resolvers]\n", "[dns.resolvers]\nbackup = [\"192.168.1.1\", \"127.0.0.1\"]\n", 1)
 	bad = strings.Replace(bad, "[time]\n", "[time]\nservers = [\"ntp..example\", \"127.0.0.1\"]\ninterval = \"1s\"\n", 1)
 	_, err := Parse("bad.toml", []byte(bad))
@@ -39,7 +39,7 @@ func TestDNSAndTimeErrors(t *testing.T) {
 	}
 	lines := strings.Split(bad, "\n")
 	want := map[string]string{
-		"dns.domain": "not a domain name", "dns.box_name": "not a host name", "dns.cache_size": "between 16",
+		"dns.domain": "not a domain name", "dns.box_name": "not a host name", "dns.cache_size": "between 16", "dns.rate_burst": "between rate_limit",
 		"dns.rebind_allow": "-x.example", "dns.resolvers.backup": "127.0.0.1", "time.servers": "ntp..example", "time.interval": "between 16s",
 	}
 	for field, msg := range want {

@@ -52,7 +52,7 @@ func dnsOptions(a *App, c *config.Config) dnsfwd.Options {
 		Configured: configuredResolvers(c),
 		System:     netcfg.Nameservers("/etc/resolv.conf"),
 		Domain:     c.DNS.Domain, BoxName: c.DNS.BoxName, CacheSize: c.DNS.CacheSize, RebindAllow: c.DNS.RebindAllow,
-		RateLimit: c.DNS.RateLimit, Static: map[string][]netip.Addr{}, Hosts: a.dhcpHostnames,
+		RateLimit: c.DNS.RateLimit, RateBurst: c.DNS.RateBurst, Static: map[string][]netip.Addr{}, Hosts: a.dhcpHostnames,
 	}
 	for _, p := range c.LAN.Addresses {
 		o.Listen = append(o.Listen, netip.AddrPortFrom(p.Addr(), 53))

@@ -24,14 +24,14 @@ func TestCacheTTLAndEviction(t *testing.T) {
 	a, b, d := answer("a.example.", 30, "192.0.2.1"), answer("b.example.", 300, "192.0.2.2"), answer("d.example.", 300, "192.0.2.3")
 	c.put(keyOf(a), a, now)
 	c.put(keyOf(b), b, now)
-	if m, ok := c.get(keyOf(a), now.Add(10*time.Second)); !ok || m.Answer[0].Header().Ttl != 20 {
+	if m, ok := c.get(keyOf(a), a, now.Add(10*time.Second)); !ok || m.Answer[0].Header().Ttl != 20 {
 		t.Fatalf("a after 10s: %v %v, want TTL 20", ok, m)
 	}
 	c.put(keyOf(d), d, now) // full: b was used least recently
-	if _, ok := c.get(keyOf(b), now); ok {
+	if _, ok := c.get(keyOf(b), b, now); ok {
 		t.Fatal("b survived eviction")
 	}
-	if _, ok := c.get(keyOf(a), now.Add(30*time.Second)); ok {
+	if _, ok := c.get(keyOf(a), a, now.Add(30*time.Second)); ok {
 		t.Fatal("a outlived its TTL")
 	}
 	if c.len() != 1 {
@@ -48,16 +48,16 @@ func TestCacheTTLAndEviction(t *testing.T) {
 	soa, _ := dns.NewRR("example. 3600 IN SOA ns.example. h.example. 1 3600 600 86400 60")
 	nx.Ns = []dns.RR{soa}
 	c.put(keyOf(nx), nx, now)
-	if _, ok := c.get(keyOf(fail), now); ok {
+	if _, ok := c.get(keyOf(fail), fail, now); ok {
 		t.Fatal("SERVFAIL kept")
 	}
-	if _, ok := c.get(keyOf(zero), now); ok {
+	if _, ok := c.get(keyOf(zero), zero, now); ok {
 		t.Fatal("TTL 0 kept")
 	}
-	if m, ok := c.get(keyOf(nx), now.Add(59*time.Second)); !ok || m.Rcode != dns.RcodeNameError {
+	if m, ok := c.get(keyOf(nx), nx, now.Add(59*time.Second)); !ok || m.Rcode != dns.RcodeNameError {
 		t.Fatal("NXDOMAIN not kept for its negative TTL")
 	}
-	if _, ok := c.get(keyOf(nx), now.Add(61*time.Second)); ok {
+	if _, ok := c.get(keyOf(nx), nx, now.Add(61*time.Second)); ok {
 		t.Fatal("NXDOMAIN kept past the SOA minimum")
 	}
 }
@@ -140,5 +140,63 @@ func TestLocalAnswers(t *testing.T) {
 		if m := ask(q.name, q.qtype); m.Rcode != dns.RcodeServerFailure {
 			t.Errorf("%s %s was not forwarded: %v", q.name, dns.TypeToString[q.qtype], m)
 		}
+	}
+}
+
+// The fast path reads a packet's cache key exactly as the slow path makes it from the
+// message, and a cached answer comes back with the client's ID, RD bit and name case, and
+// aged TTLs; anything unusual is left to the slow path.
+func TestFastPathKeyAndRender(t *testing.T) {
+	c := newCache(16)
+	now := time.Now()
+	up := answer("www.example.", 300, "192.0.2.80")
+	for _, edns := range []bool{false, true} {
+		q := new(dns.Msg).SetQuestion("WwW.ExAmple.", dns.TypeA)
+		q.Id = 4242
+		if edns {
+			q.SetEdns0(4096, true)
+		}
+		wire, err := q.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wq, key, ok := parseQuery(wire, nil)
+		if !ok || string(key) != keyOf(q) {
+			t.Fatalf("edns %v: parsed %v key %q, want %q", edns, ok, key, keyOf(q))
+		}
+		if c.lookup(key, now) != nil {
+			t.Fatal("a hit before anything was kept")
+		}
+		c.put(keyOf(q), up, now)
+		e := c.lookup(key, now.Add(100*time.Second))
+		if e == nil {
+			t.Fatalf("edns %v: no hit after put", edns)
+		}
+		m := new(dns.Msg)
+		if err := m.Unpack(e.render(nil, wq.id, wq.rd, wq.question, now.Add(100*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+		if m.Id != 4242 || !m.RecursionDesired || m.Question[0].Name != "WwW.ExAmple." || len(m.Answer) != 1 ||
+			m.Answer[0].Header().Ttl != 200 || (m.IsEdns0() != nil) != edns || (edns && !m.IsEdns0().Do()) {
+			t.Fatalf("edns %v: rendered %v", edns, m)
+		}
+	}
+	for _, bad := range []func(m *dns.Msg){
+		func(m *dns.Msg) { m.Response = true },
+		func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify },
+		func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) },
+		func(m *dns.Msg) {
+			m.Extra = append(m.Extra, &dns.A{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeA, Class: dns.ClassINET}})
+		},
+	} {
+		m := new(dns.Msg).SetQuestion("www.example.", dns.TypeA)
+		bad(m)
+		wire, _ := m.Pack()
+		if _, _, ok := parseQuery(wire, nil); ok {
+			t.Errorf("the fast path took %v", m)
+		}
+	}
+	if _, _, ok := parseQuery([]byte{1, 2, 3}, nil); ok {
+		t.Error("the fast path took 3 bytes")
 	}
 }

@@ -26,6 +26,8 @@ const (
 	AllowedName = "nas.corp.example" // a private answer the config allows (rebind_allow)
 	AllowedAddr = "10.1.2.3"
 	NTPName     = "ntp.isp.example" // the lab's NTP server (chronyd on Probe4), by name
+	BenchZone   = "bench.example"   // every name below it answers BenchAddr for 300 s: benchmarks' names
+	BenchAddr   = "192.0.2.99"
 	Domain      = "office.internal"
 )
 
@@ -104,9 +106,11 @@ func startUnbound(l *lab.Lab, dir, host, addr, customers, answer string) error {
 	local-data: "%[8]s. 30 IN A %[9]s"
 	local-zone: "corp.example." static
 	local-data: "%[10]s. 30 IN A %[11]s"
+	local-zone: "%[12]s." redirect
+	local-data: "%[12]s. 300 IN A %[13]s"
 remote-control:
 	control-enable: no
-`, addr, dir, customers, Name, answer, RebindName, RebindAddr, NTPName, lab.Probe4, AllowedName, AllowedAddr)), 0o644)
+`, addr, dir, customers, Name, answer, RebindName, RebindAddr, NTPName, lab.Probe4, AllowedName, AllowedAddr, BenchZone, BenchAddr)), 0o644)
 	if err != nil {
 		return err
 	}
