@@ -29,6 +29,11 @@ type DHCP struct {
 	NTPServers []Addr `toml:"ntp_servers"`
 	// CheckInterval is how often the box looks for another DHCP server on the LAN.
 	CheckInterval time.Duration `toml:"check_interval"`
+	// NewDevicesPerHour bounds how many devices the server has never seen get an address
+	// (up to a quarter of the pool at once, then this many an hour), so a device making up
+	// MAC addresses cannot empty the pool. Devices with a lease, even an old one, never
+	// count. Default: the pool's size per lease time, at least 30.
+	NewDevicesPerHour int `toml:"new_devices_per_hour"`
 	// Static leases by name ([dhcp.static.pbx]): the PBX, desk phones.
 	Static map[string]*StaticLease `toml:"static"`
 	// Provision are the provisioning options for phones, by vendor class or MAC prefix;
@@ -99,6 +104,16 @@ func (r AddrRange) String() string {
 		return ""
 	}
 	return r.First.String() + "-" + r.Last.String()
+}
+
+// Size is how many addresses the range holds.
+func (r AddrRange) Size() uint64 {
+	if !r.IsValid() {
+		return 0
+	}
+	a, b := r.First.As4(), r.Last.As4()
+	u := func(x [4]byte) uint64 { return uint64(x[0])<<24 | uint64(x[1])<<16 | uint64(x[2])<<8 | uint64(x[3]) }
+	return u(b) - u(a) + 1
 }
 
 // IsValid reports whether the range is set.
@@ -236,6 +251,9 @@ func (d *DHCP) check(c *Config, v *validator) {
 	if d.CheckInterval < 10*time.Second {
 		v.errf(f("check_interval"), "must be at least 10s (it is %s)", d.CheckInterval)
 	}
+	if d.NewDevicesPerHour < 0 || d.NewDevicesPerHour > 100_000 {
+		v.errf(f("new_devices_per_hour"), "must be from 1 to 100000 (it is %d)", d.NewDevicesPerHour)
+	}
 	if d.Domain != "" {
 		if msg := hostnameErr(d.Domain); msg != "" {
 			v.errf(f("domain"), "%s", msg)
@@ -251,6 +269,18 @@ func (d *DHCP) check(c *Config, v *validator) {
 	}
 	d.checkStatic(c, v, lan)
 	d.checkProvision(v)
+}
+
+// NewDevicesRate is new_devices_per_hour, or its default for the pool and lease time.
+func (d *DHCP) NewDevicesRate() int {
+	if d.NewDevicesPerHour > 0 {
+		return d.NewDevicesPerHour
+	}
+	n := 30
+	if d.Pool.IsValid() && d.LeaseTime > 0 {
+		n = max(n, int(d.Pool.Size()*uint64(time.Hour)/uint64(d.LeaseTime)))
+	}
+	return n
 }
 
 func (d *DHCP) checkPool(c *Config, v *validator, lan netip.Prefix) {

@@ -47,6 +47,18 @@ enabled = false
 	if c.RAOn() {
 		t.Error("ra.enabled = false still advertises")
 	}
+	// New devices: a pool's worth per lease time, at least 30 an hour, unless set.
+	if n := c.DHCP.NewDevicesRate(); n != 30 || c.DHCP.Pool.Size() != 100 {
+		t.Errorf("new devices per hour for 100 addresses leased 12h: %d (pool size %d), want 30", n, c.DHCP.Pool.Size())
+	}
+	c.DHCP.LeaseTime = 30 * time.Minute
+	if n := c.DHCP.NewDevicesRate(); n != 200 {
+		t.Errorf("new devices per hour for 100 addresses leased 30m: %d, want 200", n)
+	}
+	c.DHCP.NewDevicesPerHour = 5
+	if n := c.DHCP.NewDevicesRate(); n != 5 {
+		t.Errorf("new_devices_per_hour = 5 gives %d", n)
+	}
 }
 
 func TestDHCPErrors(t *testing.T) {
@@ -61,6 +73,8 @@ func TestDHCPErrors(t *testing.T) {
 			`t.toml:20:9: dhcp.pool: 192.168.50.1-192.168.50.9 includes the box's own address 192.168.50.1`},
 		{"pool with the PBX", on + `pool = "192.168.50.5-192.168.50.50"`,
 			`t.toml:20:9: dhcp.pool: 192.168.50.5-192.168.50.50 includes the PBX's address 192.168.50.10`},
+		{"negative new devices", on + `pool = "192.168.50.100-192.168.50.199"` + "\nnew_devices_per_hour = -1",
+			`t.toml:21:24: dhcp.new_devices_per_hour: must be from 1 to 100000 (it is -1)`},
 		{"pool backwards", on + `pool = "192.168.50.200-192.168.50.100"`,
 			`t.toml:20:9: dhcp.pool: "192.168.50.200-192.168.50.100" is not a range: 192.168.50.200 is above 192.168.50.100`},
 		{"bad MAC", `[dhcp.static.phone]` + "\n" + `mac = "80:5e:c0:00:00"` + "\n" + `address = "192.168.50.21"`,

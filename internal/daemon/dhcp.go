@@ -47,6 +47,8 @@ func (a *App) dhcpStatus() (dhcpd.Status, bool) {
 }
 
 // dhcpHostnames are the LAN devices' names for the DNS forwarder; none when DHCP is off.
+// The server gives them from a snapshot, without its lock, and never a name a device may
+// not claim (wpad, the box's, the PBX's, a static lease's: dhcpd/names.go).
 func (a *App) dhcpHostnames() map[string]netip.Addr {
 	if s := a.dhcpServer(); s != nil {
 		return s.Hostnames()

@@ -9,10 +9,12 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"golang.org/x/time/rate"
 
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/config"
@@ -26,6 +28,9 @@ const (
 	KeyRefused = "dhcp.refused"
 	// KeyLeases: the leases could not be saved (they are kept in memory meanwhile).
 	KeyLeases = "dhcp.leases"
+	// KeyNewDevices: more devices never seen before asked for an address than
+	// new_devices_per_hour lets in.
+	KeyNewDevices = "dhcp.new_devices"
 )
 
 // checkRetry is how soon a check that could not be made (the LAN link down at boot) is tried again.
@@ -52,18 +57,41 @@ type Status struct {
 
 // Server is the DHCP server. Make it with New, then Run it; it is safe for concurrent use.
 type Server struct {
-	o    Options
-	path string
+	o     Options
+	path  string
+	lim   limits
+	flood *floodLog
+	view  atomic.Pointer[view] // what DNS and the read loop see, without mu
 
-	mu      sync.Mutex
-	st      settings
-	t       *table
-	serving bool
-	message string
-	other   netip.Addr
-	ownMAC  net.HardwareAddr
-	full    time.Time // when "pool full" was last said
-	recheck chan struct{}
+	mu       sync.Mutex
+	st       settings
+	t        *table
+	serving  bool
+	message  string
+	other    netip.Addr
+	ownMAC   net.HardwareAddr
+	full     time.Time     // when "pool full" was last said
+	newLim   *rate.Limiter // new devices given an address (settings.newPerHour)
+	newAlert time.Time     // when the new-devices alert was last raised
+	dirty    bool          // the table changed since it was saved
+	recheck  chan struct{}
+
+	saveMu   sync.Mutex // one write of the lease file at a time, in order
+	saveKick chan struct{}
+	received atomic.Uint64
+	writes   atomic.Uint64
+}
+
+// Counters are what the server has done since it started.
+type Counters struct {
+	Received uint64 // packets read
+	Dropped  uint64 // packets not served: over a limit, or their queue full
+	Writes   uint64 // writes of the lease file
+}
+
+// Counters are the server's counters.
+func (s *Server) Counters() Counters {
+	return Counters{Received: s.received.Load(), Dropped: s.flood.total.Load(), Writes: s.writes.Load()}
 }
 
 // New makes the server for cfg, or nil when [dhcp] is off. Saved leases are read now.
@@ -77,7 +105,9 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{o: o, st: settingsFrom(cfg), message: "checking the LAN for another DHCP server", recheck: make(chan struct{}, 1)}
+	s := &Server{o: o, st: settingsFrom(cfg), message: "checking the LAN for another DHCP server", recheck: make(chan struct{}, 1),
+		saveKick: make(chan struct{}, 1), lim: newLimits(), flood: newFloodLog(o.Log)}
+	s.newLim = s.st.newDeviceLimiter()
 	s.t = newTable()
 	if o.StateDir != "" {
 		s.path = filepath.Join(o.StateDir, "dhcp-leases.json")
@@ -88,14 +118,27 @@ func New(cfg *config.Config, o Options) (*Server, error) {
 		}
 	}
 	s.t.prune(&s.st, o.Now())
+	s.publishLocked()
 	return s, nil
+}
+
+// newDeviceLimiter lets new devices in: newPerHour an hour, and a quarter of the pool (at
+// least 8) at once: a morning's newcomers get in, a spoofed-MAC flood takes no more.
+func (st *settings) newDeviceLimiter() *rate.Limiter {
+	burst := min(st.newPerHour, max(8, int(st.pool.Size()/4)))
+	return rate.NewLimiter(rate.Limit(float64(st.newPerHour)/3600), burst)
 }
 
 // Reload takes new settings in place; the interface is a start setting (see the daemon).
 func (s *Server) Reload(cfg *config.Config) error {
 	s.mu.Lock()
+	old := s.st
 	s.st = settingsFrom(cfg)
+	if s.st.newPerHour != old.newPerHour || s.st.pool != old.pool {
+		s.newLim = s.st.newDeviceLimiter()
+	}
 	s.t.prune(&s.st, s.o.Now())
+	s.changedLocked(true)
 	s.mu.Unlock()
 	select {
 	case s.recheck <- struct{}{}:
@@ -123,15 +166,23 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dhcpd: listen on %s: %w", iface, err)
 	}
-	srv, err := server4.NewServer("", nil, s.handle, server4.WithConn(conn))
-	if err != nil {
-		conn.Close()
-		return fmt.Errorf("dhcpd: %w", err)
-	}
+	// server4's own loop starts a goroutine per packet: a flood would start millions. Ours
+	// reads in one loop and hands the packets to a few workers (serve.go).
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
+	go func() { served <- s.serve(conn) }()
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.saveLoop(bg) }()
+	go func() { defer wg.Done(); s.flood.run(bg) }()
 	defer func() {
-		srv.Close()
+		conn.Close()
+		if err := <-served; err != nil {
+			s.o.Log.Warn("dhcp read loop", "err", err)
+		}
+		stopBG()
+		wg.Wait()
+		s.flush()
 		s.setServing(false, "stopped", netip.Addr{})
 		if s.o.Alerts != nil {
 			s.o.Alerts.Clear(KeyRefused)
@@ -143,6 +194,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case err := <-served:
+			served <- nil // for the deferred wait
 			return fmt.Errorf("dhcpd: serving on %s: %w", iface, err)
 		case <-s.recheck:
 		case <-next:
@@ -239,36 +291,4 @@ func (s *Server) Leases() []Lease {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.t.list(&s.st, s.o.Now())
-}
-
-// Hostnames are the LAN's devices by host name (one label, lower case, without the
-// domain): static leases' names and the names clients gave with their lease. A static
-// lease's name wins over a client's.
-func (s *Server) Hostnames() map[string]netip.Addr {
-	out := map[string]netip.Addr{}
-	for _, l := range s.Leases() {
-		if l.Hostname == "" {
-			continue
-		}
-		if _, taken := out[l.Hostname]; taken && !l.Static {
-			continue
-		}
-		out[l.Hostname] = l.IP
-	}
-	return out
-}
-
-// saveLocked writes the table; s.mu is held.
-func (s *Server) saveLocked() {
-	if s.path == "" {
-		return
-	}
-	if err := s.t.save(s.path); err != nil {
-		s.o.Log.Error("dhcp leases not saved", "err", err)
-		s.alert(KeyLeases, fmt.Sprintf("the DHCP leases could not be saved (%v): they are kept in memory, and lost if the box restarts", err))
-		return
-	}
-	if s.o.Alerts != nil {
-		s.o.Alerts.Clear(KeyLeases)
-	}
 }

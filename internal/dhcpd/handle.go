@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -23,7 +24,7 @@ const (
 	optPolycomURL  dhcpv4.GenericOptionCode = 160 // Polycom, Yealink: provisioning URL
 )
 
-// handle answers one request; server4 calls it on a goroutine of its own per packet.
+// handle answers one request, on one of the read loop's workers.
 func (s *Server) handle(conn net.PacketConn, peer net.Addr, m *dhcpv4.DHCPv4) {
 	if m.OpCode != dhcpv4.OpcodeBootRequest || len(m.ClientHWAddr) != 6 || addr4(m.GatewayIPAddr).IsValid() {
 		return // relayed requests come from other subnets: not served
@@ -35,7 +36,7 @@ func (s *Server) handle(conn net.PacketConn, peer net.Addr, m *dhcpv4.DHCPv4) {
 		return
 	}
 	if _, err := conn.WriteTo(reply.ToBytes(), peer); err != nil {
-		s.o.Log.Warn("dhcp reply not sent", "to", peer, "mac", m.ClientHWAddr, "err", err)
+		s.flood.logf(warnLevel, "dhcp reply not sent", "to", peer, "mac", m.ClientHWAddr, "err", err)
 	}
 }
 
@@ -54,7 +55,14 @@ func (s *Server) replyLocked(m *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
 			s.poolFullLocked(mac, now)
 			return nil
 		}
+		newcomer := !s.t.known(st, mac, now)
+		if newcomer && !s.newDeviceLocked(m.ClientHWAddr, now) {
+			return nil
+		}
 		s.t.offers[mac] = offer{ip: ip, until: now.Add(offerHold)}
+		if newcomer {
+			s.publishLocked() // its REQUEST is a known device's
+		}
 		return s.answer(m, dhcpv4.MessageTypeOffer, ip)
 	case dhcpv4.MessageTypeRequest:
 		if id := addr4(m.ServerIdentifier()); id.IsValid() && id != st.server {
@@ -69,16 +77,21 @@ func (s *Server) replyLocked(m *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
 			return nil
 		}
 		if !s.t.usable(st, mac, ip, now) {
-			s.o.Log.Info("dhcp request refused", "mac", mac, "ip", ip)
+			s.flood.logf(slog.LevelInfo, "dhcp request refused", "mac", mac, "ip", ip)
 			return s.nak(m)
 		}
-		host := cleanHostname(m.HostName())
-		if sl, ok := st.static[mac]; ok && sl.hostname != "" {
-			host = sl.hostname
+		if !s.t.known(st, mac, now) && !s.newDeviceLocked(m.ClientHWAddr, now) {
+			return nil // no answer: the device asks again, or starts over with a DISCOVER
 		}
-		fresh := s.t.byMAC[mac] == nil || s.t.byMAC[mac].IP != ip || !s.t.byMAC[mac].Expiry.After(now)
+		host := st.static[mac].hostname // a static lease's name is the config's
+		if host == "" {
+			host = s.claimLocked(mac, cleanHostname(m.HostName()), now)
+		}
+		prev := s.t.byMAC[mac]
+		fresh := prev == nil || prev.IP != ip || !prev.Expiry.After(now)
+		renamed := host != "" && (prev == nil || prev.Hostname != host)
 		s.t.bind(mac, ip, host, now.Add(st.leaseTime))
-		s.saveLocked()
+		s.changedLocked(fresh || renamed)
 		if fresh {
 			s.publish(events.Event{Kind: "dhcp.lease", Source: "dhcp", Message: fmt.Sprintf("%s (%s) got %s", mac, orUnnamed(host), ip),
 				Fields: map[string]string{"mac": mac, "ip": ip.String(), "hostname": host}})
@@ -87,17 +100,23 @@ func (s *Server) replyLocked(m *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
 	case dhcpv4.MessageTypeRelease:
 		if l := s.t.byMAC[mac]; l != nil && l.IP == addr4(m.ClientIPAddr) {
 			l.Expiry = now // kept, so the device gets the same address next time
-			s.saveLocked()
+			s.changedLocked(true)
 		}
 	case dhcpv4.MessageTypeDecline:
-		if requested.IsValid() {
-			s.o.Log.Warn("dhcp address declined: something on the LAN already uses it", "mac", mac, "ip", requested)
-			s.t.declined[requested] = now.Add(declineHold)
-			if l := s.t.byMAC[mac]; l != nil && l.IP == requested {
-				delete(s.t.byMAC, mac)
-				s.saveLocked()
-			}
+		if !requested.IsValid() {
+			return nil
 		}
+		if !s.t.mayDecline(mac, requested, now) {
+			s.flood.drop(dropDecline, [6]byte(m.ClientHWAddr))
+			return nil
+		}
+		s.flood.logf(warnLevel, "dhcp address declined: something on the LAN already uses it", "mac", mac, "ip", requested)
+		s.t.decline(st, requested, now)
+		delete(s.t.offers, mac)
+		if l := s.t.byMAC[mac]; l != nil && l.IP == requested {
+			delete(s.t.byMAC, mac)
+		}
+		s.changedLocked(true)
 	case dhcpv4.MessageTypeInform:
 		r := s.answer(m, dhcpv4.MessageTypeAck, netip.Addr{})
 		if r == nil {
@@ -116,6 +135,21 @@ func orUnnamed(h string) string {
 		return "no name"
 	}
 	return h
+}
+
+// newDeviceLocked says whether a device never seen before may have an address now
+// (settings.newPerHour); when not, it says so in an alert, at most once a minute.
+func (s *Server) newDeviceLocked(mac net.HardwareAddr, now time.Time) bool {
+	if s.newLim.AllowN(now, 1) {
+		return true
+	}
+	s.flood.drop(dropNew, [6]byte(mac))
+	if now.Sub(s.newAlert) >= time.Minute {
+		s.newAlert = now
+		s.alert(KeyNewDevices, fmt.Sprintf("more new devices asked for an address than the %d an hour the DHCP server gives (the last: %s), so some got none. "+
+			"If many new devices are expected, raise [dhcp] new_devices_per_hour; if not, a device on the LAN is making up MAC addresses", s.st.newPerHour, mac))
+	}
+	return false
 }
 
 // poolFullLocked says, at most once a minute, that a device got no address.

@@ -45,6 +45,7 @@ type site struct {
 	l   *lab.Lab
 	bus *events.Bus
 	al  *alerts.Store
+	log *slog.Logger // the servers' log; nil: the test's
 }
 
 func newSite(t *testing.T) *site {
@@ -77,7 +78,11 @@ func (s *site) config(extra string) *config.Config {
 // serve runs a server for cfg in the box with its leases in stateDir, until the test (or stop) ends it.
 func (s *site) serve(cfg *config.Config, stateDir string) (srv *Server, stop func()) {
 	s.t.Helper()
-	srv, err := New(cfg, Options{StateDir: stateDir, Alerts: s.al, Bus: s.bus, Log: testLog(s.t)})
+	log := s.log
+	if log == nil {
+		log = testLog(s.t)
+	}
+	srv, err := New(cfg, Options{StateDir: stateDir, Alerts: s.al, Bus: s.bus, Log: log})
 	if err != nil || srv == nil {
 		s.t.Fatalf("New: %v %v", srv, err)
 	}

@@ -45,6 +45,12 @@ type settings struct {
 	staticIP   map[netip.Addr]string  // address to MAC
 	provision  []config.Provision
 	checkEvery time.Duration
+	// reserved are the names no client may take with its host name (see names.go).
+	reserved map[string]bool
+	// newPerHour bounds the devices never seen before that get an address (see handle.go).
+	newPerHour int
+	// declineMax bounds the addresses held back after a DECLINE.
+	declineMax int
 }
 
 type staticLease struct {
@@ -59,6 +65,8 @@ func settingsFrom(cfg *config.Config) settings {
 		iface: cfg.LAN.Interface, server: lan.Addr(), subnet: lan.Masked(), pool: d.Pool,
 		leaseTime: d.LeaseTime, domain: d.Domain, provision: d.Provision, checkEvery: d.CheckInterval,
 		static: map[string]staticLease{}, staticIP: map[netip.Addr]string{},
+		reserved: reservedNames(cfg), newPerHour: d.NewDevicesRate(),
+		declineMax: int(max(4, min(d.Pool.Size()/8, 1024))),
 	}
 	for _, a := range d.NTPServers {
 		st.ntp = append(st.ntp, a.Addr)
@@ -90,8 +98,10 @@ type offer struct {
 // offerHold is how long an offered address is kept for the client it was offered to.
 const offerHold = time.Minute
 
-// declineHold is how long an address a client reported in use is not handed out.
-const declineHold = time.Hour
+// declineHold is how long an address a client reported in use is not handed out (as
+// dnsmasq does: long enough for a misconfigured device to be found, short enough that a
+// false report costs little).
+const declineHold = 10 * time.Minute
 
 func newTable() *table {
 	return &table{byMAC: map[string]*Lease{}, offers: map[string]offer{}, declined: map[netip.Addr]time.Time{}}
@@ -169,8 +179,69 @@ func (t *table) choose(st *settings, mac string, requested netip.Addr, now time.
 	if len(old) == 0 {
 		return netip.Addr{}, false
 	}
-	sort.Slice(old, func(i, j int) bool { return old[i].Expiry.Before(old[j].Expiry) })
+	// A provisioned phone's old address goes last: a phone back after a holiday finds it.
+	sort.Slice(old, func(i, j int) bool {
+		if pi, pj := st.isPhone(old[i].MAC), st.isPhone(old[j].MAC); pi != pj {
+			return pj
+		}
+		return old[i].Expiry.Before(old[j].Expiry)
+	})
 	return old[0].IP, true
+}
+
+// isPhone says whether mac (lower case with colons) is a phone of a provisioning entry by its OUI.
+func (st *settings) isPhone(mac string) bool {
+	for _, p := range st.provision {
+		for _, pre := range p.MACPrefixes {
+			if strings.HasPrefix(mac, string(pre)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// known says whether mac has a static lease, a binding (even an ended one) or a live offer:
+// a device the server has seen, not a newcomer.
+func (t *table) known(st *settings, mac string, now time.Time) bool {
+	if _, ok := st.static[mac]; ok {
+		return true
+	}
+	if _, ok := t.byMAC[mac]; ok {
+		return true
+	}
+	o, ok := t.offers[mac]
+	return ok && o.until.After(now)
+}
+
+// mayDecline says whether mac may report ip in use: only the address it was offered or
+// holds a lease on (anything else would let one device take addresses from the pool).
+func (t *table) mayDecline(mac string, ip netip.Addr, now time.Time) bool {
+	if o, ok := t.offers[mac]; ok && o.ip == ip && o.until.After(now) {
+		return true
+	}
+	l := t.byMAC[mac]
+	return l != nil && l.IP == ip && l.Expiry.After(now)
+}
+
+// decline holds ip back for declineHold. The table holds at most st.declineMax addresses:
+// past that, the one held longest is given back first.
+func (t *table) decline(st *settings, ip netip.Addr, now time.Time) {
+	for a, until := range t.declined {
+		if !until.After(now) {
+			delete(t.declined, a)
+		}
+	}
+	for len(t.declined) >= st.declineMax {
+		var first netip.Addr
+		for a, until := range t.declined {
+			if !first.IsValid() || until.Before(t.declined[first]) {
+				first = a
+			}
+		}
+		delete(t.declined, first)
+	}
+	t.declined[ip] = now.Add(declineHold)
 }
 
 // bind gives mac the address ip until expiry, taking it from any earlier holder.
@@ -269,12 +340,19 @@ func load(path string) (*table, error) {
 	return t, nil
 }
 
-// save writes the bindings crash-safe (a power cut leaves the old file or the new one).
-func (t *table) save(path string) error {
-	f := leaseFile{Version: 1, Leases: make([]*Lease, 0, len(t.byMAC))}
+// copyLeases is every binding, copied (to be written without the server's lock).
+func (t *table) copyLeases() []*Lease {
+	out := make([]*Lease, 0, len(t.byMAC))
 	for _, l := range t.byMAC {
-		f.Leases = append(f.Leases, l)
+		c := *l
+		out = append(out, &c)
 	}
+	return out
+}
+
+// saveLeases writes the bindings crash-safe (a power cut leaves the old file or the new one).
+func saveLeases(path string, leases []*Lease) error {
+	f := leaseFile{Version: 1, Leases: leases}
 	sort.Slice(f.Leases, func(i, j int) bool { return f.Leases[i].IP.Less(f.Leases[j].IP) })
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {

@@ -155,6 +155,7 @@ func TestUnreadableLeasesKeptAside(t *testing.T) {
 		t.Errorf("alerts: %+v", al)
 	}
 	ip := f.lease(mac(1))
+	f.s.flush() // what the running server's save loop does within a second
 	g := newFixture(t, "192.168.50.100-192.168.50.150", dir)
 	if ls := g.s.Leases(); len(ls) != 2 || ls[1].IP != netip.MustParseAddr(ip) || ls[1].MAC != mac(1).String() {
 		t.Errorf("the new leases were not saved: %+v", ls)
