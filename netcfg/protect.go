@@ -2,23 +2,24 @@ package netcfg
 
 import (
 	"bufio"
-	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/officeedge/appliance/internal/config"
 )
 
 // Protections are what the box depends on and never blocks, from the config: the LAN, the
-// box's own addresses, the uplinks' gateways, the wan probe targets, the SIP trunks' OPTIONS
-// targets and networks, admin networks, the SMTP server, the DNS servers in resolvConf, and
-// [blocklist] protect. A host name (the SMTP server) is resolved with a short deadline;
-// one that does not resolve protects nothing until the next reload.
+// box's own addresses, the uplinks' gateways and configured DNS resolvers, the wan probe
+// targets, the SIP trunks' OPTIONS targets and networks, admin networks, the SMTP server, the
+// NTP servers, the CrowdSec LAPI, the backup destinations (and PBXes pulled from), the
+// community feeds' servers, the DNS servers in resolvConf, and [blocklist] protect. Host
+// names are resolved together within a short deadline; one that does not resolve protects
+// nothing until the next SetConfig. What is learned at run time (a DHCP lease's gateway and
+// resolvers) comes through Owner.SetProtected; trusted names (trunk SRV targets) through
+// Owner.SetResolved, which joins them to their peer's networks.
 func Protections(cfg *config.Config, resolvConf string) []Protection {
 	var out []Protection
 	add := func(p netip.Prefix, why string) {
@@ -44,6 +45,15 @@ func Protections(cfg *config.Config, resolvConf string) []Protection {
 	for _, t := range cfg.WAN.ProbeTargets() {
 		host(t.Addr.Addr(), "a wan probe target ("+t.String()+"): blocking it would fake an outage")
 	}
+	for _, u := range cfg.Uplink.All() {
+		rs := cfg.DNS.Resolvers.Primary
+		if u.Role == "backup" {
+			rs = cfg.DNS.Resolvers.Backup
+		}
+		for _, a := range rs {
+			host(a.Addr, "a DNS resolver of uplink "+u.Name+" ([dns.resolvers] "+u.Role+")")
+		}
+	}
 	names := make([]string, 0, len(cfg.SIPPeers))
 	for n := range cfg.SIPPeers {
 		names = append(names, n)
@@ -64,27 +74,17 @@ func Protections(cfg *config.Config, resolvConf string) []Protection {
 	for _, p := range cfg.Blocklist.Protect {
 		add(p.Prefix, "[blocklist] protect")
 	}
-	if cfg.Notify.Enabled() {
-		h, _, _ := net.SplitHostPort(cfg.Notify.Server)
-		for _, a := range lookup(h) {
-			host(a, "the SMTP server "+cfg.Notify.Server)
+	deps := dependencies(cfg)
+	addrs := lookupAll(deps, lookupDeadline)
+	for i, d := range deps {
+		for _, a := range addrs[i] {
+			host(a, d.why)
 		}
 	}
 	for _, a := range Nameservers(resolvConf) {
 		host(a, "a DNS server of the box ("+resolvConf+")")
 	}
 	return out
-}
-
-// lookup resolves a host name (or takes an address) within two seconds.
-func lookup(h string) []netip.Addr {
-	if a, err := netip.ParseAddr(h); err == nil {
-		return []netip.Addr{a}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	as, _ := net.DefaultResolver.LookupNetIP(ctx, "ip", h)
-	return as
 }
 
 // Nameservers reads the nameserver lines of a resolv.conf (none when it is missing): the

@@ -337,7 +337,8 @@ func (e *Engine) tlsConn(a netip.Addr, now int64) Finding {
 		return Finding{}
 	}
 	if n := s.tls.add(now, time.Minute); n > e.T.TLSRate {
-		return Finding{Kind: KindTLSRate, Actor: a, Count: n, What: tlsWhat}
+		// Counted on SYNs, which anyone can forge: proven by a handshake of its own.
+		return Finding{Kind: KindTLSRate, Actor: a, Count: n, What: tlsWhat, Proof: s.recentProof(now)}
 	}
 	return Finding{}
 }

@@ -24,8 +24,9 @@ type ipInfo struct {
 	sport, dport uint16
 	tcp          bool
 	tlsSYN       bool // a new connection to the TLS port: counted, not readable
-	seq          uint32
-	flags        byte // TCP flags
+	seq, ack     uint32
+	flags        byte  // TCP flags
+	proof        Proof // the segment is on a connection its source completed (proof.go)
 	payload      []byte
 }
 
@@ -103,7 +104,7 @@ func decodeIP(b []byte, tlsPort uint16) (ipInfo, bool) {
 			return ip, false
 		}
 		flags := l4[13]
-		ip.seq, ip.flags = binary.BigEndian.Uint32(l4[4:8]), flags
+		ip.seq, ip.ack, ip.flags = binary.BigEndian.Uint32(l4[4:8]), binary.BigEndian.Uint32(l4[8:12]), flags
 		if tlsPort != 0 && ip.dport == tlsPort {
 			ip.tlsSYN = flags&0x12 == 0x02
 			return ip, true

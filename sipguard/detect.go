@@ -57,6 +57,9 @@ type Finding struct {
 	// Net, when valid, is the network to block instead of Actor alone (an IPv6 /64).
 	Net netip.Prefix
 	For time.Duration // a hold's length
+	// Proof: the source proved it receives what is sent to its address (proof.go); only
+	// then is a verdict shared with the fleet, and only then does it escalate.
+	Proof Proof
 }
 
 // Thresholds are the detectors' settings (from [sipguard]).
@@ -192,7 +195,13 @@ type source struct {
 	pendAuth    uint8 // bit i: pend[i] carried credentials
 	pendI       uint8
 	enumN       uint8
-	done        bool // already acted upon: stop re-reporting
+	done        bool               // already acted upon: stop re-reporting
+	pendProven  uint8              // bit i: pend[i] was proven (proof.go)
+	proof       Proof              // how the source last proved it receives (proof.go)
+	provenAt    int64              // when
+	nonceI      uint8              // next slot of nonces
+	nonceAt     int64              // the last challenge the PBX sent it
+	nonces      [nonceSlots]uint64 // hashes of the nonces of those challenges
 	enum        [16]uint32
 	calls       [8]uint32
 	Counts      Counts
@@ -204,8 +213,9 @@ type Counts struct {
 	Challenged, Forbidden, NotFound, OK                   uint32
 }
 
-// MaxSources bounds the sources an engine tracks (about 320 bytes each, plus the map): a
-// flood of distinct, possibly forged, source addresses must not grow memory without limit.
+// MaxSources bounds the sources an engine tracks (about 420 bytes each with the hashes of the
+// last nonces the PBX sent them, plus the map): a flood of distinct, possibly forged, source
+// addresses must not grow memory without limit.
 const MaxSources = 1 << 17
 
 // sourceChunk is how many source records are allocated at once, so a new source costs an
@@ -377,15 +387,29 @@ func hash32(b []byte) uint32 {
 // Observe runs the detectors on one message from src to dst at time now. Identity is the
 // packet's source address (for a response: the address it answers), never a header.
 func (e *Engine) Observe(src, dst netip.Addr, now time.Time, m *Msg) Finding {
+	return e.ObserveProven(src, dst, now, m, ProofNone)
+}
+
+// ObserveProven is Observe for a message whose transport proved its source (p: it came on
+// a connection whose handshake the source completed).
+func (e *Engine) ObserveProven(src, dst netip.Addr, now time.Time, m *Msg, p Proof) Finding {
 	t := now.UnixNano()
 	if m.Request {
-		return e.request(src, t, m)
+		s := e.source(src, t)
+		if p == ProofNone && m.Auth && s.answers(m.Nonce, t) {
+			p = ProofChallenge
+		}
+		s.proved(p, t)
+		f := e.request(s, src, t, m, p)
+		if f.Kind != KindNone {
+			f.Proof = p // the deciding packet is this request
+		}
+		return f
 	}
 	return e.response(dst, t, m)
 }
 
-func (e *Engine) request(a netip.Addr, now int64, m *Msg) Finding {
-	s := e.source(a, now)
+func (e *Engine) request(s *source, a netip.Addr, now int64, m *Msg, p Proof) Finding {
 	s.Counts.Requests++
 	invite := EqualFold(m.Method, "INVITE")
 	switch {
@@ -435,6 +459,11 @@ func (e *Engine) request(a netip.Addr, now int64, m *Msg) Finding {
 		s.cred.add(now, e.T.AuthWindow)
 	} else {
 		s.pendAuth &^= 1 << i
+	}
+	if p != ProofNone {
+		s.pendProven |= 1 << i
+	} else {
+		s.pendProven &^= 1 << i
 	}
 	s.pendI++
 	if m.Auth {
@@ -504,20 +533,33 @@ func (s *source) endCall(h uint32) {
 }
 
 func (e *Engine) response(a netip.Addr, now int64, m *Msg) Finding {
+	f, proven := e.answer(a, now, m)
+	if proven && f.Kind != KindNone {
+		f.Proof = e.sources[a].proof // the deciding packet is the request answered
+	}
+	return f
+}
+
+// answer runs the detectors on a response to a; proven says whether the request it answers
+// was proven.
+func (e *Engine) answer(a netip.Addr, now int64, m *Msg) (Finding, bool) {
 	s := e.sources[a]
 	if s == nil || e.local(a) {
-		return Finding{}
+		return Finding{}, false
 	}
 	s.last = now
 	s.Counts.Responses++
 	// Which request does this answer?
 	call := hash32(m.CallID)
-	auth, found := false, false
+	auth, found, proven := false, false, false
 	for i, p := range s.pend {
 		if p.call == call && p.cseq == m.CSeq {
-			auth, found = s.pendAuth&(1<<i) != 0, true
+			auth, found, proven = s.pendAuth&(1<<i) != 0, true, s.pendProven&(1<<i) != 0
 			break
 		}
+	}
+	if m.Status == 401 || m.Status == 407 {
+		s.challenged(m.Nonce, now)
 	}
 	invite := EqualFold(m.CSeqMethod, "INVITE")
 	switch {
@@ -534,7 +576,7 @@ func (e *Engine) response(a netip.Addr, now int64, m *Msg) Finding {
 		s.endCall(call)
 	}
 	if s.done || !found {
-		return Finding{}
+		return Finding{}, false
 	}
 	if auth && m.Status >= 200 && m.Status < 300 && EqualFold(m.CSeqMethod, "REGISTER") {
 		s.okAt = now // a phone that knows its password registers from here
@@ -542,19 +584,19 @@ func (e *Engine) response(a netip.Addr, now int64, m *Msg) Finding {
 	switch m.Status {
 	case 401, 407, 403:
 		if auth {
-			return e.authFailure(s, a, now, m)
+			return e.authFailure(s, a, now, m), proven
 		}
 		if m.Status == 403 {
-			return e.enumerate(s, a, now, m)
+			return e.enumerate(s, a, now, m), proven
 		}
 		n := s.chal.add(now, e.T.AuthWindow)
 		if un := n - s.cred.count(now, e.T.AuthWindow); e.T.Challenges > 0 && un >= e.T.Challenges {
-			return Finding{Kind: KindChallenges, Actor: a, Count: un, What: m.ToUser}
+			return Finding{Kind: KindChallenges, Actor: a, Count: un, What: m.ToUser}, proven
 		}
 	case 404:
-		return e.enumerate(s, a, now, m)
+		return e.enumerate(s, a, now, m), proven
 	}
-	return Finding{}
+	return Finding{}, false
 }
 
 func (e *Engine) enumerate(s *source, a netip.Addr, now int64, m *Msg) Finding {

@@ -35,9 +35,18 @@ func req(method, ruser, from, ua, callID string, cseq int, auth string) []byte {
 	return []byte(s + "Content-Length: 0\r\n\r\n")
 }
 
+// resp is the PBX's answer; a 401 or 407 challenges with nonce "1", which req's credentials
+// send back.
 func resp(code int, method, to, callID string, cseq int) []byte {
-	return []byte(fmt.Sprintf("SIP/2.0 %d X\r\nVia: SIP/2.0/UDP 192.0.2.66\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:%s@198.51.100.2>;tag=2\r\nCall-ID: %s\r\nCSeq: %d %s\r\nServer: kamailio\r\nContent-Length: 0\r\n\r\n",
-		code, to, callID, cseq, method))
+	chal := ""
+	switch code {
+	case 401:
+		chal = "WWW-Authenticate: Digest realm=\"pbx\", nonce=\"1\"\r\n"
+	case 407:
+		chal = "Proxy-Authenticate: Digest realm=\"pbx\", nonce=\"1\"\r\n"
+	}
+	return []byte(fmt.Sprintf("SIP/2.0 %d X\r\nVia: SIP/2.0/UDP 192.0.2.66\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:%s@198.51.100.2>;tag=2\r\nCall-ID: %s\r\nCSeq: %d %s\r\nServer: kamailio\r\n%sContent-Length: 0\r\n\r\n",
+		code, to, callID, cseq, method, chal))
 }
 
 func observe(t *testing.T, e *Engine, src, dst netip.Addr, at time.Time, b []byte) Finding {

@@ -31,9 +31,15 @@
 // PBX answers and the block is written; the PBX's failure answer is the verdict (extending
 // the claim), a success lets the hold lapse.
 //
+// Proof (proof.go): a UDP source address may be forged, so a verdict is proven only when
+// the packet that decided it shows its source receives what is sent to it: it sent back the
+// digest nonce the PBX had sent to that address, or it came on a TCP/TLS connection whose
+// handshake the source completed. Only proven blocks escalate and are shared with the fleet
+// (Guard.Shared); unproven ones last at most Options.UnprovenBlockTime (10 minutes).
+//
 // Verdicts go to a worker: a block request to the owner of the kernel blocklist
 // (netcfg.Owner, which merges it with other claims, persists it and restores it at start)
-// with escalating timeouts (1h, 24h, 7d by default), conntrack entries of the source
+// with escalating timeouts (1h, 24h, 7d by default, for proven sources), conntrack entries of the source
 // deleted, an event, sipguard's own record in blocks.json (reason, offense, evidence;
 // dropped once the owner no longer holds the block), and, a few seconds later, a pcapng of
 // the source's recent packets and an abuse report. Community lists (RunFeed) go to the

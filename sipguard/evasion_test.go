@@ -370,7 +370,7 @@ func TestTLSRateAndV6Escalation(t *testing.T) {
 	}
 	for i := 1; i <= 3; i++ {
 		a := netip.MustParseAddr(fmt.Sprintf("2001:db8:77:1::%d", i))
-		g.block(t.Context(), a, netip.PrefixFrom(a, 128), KindBruteForce, "1001", time.Now())
+		g.block(t.Context(), a, netip.PrefixFrom(a, 128), KindBruteForce, ProofChallenge, "1001", time.Now())
 	}
 	if _, ok := fw.entries[netip.MustParsePrefix("2001:db8:77:1::/64")]; !ok {
 		t.Fatalf("the /64 was not blocked after 3 of its addresses: %v", fw.entries)

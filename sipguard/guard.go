@@ -56,6 +56,9 @@ type Options struct {
 	StateDir    string         // blocks.json and evidence/ go here ("" keeps nothing)
 	Protected   []netip.Prefix // trusted SIP peers and admin networks: alert, never block
 	BlockTimes  []time.Duration
+	// UnprovenBlockTime caps the block of a source that never proved it receives what is
+	// sent to its address (a forged UDP source, proof.go); such blocks do not escalate.
+	UnprovenBlockTime time.Duration
 	// EvidenceAfter is how long a blocked source's packets keep being recorded for its pcap.
 	EvidenceAfter time.Duration
 	Abuse         *AbuseLookup // nil: no RDAP abuse contact lookups
@@ -68,14 +71,18 @@ type Options struct {
 // Entry is sipguard's record of one of its blocks: why, since when, the offense it was and
 // where its evidence is. The owner holds the block itself.
 type Entry struct {
-	Prefix   netip.Prefix `json:"prefix"`
-	Reason   string       `json:"reason"`
-	Detail   string       `json:"detail,omitempty"`
-	Since    time.Time    `json:"since"`
-	Expires  time.Time    `json:"expires"` // sipguard's claim; listed: the owner's entry (zero: until unblocked)
-	Offense  int          `json:"offense"` // 1 for a first block
-	Evidence string       `json:"evidence,omitempty"`
-	Report   string       `json:"report,omitempty"`
+	Prefix  netip.Prefix `json:"prefix"`
+	Reason  string       `json:"reason"`
+	Detail  string       `json:"detail,omitempty"`
+	Since   time.Time    `json:"since"`
+	Expires time.Time    `json:"expires"` // sipguard's claim; listed: the owner's entry (zero: until unblocked)
+	Offense int          `json:"offense"` // 1 for a first block; 0: an unproven source's, not counted
+	// Proven: the source proved it receives what is sent to its address (Proof says how);
+	// only a proven block is shared with the fleet, and only proven ones escalate.
+	Proven   bool   `json:"proven"`
+	Proof    string `json:"proof,omitempty"`
+	Evidence string `json:"evidence,omitempty"`
+	Report   string `json:"report,omitempty"`
 	// Filled in from the owner when listed.
 	Dropped   uint64 `json:"dropped"`
 	InKernel  bool   `json:"in_kernel"`
@@ -159,6 +166,9 @@ func New(o Options) (*Guard, error) {
 	}
 	if len(o.BlockTimes) == 0 {
 		o.BlockTimes = []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour}
+	}
+	if o.UnprovenBlockTime <= 0 {
+		o.UnprovenBlockTime = DefaultUnprovenBlockTime
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -413,6 +423,7 @@ func (g *Guard) finding(now time.Time, f Finding, payload []byte) {
 		g.eng.MarkDone(o)
 		b := a
 		b.f.Actor = o
+		b.f.Proof = g.eng.Proven(o, now) // its own proof, not the deciding source's
 		g.queue(b, true)
 	}
 }
@@ -703,7 +714,7 @@ func (g *Guard) act(ctx context.Context, a action) {
 	if f.Net.IsValid() {
 		p = f.Net
 	}
-	g.block(ctx, f.Actor, p, f.Kind, a.what, a.at)
+	g.block(ctx, f.Actor, p, f.Kind, f.Proof, a.what, a.at)
 }
 
 // tollFraudAlert raises a toll-fraud finding as an alert, one per source.
@@ -762,7 +773,7 @@ func (g *Guard) nextTimeout(key string, now time.Time) (time.Duration, int) {
 }
 
 // block blocks p (the address a, or a network holding it) for the offense of a.
-func (g *Guard) block(ctx context.Context, a netip.Addr, p netip.Prefix, k Kind, what string, seen time.Time) {
+func (g *Guard) block(ctx context.Context, a netip.Addr, p netip.Prefix, k Kind, proof Proof, what string, seen time.Time) {
 	if g.neverBlocked(p) {
 		return // act checks first; this is the last line, whatever the path
 	}
@@ -784,10 +795,16 @@ func (g *Guard) block(ctx context.Context, a netip.Addr, p netip.Prefix, k Kind,
 		g.smu.Unlock()
 		return
 	}
-	d, n := g.nextTimeout(key, seen)
+	d, n := g.o.UnprovenBlockTime, 0
+	if proof != ProofNone {
+		d, n = g.nextTimeout(key, seen)
+	} else {
+		d = min(d, g.o.BlockTimes[0])
+	}
 	g.smu.Unlock()
 	now := time.Now()
-	e := &Entry{Prefix: p, Reason: k.String(), Detail: what, Since: now, Expires: now.Add(d), Offense: n}
+	e := &Entry{Prefix: p, Reason: k.String(), Detail: what, Since: now, Expires: now.Add(d), Offense: n,
+		Proven: proof != ProofNone, Proof: proof.String()}
 	base := ""
 	if g.o.StateDir != "" {
 		base = filepath.Join(g.o.StateDir, "evidence", now.UTC().Format("20060102T150405Z")+"-"+strings.ReplaceAll(a.String(), ":", "_"))
@@ -797,9 +814,9 @@ func (g *Guard) block(ctx context.Context, a netip.Addr, p netip.Prefix, k Kind,
 	g.smu.Lock()
 	g.st.Blocks[key] = e
 	g.smu.Unlock()
-	req := netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceSIPGuard, By: k.String(), Reason: k.String() + ": " + what, For: d}
+	req := netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceSIPGuard, By: k.String(), Reason: k.String() + ": " + what + proofNote(proof), For: d}
 	if _, err := g.o.Blocker.Block(req); err != nil {
-		g.refused(a, k, what, key, err)
+		g.refused(a, k, what, key, n > 0, err)
 		return
 	}
 	if g.o.ForgetFlows != nil {
@@ -811,10 +828,11 @@ func (g *Guard) block(ctx context.Context, a netip.Addr, p netip.Prefix, k Kind,
 	g.Stats.Blocks++
 	g.mu.Unlock()
 	g.save()
-	g.o.Log.Info("sipguard: blocked", "addr", a, "reason", k, "detail", what, "for", d, "latency", time.Since(seen))
+	g.o.Log.Info("sipguard: blocked", "addr", a, "reason", k, "detail", what, "for", d, "proven", e.Proven, "latency", time.Since(seen))
 	g.o.Bus.Publish(events.Event{Kind: "sipguard.block", Severity: events.Alert, Source: "sipguard",
-		Message: fmt.Sprintf("blocked %s for %s: %s (%s), offense %d", a, d, k, what, n),
-		Fields:  map[string]string{"addr": a.String(), "reason": k.String(), "detail": what, "for": d.String(), "evidence": e.Evidence}})
+		Message: fmt.Sprintf("blocked %s for %s: %s (%s)%s", a, d, k, what, offenseNote(n, proof)),
+		Fields: map[string]string{"addr": a.String(), "reason": k.String(), "detail": what, "for": d.String(), "evidence": e.Evidence,
+			"proven": fmt.Sprint(e.Proven)}})
 	if base != "" {
 		g.bg.Add(1)
 		go func() { defer g.bg.Done(); g.evidence(ctx, e, base, seen) }()
@@ -824,10 +842,10 @@ func (g *Guard) block(ctx context.Context, a netip.Addr, p netip.Prefix, k Kind,
 // refused undoes the record and offense of a block the owner did not make. A protected
 // source is an alert and stays marked done (asking again would be refused again); after
 // any other failure the source's next packet tries again.
-func (g *Guard) refused(a netip.Addr, k Kind, what, key string, err error) {
+func (g *Guard) refused(a netip.Addr, k Kind, what, key string, counted bool, err error) {
 	g.smu.Lock()
 	delete(g.st.Blocks, key)
-	if o := g.st.Offenses[key]; o != nil && o.N > 0 {
+	if o := g.st.Offenses[key]; counted && o != nil && o.N > 0 {
 		o.N--
 	}
 	g.smu.Unlock()

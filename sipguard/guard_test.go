@@ -207,6 +207,14 @@ func tcp(src, dst netip.Addr, payload []byte) []byte {
 	return ip4(src, dst, 6, append(l4, payload...))
 }
 
+// provenScan is a scanner that proved it receives what is sent to its address: it answers
+// the PBX's challenge (sends back its nonce) with a scanner's User-Agent.
+func provenScan(g *Guard, src netip.Addr, id string) {
+	g.Handle(time.Now(), udp(src, pbx, req("REGISTER", "100", "100", "Yealink", id, 1, "")))
+	g.Handle(time.Now(), udp(pbx, src, resp(401, "REGISTER", "100", id, 1)))
+	g.Handle(time.Now(), udp(src, pbx, req("REGISTER", "100", "100", "friendly-scanner", id, 2, "100")))
+}
+
 func newTestGuard(t *testing.T, fw Blocker, dir string) (*Guard, *events.Bus, func()) {
 	t.Helper()
 	bus := events.New(100)
@@ -253,9 +261,8 @@ func TestBlockEscalatesAndSurvivesRestart(t *testing.T) {
 	g, bus, cancel := newTestGuard(t, fw, dir)
 	evs, unsub := bus.Subscribe(100)
 	defer unsub()
-	scan := req("OPTIONS", "100", "sipvicious", "friendly-scanner", "s1", 1, "")
 	for i, want := range []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 7 * 24 * time.Hour} {
-		g.Handle(time.Now(), udp(attacker, pbx, scan))
+		provenScan(g, attacker, fmt.Sprint("s", i))
 		waitUntil(t, "block", func() bool { d, ok := fw.get("192.0.2.66/32"); return ok && d == want })
 		if i < 3 {
 			// Unblocked on the page: sipguard forgets the source, keeps the offense.
@@ -266,7 +273,7 @@ func TestBlockEscalatesAndSurvivesRestart(t *testing.T) {
 		}
 	}
 	e, _ := fw.Lookup(netip.MustParsePrefix("192.0.2.66/32"))
-	if c := e.Claims[0]; c.Source != netcfg.SourceSIPGuard || c.By != "scanner" || c.Reason != "scanner: friendly-scanner" {
+	if c := e.Claims[0]; c.Source != netcfg.SourceSIPGuard || c.By != "scanner" || !strings.HasPrefix(c.Reason, "scanner: friendly-scanner (proven: ") {
 		t.Errorf("claim %+v", c)
 	}
 	for seen := false; !seen; {
@@ -312,7 +319,7 @@ func TestBlockEscalatesAndSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	blockedNone(t, g2, "192.0.2.66/32")
-	g2.Handle(time.Now(), udp(attacker, pbx, scan))
+	provenScan(g2, attacker, "s5")
 	waitUntil(t, "block after restart", func() bool { l := g2.Blocked(); return len(l) == 1 && l[0].Offense == 5 })
 }
 
@@ -321,8 +328,7 @@ func TestBlockEscalatesAndSurvivesRestart(t *testing.T) {
 func TestClaimGoneForgetsSource(t *testing.T) {
 	fw := newFake()
 	g, _, _ := newTestGuard(t, fw, t.TempDir())
-	scan := req("OPTIONS", "100", "sipvicious", "friendly-scanner", "s1", 1, "")
-	g.Handle(time.Now(), udp(attacker, pbx, scan))
+	provenScan(g, attacker, "s1")
 	waitUntil(t, "block", func() bool { _, ok := fw.get("192.0.2.66/32"); return ok })
 	p := netip.MustParsePrefix("192.0.2.66/32")
 	if _, err := fw.Block(netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceManual, By: "root (cli)"}); err != nil {
@@ -336,7 +342,7 @@ func TestClaimGoneForgetsSource(t *testing.T) {
 	if _, n := g.Snapshot(); n != 0 {
 		t.Errorf("%d sources still tracked after the claim went", n)
 	}
-	g.Handle(time.Now(), udp(attacker, pbx, scan))
+	provenScan(g, attacker, "s2")
 	waitUntil(t, "second block", func() bool { d, ok := fw.get("192.0.2.66/32"); return ok && d == 24*time.Hour })
 }
 
@@ -591,8 +597,11 @@ func TestBurstIsOneOffense(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A caller that answered the PBX's challenge: its verdicts escalate.
+		g.Handle(time.Now(), udp(attacker, pbx, req("INVITE", "100", "1001", "", "b", 1, "")))
+		g.Handle(time.Now(), udp(pbx, attacker, resp(407, "INVITE", "100", "b", 1)))
 		for i := 0; i < 20; i++ {
-			g.Handle(time.Now(), udp(attacker, pbx, req("INVITE", "+88112345", "1001", "", fmt.Sprint("b", i), 1, "")))
+			g.Handle(time.Now(), udp(attacker, pbx, req("INVITE", "+88112345", "1001", "", fmt.Sprint("b", i), 2, "1001")))
 			if evict { // as if its record were evicted between packets: block() must still hold
 				g.mu.Lock()
 				g.eng.Forget(attacker)
@@ -872,13 +881,12 @@ func TestFailedBlockRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scan := udp(attacker, pbx, req("OPTIONS", "100", "sipvicious", "friendly-scanner", "s1", 1, ""))
-	g.Handle(time.Now(), scan)
+	provenScan(g, attacker, "s1")
 	g.act(context.Background(), <-g.acts)
 	fw.mu.Lock()
 	fw.fail = false
 	fw.mu.Unlock()
-	g.Handle(time.Now(), scan)
+	g.Handle(time.Now(), udp(attacker, pbx, req("REGISTER", "100", "100", "friendly-scanner", "s1", 3, "100")))
 	if len(g.acts) != 1 {
 		t.Fatal("the source's next packet raised nothing after the failed block")
 	}

@@ -25,8 +25,12 @@ type Msg struct {
 	Contact    []byte
 	Auth       bool   // an Authorization or Proxy-Authorization header is present
 	AuthUser   []byte // its username parameter
-	ContentLen int    // -1 when absent
-	BodyOff    int    // offset of the body (len(b) if the header block is unterminated)
+	// Nonce is the digest nonce of a request's credentials, or of a response's challenge
+	// (WWW-Authenticate, Proxy-Authenticate): a source that sends back the nonce the PBX
+	// sent to its address has proved it receives what is sent to it (proof.go).
+	Nonce      []byte
+	ContentLen int // -1 when absent
+	BodyOff    int // offset of the body (len(b) if the header block is unterminated)
 }
 
 // Errors of Parse; a message that fails still has whatever fields were read before the fault.
@@ -237,6 +241,11 @@ func header(h []byte, m *Msg) {
 		m.Auth = true
 		if m.AuthUser == nil {
 			m.AuthUser = param(val, "username")
+			m.Nonce = param(val, "nonce")
+		}
+	case EqualFold(name, "www-authenticate"), EqualFold(name, "proxy-authenticate"):
+		if m.Nonce == nil {
+			m.Nonce = param(val, "nonce")
 		}
 	case EqualFold(name, "content-length"):
 		m.ContentLen = atoi(val)

@@ -32,6 +32,7 @@ const (
 	tcpFIN = 0x01
 	tcpSYN = 0x02
 	tcpRST = 0x04
+	tcpACK = 0x10
 )
 
 type tcpKey struct {
@@ -43,14 +44,18 @@ type tcpKey struct {
 type span struct{ from, to int }
 
 type stream struct {
-	k     tcpKey
-	next  uint32 // sequence number of buf[n] (the next byte in order)
-	last  int64
-	skip  int // body bytes of an observed message still to come
-	n     int // bytes held in order in buf
-	ahead [streamHoles]span
-	nspan int
-	buf   [streamBuf]byte
+	k    tcpKey
+	next uint32 // sequence number of buf[n] (the next byte in order)
+	isn  uint32 // the initial sequence number of its SYN, when syn
+	syn  bool   // its SYN was seen (the PBX's SYN-ACK, for a reverse stream: proof.go)
+	// proven: the client acknowledged the PBX's SYN-ACK on this connection (proof.go).
+	proven bool
+	last   int64
+	skip   int // body bytes of an observed message still to come
+	n      int // bytes held in order in buf
+	ahead  [streamHoles]span
+	nspan  int
+	buf    [streamBuf]byte
 }
 
 // streams is a fixed table of followed connections.
@@ -90,6 +95,7 @@ func (t *streams) open(k tcpKey, next uint32, now int64) *stream {
 	}
 	st := &t.s[i]
 	st.k, st.next, st.last, st.skip, st.n, st.nspan = k, next, now, 0, 0, 0
+	st.isn, st.syn, st.proven = 0, false, false
 	t.idx[k] = i
 	return st
 }
@@ -121,8 +127,14 @@ func (g *Guard) handleTCP(now time.Time, ip *ipInfo, pkt []byte) {
 			st = g.tcp.open(k, ip.seq+1, t)
 		} else {
 			st.next, st.n, st.skip, st.nspan = ip.seq+1, 0, 0, 0 // a new connection on the same ports
+			st.proven = false
 		}
+		st.isn, st.syn = ip.seq, true
 		return
+	}
+	if (st != nil && st.proven) || (g.tcp.handshaken(ip) && !g.eng.local(ip.src)) {
+		ip.proof = ProofTCP
+		g.eng.Prove(ip.src, now, ProofTCP)
 	}
 	p := ip.payload
 	if len(p) > 0 {
@@ -142,6 +154,7 @@ func (g *Guard) handleTCP(now time.Time, ip *ipInfo, pkt []byte) {
 	if st == nil {
 		return
 	}
+	st.proven = st.proven || ip.proof == ProofTCP
 	st.last = t
 	if ip.flags&(tcpFIN|tcpRST) != 0 {
 		g.tcp.close(st)
@@ -251,12 +264,11 @@ func (g *Guard) consume(now time.Time, ip *ipInfo, b []byte) (used, skip int) {
 		case errors.Is(err, ErrTruncated) && len(m) < streamBuf:
 			return used, 0 // the rest of the header block is still to come
 		case err != nil && !errors.Is(err, ErrTruncated):
-			println("MALFORMED", ip.src.String(), ip.seq, len(b), used, string(m[:min(len(m), 30)]))
 			g.Stats.Malformed++
 			return len(b), 0
 		}
 		g.Stats.SIP++
-		if f := g.eng.Observe(ip.src, ip.dst, now, &g.msg); f.Kind != KindNone {
+		if f := g.eng.ObserveProven(ip.src, ip.dst, now, &g.msg, ip.proof); f.Kind != KindNone {
 			g.finding(now, f, m)
 		}
 		n := g.msg.BodyOff + max(g.msg.ContentLen, 0) // TCP requires Content-Length

@@ -68,8 +68,14 @@ type SIPGuard struct {
 	DenyPrefixes []string `toml:"deny_prefixes"`
 	// HomeCountry ("44"): when set, international numbers outside this country code are denied.
 	HomeCountry string `toml:"home_country"`
-	// BlockTimes are the block durations for the first, second, third... offense.
+	// BlockTimes are the block durations for the first, second, third... offense of a
+	// source that proved it receives what is sent to its address (it answered the PBX's
+	// challenge, or completed a TCP handshake): only those blocks are shared with the fleet.
 	BlockTimes []time.Duration `toml:"block_times"`
+	// UnprovenBlockTime caps the block of a source that never proved it (one forged UDP
+	// packet can carry any source address): such a block stays on the box, is never
+	// escalated and never shared. Default 10m.
+	UnprovenBlockTime time.Duration `toml:"unproven_block_time"`
 	// EvidenceAfter: a blocked source's packets keep being recorded this long for its pcap.
 	EvidenceAfter time.Duration `toml:"evidence_after"`
 	// AbuseLookup asks the registry's RDAP service for the abuse contact of each offender.
@@ -128,6 +134,7 @@ func (s *SIPGuard) setDefaults(md *toml.MetaData) {
 		s.BlockTimes = []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour}
 	}
 	def(&s.EvidenceAfter, 3*time.Second)
+	def(&s.UnprovenBlockTime, 10*time.Minute)
 	if !md.IsDefined("sipguard", "scanner_agents") {
 		s.ScannerAgents = DefaultScannerAgents
 	}
@@ -228,6 +235,9 @@ func (s *SIPGuard) check(c *Config, v *validator) {
 		if d < time.Second {
 			v.errf(key("sipguard", "block_times"), "entry %d (%s) must be at least 1s", i+1, d)
 		}
+	}
+	if s.UnprovenBlockTime < time.Second || s.UnprovenBlockTime > time.Hour {
+		v.errf(key("sipguard", "unproven_block_time"), "must be from 1s to 1h (it is %s): a source that never proved its address may be forged, and blocking it longer blocks whoever it names", s.UnprovenBlockTime)
 	}
 	if s.EvidenceAfter > time.Minute {
 		v.errf(key("sipguard", "evidence_after"), "at most 1m (it is %s)", s.EvidenceAfter)

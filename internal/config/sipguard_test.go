@@ -60,3 +60,20 @@ func TestSIPGuardEvasionSettings(t *testing.T) {
 		}
 	}
 }
+
+// A block of a source that never proved its address is capped: 10 minutes by default, and
+// never longer than an hour (a forged source would block whoever it names).
+func TestSIPGuardUnprovenBlockTime(t *testing.T) {
+	c, err := Parse("lab.toml", Example())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SIPGuard.UnprovenBlockTime != 10*time.Minute {
+		t.Errorf("default unproven_block_time %s, want 10m", c.SIPGuard.UnprovenBlockTime)
+	}
+	bad := strings.Replace(string(Example()), "[sipguard]\n", "[sipguard]\nunproven_block_time = \"24h\"\n", 1)
+	_, err = Parse("bad.toml", []byte(bad))
+	if err == nil || !strings.Contains(err.Error(), "bad.toml:") || !strings.Contains(err.Error(), "unproven_block_time") {
+		t.Errorf("24h accepted or unclear: %v", err)
+	}
+}

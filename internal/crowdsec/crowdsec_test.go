@@ -49,6 +49,8 @@ func newBox(t testing.TB, suffix string) *box {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A resolver of the box's own (the lab's is also a probe target, protected as that).
+	cfg.DNS.Resolvers.Primary = append(cfg.DNS.Resolvers.Primary, config.Addr{Addr: boxResolver})
 	if err := w.SetConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -76,10 +78,24 @@ func freePort(t testing.TB) string {
 	return l.Addr().String()
 }
 
+// boxResolver is a DNS resolver of the test box's primary uplink.
+var boxResolver = netip.MustParseAddr("198.18.53.53")
+
+// unproven holds the sources whose sipguard blocks the tests' sipguard calls unproven (a
+// forged UDP source): they are never shared. Every other block is proven.
+var unproven = netip.MustParsePrefix("198.18.6.0/24")
+
+func testShared(p netip.Prefix) (string, bool) {
+	if unproven.Overlaps(p) {
+		return "", false
+	}
+	return "it answered the PBX's challenge (test)", true
+}
+
 // service runs a crowdsec service for the box until the test ends (or stop is called).
 func service(t testing.TB, b *box, cfg config.CrowdSec, dir string, al *alerts.Store) (*crowdsec.Service, func()) {
 	t.Helper()
-	s, err := crowdsec.New(crowdsec.Options{Config: cfg, Site: "test office", Owner: b.owner, StateDir: dir, Alerts: al})
+	s, err := crowdsec.New(crowdsec.Options{Config: cfg, Site: "test office", Owner: b.owner, StateDir: dir, Alerts: al, Shared: testShared})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,8 +151,11 @@ func TestBouncerAndMachineAgainstRealLAPI(t *testing.T) {
 	state := filepath.Join(dir, "state")
 	s, stop := service(t, b, cfg, state, al)
 
+	// The fleet's decisions are checked against the box's own protections: the LAN, the
+	// box's DNS resolver and its NTP server are refused, whoever at the fleet asked.
 	addr, rng, lan := pfx("198.18.3.3"), pfx("198.18.4.0/24"), pfx(lab.Phone4)
-	for _, p := range []netip.Prefix{addr, rng, lan} {
+	resolver, ntp := netip.PrefixFrom(boxResolver, 32), pfx("192.0.2.123")
+	for _, p := range []netip.Prefix{addr, rng, lan, resolver, ntp} {
 		if err := lapi.Decide(p, time.Hour); err != nil {
 			t.Fatal(err)
 		}
@@ -148,18 +167,32 @@ func TestBouncerAndMachineAgainstRealLAPI(t *testing.T) {
 	if len(e.Claims) != 1 || e.Claims[0].Source != netcfg.SourceCrowdSec || !strings.Contains(e.Claims[0].Reason, "cscli") || e.Until().IsZero() {
 		t.Errorf("entry %+v: want one crowdsec claim naming its origin, with an end", e)
 	}
-	labtest.WaitFor(t, "the protected LAN address refused with an alert", 10*time.Second, func() bool {
-		return active(al, crowdsec.KeyRefused) && len(s.Status().Refused) == 1
+	labtest.WaitFor(t, "the protected LAN address, resolver and NTP server refused with an alert", 10*time.Second, func() bool {
+		return active(al, crowdsec.KeyRefused) && len(s.Status().Refused) == 3
 	})
-	if b.inKernel(t, lan) {
-		t.Errorf("%s (the LAN) is in the kernel: a decision must never block it", lan)
+	for _, p := range []netip.Prefix{lan, resolver, ntp} {
+		if b.inKernel(t, p) {
+			t.Errorf("%s (protected) is in the kernel: a decision must never block it", p)
+		}
+	}
+	refused := strings.Join(s.Status().Refused, "\n")
+	for _, why := range []string{"the office LAN", "a DNS resolver of uplink", "the NTP server 192.0.2.123"} {
+		if !strings.Contains(refused, why) {
+			t.Errorf("the refusals do not say %q:\n%s", why, refused)
+		}
 	}
 	if err := lapi.Delete(addr.Addr()); err != nil {
 		t.Fatal(err)
 	}
 	labtest.WaitFor(t, "the deleted decision to leave the kernel", 20*time.Second, func() bool { return !b.inKernel(t, addr) })
 
-	// A sipguard block becomes a decision at the LAPI, for the whole fleet.
+	// A proven sipguard block becomes a decision at the LAPI, for the whole fleet; an
+	// unproven one (made first) stays local.
+	local := pfx("198.18.6.6")
+	if _, err := b.owner.Block(netcfg.BlockRequest{Prefix: local, Source: netcfg.SourceSIPGuard, By: "scanner", Reason: "scanner: friendly-scanner (local only)", For: 10 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	labtest.WaitFor(t, "the unproven block counted as kept local", 20*time.Second, func() bool { return s.Status().Local == 1 })
 	scan := pfx("198.18.7.7")
 	if _, err := b.owner.Block(netcfg.BlockRequest{Prefix: scan, Source: netcfg.SourceSIPGuard, By: "scanner", Reason: "scanner: friendly-scanner", For: time.Hour}); err != nil {
 		t.Fatal(err)
@@ -168,6 +201,12 @@ func TestBouncerAndMachineAgainstRealLAPI(t *testing.T) {
 		d, err := lapi.Decisions()
 		return err == nil && d[scan.Addr().String()] == "officeedge/sip-scanner"
 	})
+	if d, err := lapi.Decisions(); err != nil || d[local.Addr().String()] != "" {
+		t.Errorf("the unproven block reached the LAPI (%v): %v", err, d)
+	}
+	if st := s.Status(); st.Pushed != 1 {
+		t.Errorf("%d alerts pushed, want the proven one alone", st.Pushed)
+	}
 
 	// The LAPI goes away: decisions stay, alerts queue, on disk.
 	lapi.Stop()

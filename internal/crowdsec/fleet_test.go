@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/officeedge/appliance/internal/crowdsec"
 	"github.com/officeedge/appliance/internal/crowdsec/lapitest"
 	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/lab"
@@ -153,6 +155,38 @@ func scan(tb testing.TB, s *wanlab.Site, src netip.Addr, tag string) {
 	}
 }
 
+// provenScan is a scanner that proves its address first, from src on site s's attacker: a
+// REGISTER, then, with the nonce of the PBX's 401 sent back, a REGISTER naming the scanner.
+func provenScan(tb testing.TB, s *wanlab.Site, src netip.Addr, tag string) {
+	tb.Helper()
+	c, err := s.Lab.DialUDP(lab.HostAttacker, src.String()+":5073", lab.BoxWAN4+":5060")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	reg := func(cseq int, ua, auth string) string {
+		return "REGISTER sip:" + lab.BoxWAN4 + " SIP/2.0\r\nVia: SIP/2.0/UDP " + src.String() + ":5073;branch=z9hG4bK" + tag + fmt.Sprint(cseq) +
+			"\r\nFrom: <sip:1001@" + lab.BoxWAN4 + ">;tag=" + tag + "\r\nTo: <sip:1001@" + lab.BoxWAN4 + ">\r\nCall-ID: " + tag +
+			"\r\nCSeq: " + fmt.Sprint(cseq) + " REGISTER\r\nContact: <sip:1001@" + src.String() + ":5073>\r\n" + auth +
+			"User-Agent: " + ua + "\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+	}
+	if _, err := c.Write([]byte(reg(1, "Yealink SIP-T46S", ""))); err != nil {
+		return // an ICMP error from an earlier packet: the caller tries again
+	}
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, err := c.Read(buf)
+	if err != nil {
+		return
+	}
+	m := regexp.MustCompile(`nonce="([^"]+)"`).FindSubmatch(buf[:n])
+	if m == nil {
+		return
+	}
+	auth := `Authorization: Digest username="1001", realm="pbx", nonce="` + string(m[1]) + `", uri="sip:` + lab.BoxWAN4 + `", response="00000000000000000000000000000000"` + "\r\n"
+	_, _ = c.Write([]byte(reg(2, "friendly-scanner", auth)))
+}
+
 // attacker gives both sites' attacker host the address a (the same bot scans every office).
 func (f *fleet) attacker(tb testing.TB, a netip.Addr) {
 	tb.Helper()
@@ -187,34 +221,79 @@ func claimSince(tb testing.TB, s *wanlab.Site, a netip.Addr, source string) (tim
 	return time.Time{}, false
 }
 
-// An attacker caught scanning office A is dropped at office B: B's kernel has it from the
-// fleet's decision, and B's PBX never sees its packets. A decision made at the LAPI with
-// cscli reaches both offices, and leaves both when deleted.
+// crack runs sipp from src, an address of site s's attacker, as a password cracker that
+// answers the PBX's digest challenges (it sends back each nonce, with wrong passwords for
+// extension 1001), until its traffic stops or secs pass.
+func crack(tb testing.TB, s *wanlab.Site, src netip.Addr, secs int) string {
+	tb.Helper()
+	scen, err := filepath.Abs(filepath.Join("..", "..", "sipguard", "testdata", "sipp", "register.xml"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, _ := s.Lab.Command(lab.HostAttacker, "timeout", "-s", "KILL", fmt.Sprint(secs), "sipp", "-nostdin", "-timeout", fmt.Sprint(secs-2)+"s",
+		"-sf", scen, "-i", src.String(), "-p", "5060", "-s", "1001", "-au", "1001", "-ap", "guess", "-m", "20", "-r", "5", "-l", "1",
+		"-recv_timeout", "2000", lab.BoxWAN4+":5060").CombinedOutput()
+	return string(out)
+}
+
+// What office A shares is only what its source proved: a cracker that answered the PBX's
+// challenges (sipp against A's real Kamailio) is dropped at office B, from the fleet's
+// decision, and B's PBX never sees its packets. A single UDP scanner packet, which anyone
+// can send with any source address, is blocked at A for a short time and never reaches the
+// LAPI, nor B. A decision made at the LAPI with cscli reaches both offices, and leaves both
+// when deleted.
 func TestFleetSharesABlock(t *testing.T) {
 	f := newFleet(t, lab.Unique(t))
-	bot := netip.MustParseAddr("192.0.2.77")
+	labtest.Kamailio(t, f.a.Lab, map[string]string{"1001": "pw1001"})
+	forged, bot := netip.MustParseAddr("192.0.2.76"), netip.MustParseAddr("192.0.2.77")
+	f.attacker(t, forged)
 	f.attacker(t, bot)
-	labtest.WaitFor(t, "office A's sipguard to block the scanner", 20*time.Second, func() bool {
-		scan(t, f.a, bot, "a")
+	labtest.WaitFor(t, "office A's sipguard to block the forged scanner locally", 20*time.Second, func() bool {
+		scan(t, f.a, forged, "a")
+		_, ok := claimSince(t, f.a, forged, netcfg.SourceSIPGuard)
+		return ok
+	})
+	if e, ok := blockState(t, f.a).Lookup(netip.PrefixFrom(forged, 32)); !ok || time.Until(e.Until()) > sipguard.DefaultUnprovenBlockTime {
+		t.Errorf("the forged scanner's block at A ends %s, want within the unproven %s", e.Until(), sipguard.DefaultUnprovenBlockTime)
+	}
+	out := crack(t, f.a, bot, 15)
+	labtest.WaitFor(t, "office A's sipguard to block the cracker", 20*time.Second, func() bool {
 		_, ok := claimSince(t, f.a, bot, netcfg.SourceSIPGuard)
 		return ok
 	})
-	labtest.WaitFor(t, "office B's kernel to have the bot from the fleet", 30*time.Second, func() bool { return f.inB(t, bot) })
+	labtest.WaitFor(t, "the cracker's decision at the LAPI", 30*time.Second, func() bool {
+		d, err := f.lapi.Decisions()
+		return err == nil && d[bot.String()] == "officeedge/sip-bruteforce"
+	})
+	labtest.WaitFor(t, "office B's kernel to have the cracker from the fleet", 30*time.Second, func() bool { return f.inB(t, bot) })
+	// A pushes in the order it blocks: the scanner, blocked first, would be there by now.
+	if d, err := f.lapi.Decisions(); err != nil || d[forged.String()] != "" {
+		t.Errorf("the forged scanner reached the LAPI (%v): %v", err, d)
+	}
+	if f.inB(t, forged) {
+		t.Errorf("the forged scanner is blocked at office B")
+	}
+	if st := crowdsecStatus(t, f.a); st.Local < 1 || st.Pushed < 1 {
+		t.Errorf("office A's sharing status %+v: want the scanner kept local and the cracker pushed", st)
+	}
 	if _, ok := claimSince(t, f.b, bot, netcfg.SourceSIPGuard); ok {
-		t.Errorf("office B's sipguard blocked the bot itself: it must have been the fleet")
+		t.Errorf("office B's sipguard blocked the cracker itself: it must have been the fleet")
 	}
 	if _, ok := claimSince(t, f.b, bot, netcfg.SourceCrowdSec); !ok {
-		t.Errorf("office B's entry for the bot has no crowdsec claim")
+		t.Errorf("office B's entry for the cracker has no crowdsec claim")
 	}
-	// B drops the bot's packets at the door: its scan is never seen by B's sipguard.
+	// B drops the cracker's packets at the door: its scan is never seen by B's sipguard.
 	before := sipguardSeen(t, f.b)
 	scan(t, f.b, bot, "b")
-	labtest.WaitFor(t, "the bot's packet counted as dropped at office B", 10*time.Second, func() bool {
+	labtest.WaitFor(t, "the cracker's packet counted as dropped at office B", 10*time.Second, func() bool {
 		n, err := f.fwB.Lookup([]netip.Prefix{netip.PrefixFrom(bot, 32)})
 		return err == nil && n[netip.PrefixFrom(bot, 32)].Packets > 0
 	})
 	if after := sipguardSeen(t, f.b); after != before {
-		t.Errorf("office B's sipguard saw %d SIP messages more: the bot's scan got through", after-before)
+		t.Errorf("office B's sipguard saw %d SIP messages more: the cracker got through", after-before)
+	}
+	if t.Failed() {
+		t.Logf("sipp:\n%s", lastLines(out, 20))
 	}
 
 	manual := netip.MustParsePrefix("198.18.66.0/24")
@@ -237,9 +316,11 @@ func TestFleetSharesABlock(t *testing.T) {
 }
 
 // BenchmarkFleetPropagation is the time from office A's verdict (its owner's claim) to the
-// address in office B's kernel, with a 1 s pull, over b.N bots (scripts/bench-crowdsec).
+// address in office B's kernel, with a 1 s pull, over b.N bots (scripts/bench-crowdsec). Each
+// bot proves its address (provenScan) so that its verdict is shared.
 func BenchmarkFleetPropagation(b *testing.B) {
 	f := newFleet(b, "benchcs")
+	labtest.Kamailio(b, f.a.Lab, map[string]string{"1001": "pw1001"})
 	var ms []float64
 	for i := range max(b.N, 10) {
 		bot := netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i%150)})
@@ -247,7 +328,7 @@ func BenchmarkFleetPropagation(b *testing.B) {
 		var since time.Time
 		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) {
-			scan(b, f.a, bot, fmt.Sprint("bench", i))
+			provenScan(b, f.a, bot, fmt.Sprint("bench", i))
 			if s, ok := claimSince(b, f.a, bot, netcfg.SourceSIPGuard); ok {
 				since = s
 				break
@@ -297,4 +378,18 @@ func sipguardSeen(tb testing.TB, s *wanlab.Site) uint64 {
 		tb.Fatal(err)
 	}
 	return v.Stats.SIP
+}
+
+// crowdsecStatus is site s's fleet-sharing status.
+func crowdsecStatus(tb testing.TB, s *wanlab.Site) crowdsec.Status {
+	tb.Helper()
+	body, err := daemon.Call(s.Control, "GET", "/crowdsec/status", nil)
+	if err != nil {
+		tb.Fatalf("GET /crowdsec/status: %v", err)
+	}
+	var st crowdsec.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		tb.Fatal(err)
+	}
+	return st
 }

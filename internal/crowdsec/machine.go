@@ -34,10 +34,13 @@ func scenario(kind string) string {
 	return "officeedge/sip-" + strings.ReplaceAll(strings.ToLower(kind), "-", "")
 }
 
-// machine turns each new sipguard block into an alert and keeps them on disk until sent.
+// machine turns each new sipguard block whose source proved its address into an alert and
+// keeps them on disk until sent.
 type machine struct {
 	site    string
 	path    string // the queue's file; "" keeps it in memory
+	shared  Shared // nil: nothing is shared
+	local   int    // sipguard blocks kept local since start: their sources proved nothing
 	seen    map[netip.Prefix]time.Time
 	queue   []Alert
 	dropped int   // alerts lost over maxQueue
@@ -46,8 +49,8 @@ type machine struct {
 
 // newMachine loads the queue at path. An unreadable queue starts empty with an error to
 // log: lost alerts are no reason to stop sharing.
-func newMachine(site, path string) (*machine, error) {
-	m := &machine{site: site, path: path}
+func newMachine(site, path string, shared Shared) (*machine, error) {
+	m := &machine{site: site, path: path, shared: shared}
 	if path == "" {
 		return m, nil
 	}
@@ -66,8 +69,9 @@ func newMachine(site, path string) (*machine, error) {
 }
 
 // observe finds sipguard's new verdicts in the owner's state (a first block, or a longer one
-// for a repeat offence) and queues an alert for each. The first look only learns what is
-// there: those were sent, or queued, by the run that made them.
+// for a repeat offence) and queues an alert for each whose source proved its address (see
+// Shared); the others stay local. The first look only learns what is there: those were
+// sent, or queued, by the run that made them.
 func (m *machine) observe(st *netcfg.BlockState, now time.Time) (added int) {
 	first := m.seen == nil
 	next := make(map[netip.Prefix]time.Time, len(m.seen))
@@ -80,7 +84,15 @@ func (m *machine) observe(st *netcfg.BlockState, now time.Time) (added int) {
 		if first || m.seen[e.Prefix].Equal(c.Since) {
 			continue
 		}
-		m.queue = append(m.queue, m.alert(e.Prefix, c, now))
+		why, ok := "", false
+		if m.shared != nil && c.By != "hold" {
+			why, ok = m.shared(e.Prefix)
+		}
+		if !ok {
+			m.local++
+			continue
+		}
+		m.queue = append(m.queue, m.alert(e.Prefix, c, why, now))
 		added++
 	}
 	m.seen = next
@@ -94,7 +106,7 @@ func (m *machine) observe(st *netcfg.BlockState, now time.Time) (added int) {
 	return added
 }
 
-func (m *machine) alert(p netip.Prefix, c netcfg.Claim, now time.Time) Alert {
+func (m *machine) alert(p netip.Prefix, c netcfg.Claim, proof string, now time.Time) Alert {
 	sc := scenario(c.By)
 	src := Source{Scope: "Ip", Value: p.Addr().String(), IP: p.Addr().String()}
 	if !p.IsSingleIP() {
@@ -110,7 +122,7 @@ func (m *machine) alert(p netip.Prefix, c netcfg.Claim, now time.Time) Alert {
 		EventsCount: 1, StartAt: ts, StopAt: now.UTC().Format(time.RFC3339), Leakspeed: "0s",
 		Remediation: true, Source: src,
 		Events: []Event{{Timestamp: ts, Meta: []Meta{
-			{Key: "site", Value: m.site}, {Key: "detector", Value: c.By}, {Key: "reason", Value: c.Reason}}}},
+			{Key: "site", Value: m.site}, {Key: "detector", Value: c.By}, {Key: "reason", Value: c.Reason}, {Key: "proof", Value: proof}}}},
 		// The box's own block length (it escalates for repeat offenders) is the fleet's.
 		Decisions: []Verdict{{Duration: dur.String(), Origin: "crowdsec", Scenario: sc, Scope: src.Scope, Type: "ban", Value: src.Value}},
 	}

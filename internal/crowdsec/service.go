@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ type Status struct {
 	Queued    int       `json:"queued"`  // alerts waiting to be sent
 	Pushed    int       `json:"pushed"`  // alerts sent since start
 	Dropped   int       `json:"dropped"` // alerts lost: the queue was full
+	// Local counts sipguard's blocks not shared since start: their sources never proved
+	// they receive what is sent to their address (a forged UDP source), docs/fleet.md.
+	Local     int       `json:"local"`
 	LastPush  time.Time `json:"last_push,omitzero"`
 	PushError string    `json:"push_error,omitempty"`
 }
@@ -46,7 +50,13 @@ type Options struct {
 	Alerts   *alerts.Store
 	Bus      *events.Bus
 	Log      *slog.Logger
+	// Shared says whether sipguard's block of a prefix may go to the fleet, and why (its
+	// source proved its address: sipguard.Guard.Shared); nil shares nothing.
+	Shared Shared
 }
+
+// Shared says whether a sipguard block is the fleet's to know, and the proof that makes it so.
+type Shared func(netip.Prefix) (why string, ok bool)
 
 // Service pulls decisions and pushes alerts until its context ends.
 type Service struct {
@@ -77,7 +87,7 @@ func New(o Options) (*Service, error) {
 		if o.StateDir != "" {
 			path = filepath.Join(o.StateDir, "crowdsec", "alert-queue.json")
 		}
-		if s.m, err = newMachine(o.Site, path); err != nil {
+		if s.m, err = newMachine(o.Site, path, o.Shared); err != nil {
 			o.Log.Warn("crowdsec: alert queue", "err", err)
 		}
 		s.st.Queued = len(s.m.queue)
@@ -181,7 +191,7 @@ func (s *Service) pushLoop(ctx context.Context) {
 			}
 		}
 		s.mu.Lock()
-		s.st.Queued, s.st.Dropped = len(s.m.queue), s.m.dropped
+		s.st.Queued, s.st.Dropped, s.st.Local = len(s.m.queue), s.m.dropped, s.m.local
 		s.mu.Unlock()
 		select {
 		case <-ctx.Done():

@@ -3,6 +3,7 @@ package daemon
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/crowdsec"
@@ -19,7 +20,7 @@ func newCrowdSecPart(a *App) (*crowdsec.Service, error) {
 		return nil, fmt.Errorf("daemon: crowdsec needs the firewall owner")
 	}
 	s, err := crowdsec.New(crowdsec.Options{Config: cfg.CrowdSec, Site: cfg.Site, Owner: a.Owner,
-		StateDir: a.StateDir, Alerts: a.Alerts, Bus: a.Bus, Log: a.Log})
+		StateDir: a.StateDir, Alerts: a.Alerts, Bus: a.Bus, Log: a.Log, Shared: a.sipguardShared})
 	if err != nil {
 		return nil, err
 	}
@@ -38,4 +39,14 @@ func (a *App) crowdSecStatus(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeJSON(w, s.Status())
+}
+
+// sipguardShared says whether sipguard's block of p may go to the fleet: only one whose
+// source proved its address (sipguard.Guard.Shared); none while sipguard is off.
+func (a *App) sipguardShared(p netip.Prefix) (string, bool) {
+	g := a.guard()
+	if g == nil {
+		return "", false
+	}
+	return g.g.Shared(p)
 }

@@ -44,9 +44,11 @@ func newSIPGuardPart(app *App) (*sipGuardService, error) {
 		Protected:     sipguard.ProtectedFrom(cfg),
 		BlockTimes:    cfg.SIPGuard.BlockTimes,
 		EvidenceAfter: cfg.SIPGuard.EvidenceAfter,
-		Site:          cfg.Site,
-		TLSPort:       uint16(cfg.PBX.SIPTLSPort),
-		Alerts:        app.Alerts,
+		// Not on reload: a change applies at the part's next start.
+		UnprovenBlockTime: cfg.SIPGuard.UnprovenBlockTime,
+		Site:              cfg.Site,
+		TLSPort:           uint16(cfg.PBX.SIPTLSPort),
+		Alerts:            app.Alerts,
 	}
 	if cfg.SIPGuard.AbuseLookup {
 		o.Abuse = &sipguard.AbuseLookup{}
