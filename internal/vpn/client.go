@@ -17,14 +17,13 @@ var ErrNoPeer = errors.New("vpn: no such peer")
 // (from the file or the QR code). When the peer gave its own public key the box cannot know
 // its private key: the file says so where the key goes, and the user adds it on the phone.
 func (s *Service) ClientConfig(name string) (string, error) {
-	c := s.config()
+	c, keys, err := s.keysNow()
+	if err != nil {
+		return "", err
+	}
 	p, ok := c.VPN.Peers[name]
 	if !ok || !c.VPN.Enabled {
 		return "", ErrNoPeer
-	}
-	keys, err := s.peerKeys(c)
-	if err != nil {
-		return "", err
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# WireGuard for %s at %s (made by the appliance)\n[Interface]\n", name, c.Site)

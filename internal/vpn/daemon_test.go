@@ -3,11 +3,14 @@ package vpn_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
@@ -30,8 +33,12 @@ func TestDaemonServesThePhoneConfig(t *testing.T) {
 	if err := web.SetPassword(filepath.Join(dir, "state"), pw); err != nil {
 		t.Fatal(err)
 	}
+	bob, err := wgtypes.GeneratePrivateKey() // bob brings his own key
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := string(wanlab.Config()) + fmt.Sprintf("\n[vpn]\nenabled = true\ninterface = %q\naddress = \"%s/24\"\nendpoint = %q\ndns = [%q]\n\n[vpn.peers.alice]\naddress = %q\n",
-		ifName("d"), boxTun, lab.BoxWAN4, lab.BoxLAN4, aliceTun)
+		ifName("d"), boxTun, lab.BoxWAN4, lab.BoxLAN4, aliceTun) + fmt.Sprintf("\n[vpn.peers.bob]\naddress = %q\npublic_key = %q\n", bobTun, bob.PublicKey())
 	s, err := wanlab.Start(lab.Unique(t), bin, dir, []byte(cfg))
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +77,8 @@ func TestDaemonServesThePhoneConfig(t *testing.T) {
 	// wg-quick hands a DNS line to resolvconf, which would rewrite this machine's own
 	// resolv.conf (the lab's namespaces share it): the phone's app does that part on a phone.
 	site := &site{t: t, l: l, dir: dir}
-	site.phoneUp(lab.HostRemote, ifName("q"), regexp.MustCompile(`(?m)^DNS = .*\n`).ReplaceAllString(conf, ""))
+	noDNS := regexp.MustCompile(`(?m)^DNS = .*\n`)
+	site.phoneUp(lab.HostRemote, ifName("q"), noDNS.ReplaceAllString(conf, ""))
 	labtest.AcceptAndClose(t, l, lab.HostPBX, lab.PBX4+":5060")
 	labtest.WaitFor(t, "alice to reach the PBX's SIP port through the tunnel", 10*time.Second, func() bool {
 		return reaches(l, lab.HostRemote, lab.PBX4+":5060")
@@ -96,5 +104,33 @@ func TestDaemonServesThePhoneConfig(t *testing.T) {
 	}
 	if out, err := l.Run(lab.HostBox, bin, "kernel-features"); err != nil || !strings.Contains(out, "MISSING  wireguard: no kernel WireGuard: the VPN ([vpn]) runs on the user-space implementation") {
 		t.Errorf("kernel-features: %v\n%s", err, out)
+	}
+
+	// `appliance vpn rotate alice` on the box, through the running daemon: alice's phone,
+	// tunnel still up with the old config, is cut off at once; the new config works.
+	rotated, err := exec.Command(bin, "vpn", "rotate", "alice", "--control", s.Control).Output()
+	if err != nil || !strings.Contains(string(rotated), "PrivateKey = ") || string(rotated) == conf {
+		t.Fatalf("vpn rotate alice: %v\n%s", err, rotated)
+	}
+	if reaches(l, lab.HostRemote, lab.PBX4+":5060") {
+		t.Error("alice's old config still reaches the PBX after the rotation")
+	}
+	if out, err := l.Run(lab.HostRemote, "wg-quick", "down", filepath.Join(dir, ifName("q")+".conf")); err != nil {
+		t.Fatalf("wg-quick down: %v\n%s", err, out)
+	}
+	site.phoneUp(lab.HostRemote, ifName("o"), noDNS.ReplaceAllString(string(rotated), ""))
+	labtest.WaitFor(t, "alice's new config to reach the PBX", 10*time.Second, func() bool {
+		return reaches(l, lab.HostRemote, lab.PBX4+":5060")
+	})
+	if got := curl(page + "/api/vpn/peer/alice.conf"); got != string(rotated) {
+		t.Errorf("the page's config for alice is not the rotated one:\n%s", got)
+	}
+	// bob holds his own private key: the box has nothing to rotate, and says what to do.
+	out, err := exec.Command(bin, "vpn", "rotate", "bob", "--control", s.Control).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "public_key") {
+		t.Errorf("vpn rotate bob (own key): %v\n%s", err, out)
+	}
+	if csv, err := exec.Command(bin, "audit", "export", "--control", s.Control).Output(); err != nil || !strings.Contains(string(csv), "vpn.rotate") {
+		t.Errorf("the rotation is not in the audit log: %v\n%s", err, csv)
 	}
 }

@@ -2,6 +2,7 @@ package vpn_test
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -65,4 +66,78 @@ func TestKeysMadeOnceAndKept(t *testing.T) {
 	if k := strings.TrimSpace(string(box)); strings.Contains(log.String(), k) || strings.Contains(log.String(), aliceKey) {
 		t.Error("a private key is in the log")
 	}
+}
+
+// A removed peer's key file is deleted (at the reload, or at the next start when it was
+// removed while the box was off) and audited; the same name added again gets a new pair.
+// A peer that brings its own key cannot be rotated by the box.
+func TestRemovedPeerKeyDeleted(t *testing.T) {
+	phone, _ := wgtypes.GeneratePrivateKey()
+	bob := "\n[vpn.peers.bob]\naddress = \"10.99.0.3\"\npublic_key = \"" + phone.PublicKey().String() + "\"\n"
+	// An interface name of its own: a reload reconfigures the interface named, were it there.
+	iface := ifName("k")
+	parse := func(text string) *config.Config {
+		t.Helper()
+		c, err := config.Parse("site.toml", []byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	with := parse(siteConfig(iface, bob))
+	without := parse(strings.Replace(siteConfig(iface, bob), "[vpn.peers.alice]\naddress = \"10.99.0.2\"\n", "", 1))
+	if _, ok := without.VPN.Peers["alice"]; ok {
+		t.Fatal("alice still in the config without her")
+	}
+	dir := t.TempDir()
+	var revoked []string
+	s, err := vpn.New(vpn.Options{Config: with, StateDir: dir, Revoked: func(n, pub string) { revoked = append(revoked, n+" "+pub) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "vpn", "peer-alice.key")
+	first := publicKeyOf(t, s, "alice")
+	if err := s.Reload(without); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Errorf("alice's key file after her removal: %v", err)
+	}
+	if len(revoked) != 1 || revoked[0] != "alice "+first {
+		t.Errorf("revocations told: %q, want alice's with %s", revoked, first)
+	}
+	if err := s.Reload(with); err != nil {
+		t.Fatal(err)
+	}
+	second := publicKeyOf(t, s, "alice")
+	if second == first {
+		t.Error("alice got her old key back when added again")
+	}
+
+	// Removed while the box was off: gone at the next start.
+	revoked = nil
+	if _, err := vpn.New(vpn.Options{Config: without, StateDir: dir, Revoked: func(n, pub string) { revoked = append(revoked, n+" "+pub) }}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) || len(revoked) != 1 || revoked[0] != "alice "+second {
+		t.Errorf("alice's key file after a start without her: %v; revocations told %q", err, revoked)
+	}
+
+	if _, err := s.Rotate("bob"); !errors.Is(err, vpn.ErrOwnKey) || !strings.Contains(err.Error(), "public_key") {
+		t.Errorf("rotating bob, who brings his own key: %v", err)
+	}
+	if _, err := s.Rotate("mallory"); err != vpn.ErrNoPeer {
+		t.Errorf("rotating an unknown peer: %v", err)
+	}
+}
+
+func publicKeyOf(t *testing.T, s *vpn.Service, name string) string {
+	t.Helper()
+	for _, p := range s.Status().Peers {
+		if p.Name == name {
+			return p.PublicKey
+		}
+	}
+	t.Fatalf("no peer %s in %+v", name, s.Status())
+	return ""
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,7 +24,6 @@ import (
 
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/kernelfeat"
-	"github.com/officeedge/appliance/internal/store"
 )
 
 // Implementations of WireGuard the interface may run on.
@@ -46,13 +44,20 @@ type Options struct {
 	Config   *config.Config
 	StateDir string // the box's key and the peers' generated keys live in StateDir/vpn
 	Log      *slog.Logger
+	// Revoked is told of each peer whose key the box deleted (the peer was removed from the
+	// config, or brings its own key now), for the audit log; publicKey is "" if unreadable.
+	Revoked func(name, publicKey string)
 }
 
 // Service is the WireGuard interface and its peers.
 type Service struct {
-	dir string
-	log *slog.Logger
-	key wgtypes.Key
+	dir     string
+	log     *slog.Logger
+	key     wgtypes.Key
+	revoked func(name, publicKey string)
+
+	keyMu sync.Mutex // the peers' key files, and the config they were made for
+	recMu sync.Mutex // one reconcile at a time (the loop, a reload, a rotation)
 
 	mu    sync.Mutex
 	cfg   *config.Config
@@ -65,7 +70,7 @@ type Service struct {
 
 // New loads the box's key (making it the first time) and the generated peers' keys.
 func New(o Options) (*Service, error) {
-	s := &Service{dir: filepath.Join(o.StateDir, "vpn"), log: o.Log, cfg: o.Config, wake: make(chan struct{}, 1)}
+	s := &Service{dir: filepath.Join(o.StateDir, "vpn"), log: o.Log, revoked: o.Revoked, wake: make(chan struct{}, 1)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -74,7 +79,14 @@ func New(o Options) (*Service, error) {
 		return nil, err
 	}
 	s.key = k
-	if _, err := s.peerKeys(o.Config); err != nil {
+	if err := checkKeys(o.Config); err != nil {
+		return nil, err
+	}
+	// Peers removed while the box was off are revoked now.
+	if err := s.setConfig(o.Config); err != nil {
+		return nil, err
+	}
+	if _, _, err := s.keysNow(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -88,62 +100,6 @@ func (s *Service) Mode() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.mode
-}
-
-// loadKey reads a private key saved by an earlier start, or makes and saves one (0600,
-// crash-safe: a half-written key would lock every phone out).
-func loadKey(path string) (wgtypes.Key, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		k, perr := wgtypes.ParseKey(strings.TrimSpace(string(b)))
-		if perr != nil {
-			return wgtypes.Key{}, fmt.Errorf("vpn: %s holds no WireGuard key: %w", path, perr)
-		}
-		return k, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return wgtypes.Key{}, fmt.Errorf("vpn: read key: %w", err)
-	}
-	k, err := wgtypes.GeneratePrivateKey()
-	if err != nil {
-		return wgtypes.Key{}, fmt.Errorf("vpn: make key: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return wgtypes.Key{}, fmt.Errorf("vpn: %w", err)
-	}
-	if err := store.WriteFile(path, []byte(k.String()+"\n"), 0o600); err != nil {
-		return wgtypes.Key{}, fmt.Errorf("vpn: save key: %w", err)
-	}
-	return k, nil
-}
-
-// peerKey is a peer's public key, and its private key when the box made the pair.
-type peerKey struct {
-	public  wgtypes.Key
-	private *wgtypes.Key
-}
-
-// peerKeys are the configured peers' keys: the public key they gave, or a pair the box
-// made for them and keeps in StateDir/vpn/peer-NAME.key.
-func (s *Service) peerKeys(c *config.Config) (map[string]peerKey, error) {
-	out := map[string]peerKey{}
-	for _, n := range c.VPN.PeerNames() {
-		p := c.VPN.Peers[n]
-		if p.PublicKey != "" {
-			k, err := wgtypes.ParseKey(p.PublicKey)
-			if err != nil {
-				return nil, fmt.Errorf("vpn: peer %s: %w", n, err)
-			}
-			out[n] = peerKey{public: k}
-			continue
-		}
-		k, err := loadKey(filepath.Join(s.dir, "peer-"+n+".key"))
-		if err != nil {
-			return nil, fmt.Errorf("vpn: peer %s: %w", n, err)
-		}
-		out[n] = peerKey{public: k.PublicKey(), private: &k}
-	}
-	return out, nil
 }
 
 // Run brings the interface up, keeps it at the configuration until ctx ends, then removes it.
@@ -171,19 +127,31 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // Reload takes new peers and their reach in place; a new listen_port, address or interface
-// restarts the part (the daemon's start key).
+// restarts the part (the daemon's start key). A removed peer is revoked before it returns:
+// its key file is deleted and the interface drops it, which ends its session.
 func (s *Service) Reload(c *config.Config) error {
-	if _, err := s.peerKeys(c); err != nil {
+	if err := checkKeys(c); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.cfg = c
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	serr := s.setConfig(c)
+	if err := s.applyNow(); err != nil {
+		return errors.Join(serr, fmt.Errorf("vpn: the interface did not take the new peers yet (tried again every %s): %w", reconcileEvery, err))
 	}
-	return nil
+	return serr
+}
+
+// applyNow brings the interface to the config at once rather than at the loop's next turn.
+// An interface not up yet is no error: the loop makes it from the config in force.
+func (s *Service) applyNow() error {
+	err := s.reconcile()
+	if errors.Is(err, errGone) {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+		return nil
+	}
+	return err
 }
 
 func (s *Service) config() *config.Config {
@@ -308,12 +276,13 @@ func linkUp(v config.VPN) error {
 // source. It changes only what differs, so a peer's session and its roaming endpoint live
 // through a reload.
 func (s *Service) reconcile() error {
-	c := s.config()
-	if err := linkUp(c.VPN); err != nil {
+	s.recMu.Lock()
+	defer s.recMu.Unlock()
+	c, keys, err := s.keysNow()
+	if err != nil {
 		return err
 	}
-	keys, err := s.peerKeys(c)
-	if err != nil {
+	if err := linkUp(c.VPN); err != nil {
 		return err
 	}
 	wc, err := wgctrl.New()
@@ -341,19 +310,22 @@ func (s *Service) reconcile() error {
 	}
 	desired := map[wgtypes.Key]bool{}
 	for _, n := range c.VPN.PeerNames() {
+		desired[keys[n].public] = true
+	}
+	// Removals first: a rotated peer's old key gives up its tunnel address to the new one.
+	for k := range have {
+		if !desired[k] {
+			want.Peers = append(want.Peers, wgtypes.PeerConfig{PublicKey: k, Remove: true})
+		}
+	}
+	for _, n := range c.VPN.PeerNames() {
 		k := keys[n].public
-		desired[k] = true
 		a := c.VPN.Peers[n].Address.Addr
 		allowed := net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(32, 32)}
 		if p, ok := have[k]; ok && len(p.AllowedIPs) == 1 && p.AllowedIPs[0].String() == allowed.String() {
 			continue
 		}
 		want.Peers = append(want.Peers, wgtypes.PeerConfig{PublicKey: k, ReplaceAllowedIPs: true, AllowedIPs: []net.IPNet{allowed}})
-	}
-	for k := range have {
-		if !desired[k] {
-			want.Peers = append(want.Peers, wgtypes.PeerConfig{PublicKey: k, Remove: true})
-		}
 	}
 	if want.PrivateKey == nil && want.ListenPort == nil && len(want.Peers) == 0 {
 		return nil
@@ -392,10 +364,9 @@ type Status struct {
 
 // Status reads the interface's peers now.
 func (s *Service) Status() Status {
-	c := s.config()
+	c, keys, err := s.keysNow()
 	st := Status{Interface: c.VPN.Interface, Implementation: s.Mode(), PublicKey: s.key.PublicKey().String(),
 		Address: c.VPN.Address.String(), ListenPort: int(c.VPN.ListenPort), Endpoint: c.VPN.EndpointHostPort()}
-	keys, err := s.peerKeys(c)
 	if err != nil {
 		st.Error = err.Error()
 		return st

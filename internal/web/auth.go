@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/argon2"
+	"golang.org/x/time/rate"
 
 	"github.com/officeedge/appliance/internal/store"
 )
@@ -92,6 +93,39 @@ type failures struct {
 	lastAt time.Time
 }
 
+// The box-wide budget of wrong passwords, on top of each address's lockout: a token bucket
+// of globalFactor times max_failures, refilled over one lockout period. A host that can
+// use many addresses (a LAN host takes what IPv4 addresses it likes, an admin network may
+// be a /48) would otherwise get max_failures guesses from each.
+//
+// Once the budget is spent the real admin must still get in, and nothing tells the admin
+// from the attacker before the password is checked. So while it is spent: an address with
+// wrong passwords in its count is refused without a check (Retry-After: until the bucket
+// has a token again), and an address with none still has its password checked, but a
+// wrong one locks it out at once. A spray then gets at most the budget plus one guess per
+// address per lockout period, and an admin at an address that has not guessed wrong (the
+// office PC, over IPv4 or its own /64) logs in whatever the spray. The price: an admin who
+// mistypes during a spray waits for the budget, or for the lockout.
+const globalFactor = 4
+
+// maxTracked bounds the addresses (by lockKey) whose wrong passwords are counted (about
+// 100 bytes each). While the budget is spent and the table is full, a new address is
+// refused too: the guesses stay bounded when memory is.
+const maxTracked = 1 << 16
+
+// lockKey is what a lockout applies to: an IPv4 address, or an IPv6 address's /64, on the
+// LAN as elsewhere (a host picks any address of its /64 at will, and would get a fresh
+// count with each). Hosts of one IPv6 LAN share a lockout; each of them keeps its IPv4
+// address, and the budget above lets a clean address in.
+func lockKey(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	if a.Is4() || a.IsLoopback() {
+		return netip.PrefixFrom(a, a.BitLen())
+	}
+	p, _ := a.Prefix(64)
+	return p
+}
+
 // maxChecks bounds the argon2 checks running at once: each takes 64 MiB, and with one
 // client address allowed one check at a time (see takeTurn), a stream of wrong passwords
 // from one address leaves a slot free for the real admin's login.
@@ -106,14 +140,18 @@ type auth struct {
 	// configHash is [web] password_hash: the way to set a password on an image without a
 	// shell. A password set on the box (the state file) wins over it.
 	configHash func() string
-	keyOf      func(netip.Addr) netip.Prefix // what a lockout applies to: see Server.clientKey
+	keyOf      func(netip.Addr) netip.Prefix // what a lockout applies to: lockKey
 	verify     func(hash, pw string) bool    // verifyPassword; a test's hook
 	checks     chan struct{}                 // a slot per argon2 check running, maxChecks of them
 
-	mu       sync.Mutex
-	sessions map[string]*session
-	fails    map[netip.Prefix]*failures // by keyOf
-	turns    map[netip.Prefix]*turn     // by keyOf, while a login from it is being handled
+	mu        sync.Mutex
+	sessions  map[string]*session
+	fails     map[netip.Prefix]*failures // by keyOf
+	turns     map[netip.Prefix]*turn     // by keyOf, while a login from it is being handled
+	global    *rate.Limiter              // the box-wide budget of wrong passwords (see globalFactor)
+	globalFor [2]int64                   // the lockout and max_failures global was made for
+	spent     bool                       // the budget ran out and has had no token since (told once a run-out)
+	swept     time.Time                  // when forgetFailures last ran
 }
 
 // turn lets one login at a time from a client address be checked; refs counts the logins
@@ -127,7 +165,37 @@ type turn struct {
 func newAuth(stateDir string, now func() time.Time) *auth {
 	return &auth{stateDir: stateDir, now: now, verify: verifyPassword, checks: make(chan struct{}, maxChecks),
 		sessions: map[string]*session{}, fails: map[netip.Prefix]*failures{}, turns: map[netip.Prefix]*turn{},
-		keyOf: func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }}
+		keyOf: lockKey}
+}
+
+// budget is the box-wide limiter for the limits in force (made afresh when they change).
+// Called with a.mu held.
+func (a *auth) budget(lockout time.Duration, max int) *rate.Limiter {
+	if f := [2]int64{int64(lockout), int64(max)}; a.global == nil || a.globalFor != f {
+		n := globalFactor * max
+		a.global, a.globalFor = rate.NewLimiter(rate.Every(lockout/time.Duration(n)), n), f // full
+	}
+	return a.global
+}
+
+// budgetRefused says whether a login from key is refused without a check because the
+// box-wide budget is spent, and for how long.
+func (a *auth) budgetRefused(k netip.Prefix) (time.Duration, bool) {
+	_, lockout, max := a.limits()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	g := a.budget(lockout, max)
+	tokens := g.TokensAt(now)
+	if tokens >= 1 {
+		return 0, false
+	}
+	f := a.fails[k]
+	counted := f != nil && now.Sub(f.lastAt) <= lockout && f.count > 0
+	if !counted && (f != nil || len(a.fails) < maxTracked) {
+		return 0, false
+	}
+	return time.Duration((1 - tokens) / float64(g.Limit()) * float64(time.Second)), true
 }
 
 // cookieName has the __Host- prefix: browsers keep such a cookie only when it came over
@@ -158,9 +226,19 @@ func (a *auth) passwordHash() string {
 
 var (
 	errLocked     = errors.New("too many wrong passwords from this address: locked out")
+	errBusy       = busyError{}
 	errNoPassword = errors.New("no password is set: run `appliance web passwd` on the box")
 	errBadLogin   = errors.New("wrong password")
 )
+
+// busyError is the refusal while the box-wide budget is spent; it is an errLocked (a 429
+// with Retry-After) with words of its own.
+type busyError struct{}
+
+func (busyError) Error() string {
+	return "too many wrong passwords on this box from several addresses: logins with wrong passwords behind them are refused"
+}
+func (busyError) Is(t error) bool { return t == errLocked }
 
 // loginResult is what a login attempt gave besides its error.
 type loginResult struct {
@@ -168,6 +246,7 @@ type loginResult struct {
 	lockedFor   time.Duration // with errLocked: how long the address stays locked out
 	lockStarted bool          // this attempt started the lockout (the one to tell people about)
 	firstWrong  bool          // with errBadLogin: the first wrong password of a series
+	spentNow    bool          // this attempt spent the box-wide budget (the one to tell people about)
 }
 
 // login checks a password from addr. A locked-out address is refused before any waiting or
@@ -175,16 +254,25 @@ type loginResult struct {
 // once are counted as they are checked and the lockout bounds the guesses.
 func (a *auth) login(ctx context.Context, addr netip.Addr, pw string) (loginResult, error) {
 	k := a.keyOf(addr)
-	if d, ok := a.lockedOut(k); ok {
-		return loginResult{lockedFor: d}, errLocked
+	refused := func() (loginResult, error) { // a nil error: not refused
+		if d, ok := a.lockedOut(k); ok {
+			return loginResult{lockedFor: d}, errLocked
+		}
+		if d, ok := a.budgetRefused(k); ok {
+			return loginResult{lockedFor: d}, errBusy
+		}
+		return loginResult{}, nil
+	}
+	if r, err := refused(); err != nil {
+		return r, err
 	}
 	release, err := a.takeTurn(ctx, k)
 	if err != nil {
 		return loginResult{}, err
 	}
 	defer release()
-	if d, ok := a.lockedOut(k); ok { // the attempt ahead of this one may have locked it
-		return loginResult{lockedFor: d}, errLocked
+	if r, err := refused(); err != nil { // the attempt ahead of this one may have locked it
+		return r, err
 	}
 	hash := a.passwordHash()
 	if hash == "" {
@@ -248,30 +336,45 @@ func (a *auth) check(ctx context.Context, hash, pw string) (bool, error) {
 	return a.verify(hash, pw), nil
 }
 
-// failed counts a wrong password from key, locking it out at the limit.
+// failed counts a wrong password from key, locking it out at the limit, or at once when
+// the box-wide budget has no token left for it.
 func (a *auth) failed(k netip.Prefix) (loginResult, error) {
 	_, lockout, max := a.limits()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
+	inBudget := a.budget(lockout, max).AllowN(now, 1)
+	var r loginResult
+	if inBudget {
+		a.spent = false
+	} else if !a.spent {
+		a.spent, r.spentNow = true, true
+	}
 	f := a.fails[k]
 	if f == nil || now.Sub(f.lastAt) > lockout {
-		a.forgetFailures(now, lockout)
+		if now.Sub(a.swept) >= time.Second { // at most once a second: a sweep reads the whole table
+			a.forgetFailures(now, lockout)
+		}
 		f = &failures{}
-		a.fails[k] = f
+		if len(a.fails) < maxTracked {
+			a.fails[k] = f
+		}
 	}
 	f.count++
 	f.lastAt = now
-	if f.count >= max {
+	if f.count >= max || !inBudget {
 		f.until, f.count = now.Add(lockout), 0
-		return loginResult{lockedFor: lockout, lockStarted: true}, errLocked
+		r.lockedFor, r.lockStarted = lockout, inBudget
+		return r, errLocked
 	}
-	return loginResult{firstWrong: f.count == 1}, errBadLogin
+	r.firstWrong = f.count == 1
+	return r, errBadLogin
 }
 
 // forgetFailures drops the counts that are over: many addresses guessing must not grow the
 // map for ever. Called with a.mu held.
 func (a *auth) forgetFailures(now time.Time, lockout time.Duration) {
+	a.swept = now
 	for k, f := range a.fails {
 		if now.Sub(f.lastAt) > lockout && !now.Before(f.until) {
 			delete(a.fails, k)

@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -188,8 +187,8 @@ func TestBrowserInLab(t *testing.T) {
 	br := l.Command(lab.HostPhone, append(append([]string{chromium}, chromiumArgs...),
 		"--ignore-certificate-errors-spki-list="+spki, // trusts the box's own certificate, and only it
 		"--user-data-dir="+filepath.Join(dir, "chromium"), "about:blank")...)
-	var brLog strings.Builder
-	br.Stdout, br.Stderr = io.Discard, &lockedWriter{w: &brLog}
+	var brLog labtest.LogBuffer
+	br.Stdout, br.Stderr = io.Discard, &brLog
 	c := launch(t, br)
 	if err := c.open(page); err != nil {
 		t.Fatalf("open the page in chromium: %v\n%s", err, brLog.String())
@@ -441,15 +440,4 @@ func openStream(t *testing.T, ctx context.Context, c *http.Client, page string) 
 			return
 		}
 	}
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -15,6 +15,7 @@ type VPN interface {
 	Status() vpn.Status
 	ClientConfig(name string) (string, error)
 	QR(name string, size int) ([]byte, error)
+	Rotate(name string) (vpn.Rotation, error)
 }
 
 var (
@@ -105,12 +106,39 @@ func (s *Server) handleVPNQR(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(png)
 }
 
+// handleVPNRotate gives a peer a new key pair (POST /api/vpn/peer/NAME/rotate): the old key
+// stops working at once, and the answer carries the new config (the page shows its QR code).
+func (s *Server) handleVPNRotate(w http.ResponseWriter, r *http.Request, a actor) {
+	name := r.PathValue("name")
+	v := s.vpn()
+	if v == nil {
+		httpError(w, http.StatusNotFound, "the VPN is off")
+		return
+	}
+	rot, err := v.Rotate(name)
+	if rot.Changed() { // recorded even when the interface did not take it: the key is new
+		before, after := rot.Audit()
+		s.record(a, "vpn.rotate", before, after)
+	}
+	if s.vpnErr(w, err) {
+		return
+	}
+	text, err := v.ClientConfig(name)
+	if s.vpnErr(w, err) {
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]string{"peer": name, "public_key": rot.New.String(), "config": text})
+}
+
 func (s *Server) vpnErr(w http.ResponseWriter, err error) bool {
 	switch {
 	case err == nil:
 		return false
 	case errors.Is(err, vpn.ErrNoPeer):
 		httpError(w, http.StatusNotFound, "no such VPN peer")
+	case errors.Is(err, vpn.ErrOwnKey):
+		httpError(w, http.StatusConflict, err.Error())
 	default:
 		httpError(w, http.StatusInternalServerError, err.Error())
 	}

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -24,7 +25,9 @@ import (
 // with the fleet's CrowdSec server.
 func TestLoggedInCardsInBrowser(t *testing.T) {
 	labtest.RequireRoot(t, "chromium")
-	cfg, err := config.Parse("example.toml", []byte(strings.Replace(string(config.Example()), "[vpn]\nenabled = false", "[vpn]\nenabled = true", 1)))
+	// An interface of its own: the page's rotation reconfigures the interface named, were it there.
+	cfg, err := config.Parse("example.toml", []byte(strings.Replace(string(config.Example()), "[vpn]\nenabled = false",
+		fmt.Sprintf("[vpn]\nenabled = true\ninterface = \"wtb%d\"", os.Getpid()%100000), 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +85,17 @@ func TestLoggedInCardsInBrowser(t *testing.T) {
 		b, _ := c.eval(`(document.querySelector("#vpn-qr img") || {}).naturalWidth > 0`)
 		return string(b) == "true"
 	})
+	// "Rotate key", confirmed by a second click: the new key is the peer's and shown.
+	before, _ := v.ClientConfig("alice_mobile")
+	for i := 0; i < 2; i++ {
+		if _, err := c.eval(`document.querySelector("#vpn-peers .vpn-rotate").click()`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	labtest.WaitFor(t, "the rotation to be shown", 30*time.Second, func() bool { return strings.Contains(c.text("#vpn-msg"), "has a new key") })
+	if after, _ := v.ClientConfig("alice_mobile"); after == before || !strings.Contains(c.text("#vpn-msg"), v.Status().Peers[0].PublicKey) {
+		t.Errorf("the page's rotation: %q; alice's config changed: %v", c.text("#vpn-msg"), after != before)
+	}
 	if p := os.Getenv("VPN_SCREENSHOT"); p != "" {
 		if _, err := c.eval(`document.getElementById("vpn-card").scrollIntoView()`); err == nil {
 			if png, err := c.screenshot(); err == nil {

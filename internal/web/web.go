@@ -157,7 +157,6 @@ func New(o Options) *Server {
 		return w.Session, w.Lockout, w.MaxFailures
 	}
 	s.auth.configHash = func() string { return o.Config().Web.PasswordHash }
-	s.auth.keyOf = s.clientKey
 	// Subscribe before counting the past, so nothing falls between the two (an event published
 	// in that instant is counted twice, which only nudges a counter).
 	s.events, s.unsub = o.Bus.Subscribe(1024)
@@ -247,6 +246,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/vpn", s.loggedIn(s.handleVPN))
 	s.mux.HandleFunc("GET /api/vpn/peer/{file}", s.loggedIn(s.handleVPNConf))
 	s.mux.HandleFunc("GET /api/vpn/peer/{name}/qr.png", s.loggedIn(s.handleVPNQR))
+	s.mux.HandleFunc("POST /api/vpn/peer/{name}/rotate", s.action(s.handleVPNRotate))
 	s.mux.HandleFunc("GET /api/leds", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.leds()) })
 	s.mux.Handle("GET /metrics", s.metricsHandler())
 	s.mux.HandleFunc("POST /api/login", s.handleLogin)
@@ -353,10 +353,10 @@ func (s *Server) httpsURL(r *http.Request) string {
 	return u.String()
 }
 
-// clientKey is what a lockout and the event stream limit apply to: the address itself on the
-// LAN (every LAN host must be told apart from the others, or one can lock all of them out),
-// and from elsewhere an IPv6 address's /64 (a host there picks any address of its /64 at
-// will, and would get a fresh count with each).
+// clientKey is what the event stream limit applies to (a login lockout's is lockKey): the
+// address itself on the LAN (every LAN host must be told apart from the others, or one can
+// keep all of them from the live page), and from elsewhere an IPv6 address's /64 (a host
+// there picks any address of its /64 at will, and would get a fresh count with each).
 func (s *Server) clientKey(a netip.Addr) netip.Prefix {
 	a = a.Unmap()
 	if a.Is4() || a.IsLoopback() {
@@ -533,11 +533,14 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 // series of wrong passwords: an event per refused request would let anyone push the
 // blocks and failovers off the page's recent events.
 func (s *Server) loginRefused(w http.ResponseWriter, addr netip.Addr, res loginResult, err error) {
-	fields := map[string]string{"addr": addr.String(), "key": s.clientKey(addr).String()}
+	fields := map[string]string{"addr": addr.String(), "key": lockKey(addr).String()}
+	if res.spentNow {
+		s.publish("web.login.spent", events.Warn, "wrong passwords from several addresses spent the login budget: addresses with wrong passwords are refused for a while", fields)
+	}
 	switch {
 	case errors.Is(err, errLocked):
 		if res.lockStarted {
-			s.publish("web.login.locked", events.Warn, fmt.Sprintf("logins from %s locked out for %s after wrong passwords", s.clientKey(addr), res.lockedFor), fields)
+			s.publish("web.login.locked", events.Warn, fmt.Sprintf("logins from %s locked out for %s after wrong passwords", lockKey(addr), res.lockedFor), fields)
 		}
 		w.Header().Set("Retry-After", fmt.Sprint(int(res.lockedFor.Seconds())+1))
 		httpError(w, http.StatusTooManyRequests, fmt.Sprintf("%v for %s", err, res.lockedFor.Round(time.Second)))

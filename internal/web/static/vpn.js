@@ -26,7 +26,8 @@
   function showQR(name) {
     const box = $("vpn-qr");
     const img = document.createElement("img");
-    img.src = "/api/vpn/peer/" + encodeURIComponent(name) + "/qr.png";
+    // The query only keeps the browser from showing a QR code it had before a rotation.
+    img.src = "/api/vpn/peer/" + encodeURIComponent(name) + "/qr.png?t=" + Date.now();
     img.alt = "WireGuard config of " + name;
     const cap = document.createElement("div");
     cap.className = "sub";
@@ -36,6 +37,28 @@
     close.onclick = () => { box.replaceChildren(); box.classList.add("hidden"); };
     box.replaceChildren(img, cap, close);
     box.classList.remove("hidden");
+  }
+  // rotate gives the peer a new key pair, on a second click (the phone's config stops
+  // working at once), and shows the new config's QR code.
+  async function rotate(btn, name) {
+    const msg = $("vpn-msg");
+    if (!btn.dataset.armed) {
+      btn.dataset.armed = "1";
+      btn.textContent = "Confirm: the old config stops working";
+      return;
+    }
+    btn.disabled = true;
+    msg.className = "msg"; msg.textContent = "making a new key for " + name + "…";
+    try {
+      const s = await (await fetch("/api/session", { credentials: "same-origin" })).json();
+      const r = await fetch("/api/vpn/peer/" + encodeURIComponent(name) + "/rotate", { method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": s.csrf || "" }, body: "{}" });
+      const j = await r.json().catch(() => ({}));
+      if (!r.ok) { msg.className = "msg err"; msg.textContent = j.error || r.statusText; return; }
+      msg.textContent = name + " has a new key (" + j.public_key + "): its old config no longer connects. Import the new one on the phone.";
+      showQR(name);
+      refresh();
+    } catch (e) { msg.className = "msg err"; msg.textContent = String(e); }
   }
   function render(v) {
     const card = $("vpn-card");
@@ -65,7 +88,13 @@
       q.textContent = "QR code";
       q.onclick = () => showQR(p.name);
       td.append(a, " ", q);
-      if (!p.key_by_box) td.title = "The phone keeps its own private key: add it to the config on the phone.";
+      if (p.key_by_box) {
+        const rb = document.createElement("button");
+        rb.textContent = "Rotate key";
+        rb.className = "vpn-rotate";
+        rb.onclick = () => rotate(rb, p.name);
+        td.append(" ", rb);
+      } else td.title = "The phone keeps its own private key: add it to the config on the phone. To change it, put the phone's new public key in the config's public_key.";
       return tr;
     }));
   }
