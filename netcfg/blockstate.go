@@ -138,6 +138,8 @@ type BlockState struct {
 	LastRepair  string       `json:"last_repair,omitempty"`
 	LastError   string       `json:"last_error,omitempty"` // the last kernel write that failed ("" once one succeeds)
 	Generation  uint32       `json:"generation"`           // nftables generation after our last write
+	Checks      int          `json:"checks"`               // generation checks since start
+	Rewrites    int          `json:"rewrites"`             // whole blocklist written again since start
 	ConfigError string       `json:"config_error,omitempty"`
 }
 

@@ -66,6 +66,9 @@ type Owner struct {
 	gen        uint32 // ruleset generation after our last write; 0: unknown
 	applied    time.Time
 	repairs    int
+	checks     int  // generation checks since start
+	rewrites   int  // whole blocklist written again since start
+	settled    bool // a check found the kernel as the owner left it (said once)
 	lastFix    string
 	lastErr    string
 	dirty      bool // claims changed since the last save
@@ -75,13 +78,15 @@ type Owner struct {
 	saveMu     sync.Mutex  // one writer of blocklist.json at a time, newest wins
 	savedSeq   uint64      // under saveMu
 	saveFailed atomic.Bool
-	needWrite  bool // the kernel's block sets were created empty: write every element
+	needWrite  bool      // the kernel's block sets were created empty: write every element
+	releaseAt  time.Time // a big load left tens of MB of garbage: give it back then
 
 	rmu        sync.Mutex
 	given      *config.Config          // the last SetConfig's, under rmu
 	resolved   map[string][]netip.Addr // SetResolved's, under rmu
 	cfgSeq     uint64                  // under rmu
 	appliedSeq uint64                  // the loop's
+	appliedErr error                   // the loop's: the outcome of appliedSeq's config
 }
 
 type request struct {
@@ -140,8 +145,23 @@ func (w *Owner) Run(ctx context.Context) error {
 				w.save(false)
 			})
 			w.publish()
+			if !w.releaseAt.IsZero() && now.After(w.releaseAt) {
+				w.releaseAt = time.Time{}
+				debug.FreeOSMemory()
+			}
 		}
 	}
+}
+
+// bigLoad is the size of a load (a feed, a rewrite) whose garbage is given back to the OS.
+const bigLoad = 50000
+
+// giveBack returns a big load's garbage (tens of MB) to the OS rather than carry it on a box
+// with little memory: now, and a second later, once the sender has let go of the list it
+// parsed too.
+func (w *Owner) giveBack() {
+	debug.FreeOSMemory()
+	w.releaseAt = time.Now().Add(time.Second)
 }
 
 // serve runs one request and publishes its outcome before the caller goes on (so State
@@ -179,7 +199,16 @@ func (w *Owner) do(fn func()) error {
 // SetConfig applies cfg's ruleset (and links, if owned) and the protections it implies. It
 // returns once the kernel has it, or with the kernel's refusal, leaving the old one in force.
 func (w *Owner) SetConfig(cfg *config.Config) error {
-	cfg, seq := w.merged(cfg)
+	return w.applyMerged(w.merged(cfg))
+}
+
+// applyMerged applies a config from merged, unless one with a later sequence number (a
+// newer config, or the same with newer resolved addresses) was applied meanwhile: then that
+// one's outcome is this one's too.
+func (w *Owner) applyMerged(cfg *config.Config, seq uint64) error {
+	if cfg == nil {
+		return nil
+	}
 	tbl := Build(cfg)
 	if w.o.NoReplyMarks {
 		tbl = tbl.withoutReplyMarks()
@@ -188,10 +217,12 @@ func (w *Owner) SetConfig(cfg *config.Config) error {
 	var err error
 	if derr := w.do(func() {
 		if seq < w.appliedSeq {
-			return // a newer config (or resolution) was applied meanwhile
+			err = w.appliedErr
+			return
 		}
 		w.appliedSeq = seq
 		err = w.setConfig(cfg, tbl, prot)
+		w.appliedErr = err
 	}); derr != nil {
 		return derr
 	}
@@ -207,11 +238,10 @@ func (w *Owner) setConfig(cfg *config.Config, tbl *Table, prot []Protection) err
 		foreign = !first && g != w.gen
 		w.gen = g
 	}
-	created, err := w.fw.apply(tbl)
+	created, err := w.applyTable(tbl)
 	if err != nil {
 		return err
 	}
-	w.gen++
 	protChanged := first || !slices.Equal(w.prot, prot)
 	w.cfg, w.table, w.prot = cfg, tbl, prot
 	w.lim = limits{cfg.Blocklist.Widest4, cfg.Blocklist.Widest6}
@@ -497,11 +527,8 @@ func (w *Owner) setFeed(name string, ps []netip.Prefix, keep time.Duration) (Fee
 	}
 	w.dirty = true
 	res.Entries = len(list)
-	if len(ops) > 50000 {
-		// A big load leaves tens of MB of garbage behind: give it back now rather than
-		// carry it on a box with little memory.
-		ops = nil
-		debug.FreeOSMemory()
+	if len(ps) > bigLoad {
+		w.giveBack() // changed or not: the old list, the sender's parsed one and the writes are garbage
 	}
 	return res, nil
 }
@@ -644,9 +671,7 @@ func (w *Owner) write(ops []elemOp) error {
 		}
 	}
 	if len(real) > 0 {
-		n, err := w.fw.writeOps(real)
-		w.gen += uint32(n) // each commit moves the generation on by one: a gap is someone else's
-		if err != nil {
+		if err := w.writeOps(real); err != nil {
 			w.fail(err)
 			return err
 		}
@@ -704,9 +729,7 @@ func (w *Owner) writeAll(why string) {
 		ops = append(ops, elemOp{p: p, add: true, timeout: x.timeout(now)})
 	}
 	start := time.Now()
-	n, err := w.fw.writeOps(ops)
-	w.gen += uint32(n)
-	if err != nil {
+	if err := w.writeOps(ops); err != nil {
 		w.fail(err)
 		return // needWrite stays: the next check tries again
 	}
@@ -714,9 +737,9 @@ func (w *Owner) writeAll(why string) {
 	w.recount()
 	w.ok()
 	w.o.Log.Info("netcfg: blocklist written", "why", why, "entries", len(ops), "took", time.Since(start).Round(time.Millisecond))
-	if len(ops) > 50000 {
+	if len(ops) > bigLoad {
 		ops = nil
-		debug.FreeOSMemory() // as after a big feed load
+		w.giveBack()
 	}
 }
 
@@ -774,155 +797,6 @@ func (w *Owner) expire(now time.Time) {
 	if len(ops) > 0 {
 		_ = w.write(ops)
 	}
-}
-
-// reconcile compares the kernel with the desired state when anyone changed the ruleset since
-// our last write, and repairs what differs: the table or a chain gone (nft flush ruleset),
-// a rule or a set element removed by hand.
-func (w *Owner) reconcile() {
-	if w.needWrite {
-		w.writeAll("a previous write failed")
-	}
-	gen, err := w.fw.Generation()
-	if err != nil {
-		w.fail(err)
-		return
-	}
-	if gen == w.gen {
-		return
-	}
-	problems, err := w.fw.Verify(w.table)
-	if err != nil {
-		w.fail(err)
-		return
-	}
-	if len(problems) > 0 {
-		w.gen = gen
-		created, err := w.fw.apply(w.table)
-		if err != nil {
-			w.fail(err)
-			return
-		}
-		w.gen++
-		if len(created) > 0 {
-			w.writeAll("the block sets were gone")
-		}
-		w.repaired(problems)
-		return
-	}
-	w.gen = gen // someone else's commit, ours not touched so far: compare the elements
-	if fixed := w.repairElements(); len(fixed) > 0 {
-		w.repaired(fixed)
-	}
-}
-
-// maxDump is the most block set entries the owner reads back from the kernel: a set dump
-// restarts its walk for every netlink message, so it costs the square of the set's size
-// (50k entries: 1 s of kernel time, 500k: minutes).
-const maxDump = 20000
-
-// repairElements makes the block sets' elements the desired ones after someone else changed
-// the ruleset: small sets are read back and the difference written; big ones have every
-// wanted element written again (adds are idempotent and linear), and entries added by hand
-// are then left alone.
-func (w *Owner) repairElements() []string { return w.syncElements(false) }
-
-// syncElements is repairElements; adopt takes entries the kernel has and the desired state
-// lacks as restored claims instead of deleting them (at start: a crash between a write and
-// its save must not lose a block).
-func (w *Owner) syncElements(adopt bool) []string {
-	now := time.Now()
-	wantAll := map[netip.Prefix]want{}
-	for _, p := range w.bl.singles() {
-		if x := w.bl.want(p, now); x.present && (x.until.IsZero() || x.until.Sub(now) > time.Second) {
-			wantAll[p] = x
-		}
-	}
-	for p, x := range w.nets {
-		if x.until.IsZero() || x.until.Sub(now) > time.Second {
-			wantAll[p] = x
-		}
-	}
-	var ops []elemOp
-	var out []string
-	if w.counts.Total() > maxDump {
-		for p, x := range wantAll {
-			ops = append(ops, elemOp{p: p, add: true, timeout: x.timeout(now)})
-		}
-		out = append(out, fmt.Sprintf("the ruleset was changed by someone else; all %d blocklist entries were written again", len(ops)))
-	} else {
-		have := map[netip.Prefix]time.Duration{}
-		for _, name := range BlockSets {
-			list, err := w.fw.setList(name)
-			if err != nil {
-				w.fail(err)
-				return nil
-			}
-			for _, b := range list {
-				have[b.Prefix] = b.Expires
-			}
-		}
-		missing, extra := 0, 0
-		for p, x := range wantAll {
-			if _, ok := have[p]; !ok {
-				missing++
-				ops = append(ops, elemOp{p: p, add: true, timeout: x.timeout(now)})
-			}
-		}
-		for p, left := range have {
-			if _, ok := wantAll[p]; ok || w.bl.want(p, now) != (want{}) || w.nets[p] != (want{}) {
-				continue
-			}
-			extra++
-			if adopt {
-				c := Claim{Source: SourceRestore, By: "kernel", Reason: "found in the kernel at start", Since: now}
-				if left > 0 {
-					c.Until = now.Add(left)
-				}
-				w.bl.set(p, merge(w.bl.claims[p], c))
-				w.dirty = true
-				continue
-			}
-			ops = append(ops, elemOp{p: p, del: true})
-		}
-		if adopt && extra > 0 {
-			w.nets = collapse(w.bl.allNets(now))
-			w.recount()
-		}
-		if missing > 0 {
-			out = append(out, fmt.Sprintf("%d blocklist entries were missing from the kernel", missing))
-		}
-		switch {
-		case extra > 0 && adopt:
-			out = append(out, fmt.Sprintf("%d entries in the kernel were not in the saved blocklist: kept", extra))
-		case extra > 0:
-			out = append(out, fmt.Sprintf("%d entries nobody asked for were in the kernel's blocklist", extra))
-		}
-	}
-	if len(ops) == 0 {
-		return out
-	}
-	n, err := w.fw.writeOps(ops)
-	w.gen += uint32(n)
-	if err != nil {
-		w.fail(err)
-		return nil
-	}
-	w.recount()
-	if w.counts.Total() > maxDump {
-		// Nothing was found missing for sure: a routine rewrite, not an alert.
-		w.o.Log.Info("netcfg: blocklist rewritten", "why", out[0])
-		return nil
-	}
-	return out
-}
-
-func (w *Owner) repaired(what []string) {
-	w.repairs++
-	w.lastFix = strings.Join(what, "; ")
-	w.o.Log.Warn("netcfg: firewall drift repaired", "found", w.lastFix)
-	w.o.Bus.Publish(events.Event{Kind: "firewall.drift", Severity: events.Alert, Source: "firewall",
-		Message: "the firewall in the kernel differed from the configuration and was repaired: " + w.lastFix})
 }
 
 func (w *Owner) fail(err error) {
@@ -1008,7 +882,8 @@ func (w *Owner) saveFeedList(f *feedList) {
 // publish builds a new snapshot and wakes the watchers.
 func (w *Owner) publish() {
 	st := &BlockState{Kernel: w.counts, Protected: w.protections(), Widest4: w.lim.widest4, Widest6: w.lim.widest6,
-		Applied: w.applied, Repairs: w.repairs, LastRepair: w.lastFix, LastError: w.lastErr, Generation: w.gen}
+		Applied: w.applied, Repairs: w.repairs, LastRepair: w.lastFix, LastError: w.lastErr, Generation: w.gen,
+		Checks: w.checks, Rewrites: w.rewrites}
 	old := w.snap.Load()
 	var prev []Entry
 	if old != nil {

@@ -296,3 +296,67 @@ var (
 func stripCounters(s string) string {
 	return timeoutRE.ReplaceAllString(countersRE.ReplaceAllString(s, "counter"), " timeout")
 }
+
+// A restart on a kernel that kept a blocklist too big to read back (a crash, kill -9): the
+// owner writes it again once at start, then counts its own writes right and stays quiet,
+// even though the kernel does not move the generation for an add of an element it has.
+func TestOwnerQuietAfterRestartWithBigList(t *testing.T) {
+	_, fw := testNS(t, "quiet")
+	dir := t.TempDir()
+	cfg := labConfig(t)
+	w, stop := runOwnerStop(t, fw, dir, cfg, nil)
+	var ps []netip.Prefix
+	for i := range maxDump + 5000 {
+		ps = append(ps, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 32))
+	}
+	ps = append(ps, pfx("198.19.0.0/24"))
+	if _, err := w.SetFeed("big", ps, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Block(BlockRequest{Prefix: pfx("198.19.1.1"), Source: SourceSIPGuard, By: "test", For: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	w = runOwner(t, fw, dir, cfg, nil)
+	labtest.WaitFor(t, "the first check after the restart", 20*time.Second, func() bool { return w.State().Checks >= 1 })
+	st0 := w.State()
+	labtest.WaitFor(t, "5 more checks", 30*time.Second, func() bool { return w.State().Checks >= st0.Checks+5 })
+	st := w.State()
+	if st.Rewrites != st0.Rewrites || st.Repairs != 0 {
+		t.Fatalf("%d rewrites of the whole blocklist in %d checks after the restart had settled (%d repairs: %s)",
+			st.Rewrites-st0.Rewrites, st.Checks-st0.Checks, st.Repairs, st.LastRepair)
+	}
+	gen, err := fw.Generation()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Generation != gen || st.Kernel.Total() != len(ps)+1 {
+		t.Fatalf("owner's generation %d, kernel's %d; %d entries counted, want %d", st.Generation, gen, st.Kernel.Total(), len(ps)+1)
+	}
+}
+
+// A DNS re-resolution that lands during a reload or a confirm-or-revert revert puts its
+// addresses on top of the config given last, never back on the one in force when the
+// addresses changed.
+func TestOwnerResolutionRacingReload(t *testing.T) {
+	ns, fw := testNS(t, "resrace")
+	w := runOwner(t, fw, "", labConfig(t), nil)
+	newer := mustParse(t, "lab.toml", []byte(strings.Replace(string(lab.Config),
+		`networks = ["192.0.2.30", "2001:db8:1::30"]`, `networks = ["192.0.2.30", "2001:db8:1::30", "198.51.100.77"]`, 1)))
+	testHookResolved = func() {
+		testHookResolved = nil
+		if err := w.SetConfig(newer); err != nil { // the reload, between the change and its apply
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { testHookResolved = nil })
+	if err := w.SetResolved(AdminKey, []netip.Addr{netip.MustParseAddr("198.51.100.88")}); err != nil {
+		t.Fatal(err)
+	}
+	set := nft(t, ns, "list", "set", "inet", TableName, "admin4")
+	for _, a := range []string{"198.51.100.77", "198.51.100.88", "192.0.2.30"} {
+		if !strings.Contains(set, a) {
+			t.Errorf("admin4 lacks %s: the reload's network and the resolved address must both be in force:\n%s", a, set)
+		}
+	}
+}

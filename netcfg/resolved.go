@@ -28,19 +28,31 @@ func (w *Owner) SetResolved(key string, addrs []netip.Addr) error {
 	} else {
 		w.resolved[key] = addrs
 	}
-	cfg := w.given
 	w.rmu.Unlock()
-	if cfg == nil {
-		return nil // the first SetConfig takes them
+	if testHookResolved != nil {
+		testHookResolved()
 	}
-	return w.SetConfig(cfg)
+	// The config given last when this takes its sequence number, not the one given when the
+	// addresses changed: a reload or a revert in between must not be undone.
+	return w.applyMerged(w.merged(nil))
 }
 
-// merged is the config to apply: cfg with the resolved addresses joined to their keys'
-// networks, and its sequence number (a later one wins when two race to the loop).
+// testHookResolved runs between a resolution's change and its apply (tests race a reload there).
+var testHookResolved func()
+
+// merged is the config to apply: cfg (nil: the last one given; none yet: nil, and the first
+// SetConfig takes the addresses) with the resolved addresses joined to their keys' networks,
+// and its sequence number. The config and its number are taken under one lock, so a later
+// number always carries the later config, and the loop applies the latest.
 func (w *Owner) merged(cfg *config.Config) (*config.Config, uint64) {
 	w.rmu.Lock()
 	defer w.rmu.Unlock()
+	if cfg == nil {
+		cfg = w.given
+	}
+	if cfg == nil {
+		return nil, 0
+	}
 	w.given = cfg
 	w.cfgSeq++
 	if len(w.resolved) == 0 {

@@ -181,11 +181,9 @@ func findEntry(st netcfg.BlockState, addr string) (netcfg.Entry, bool) {
 	return netcfg.Entry{}, false
 }
 
-// A community list of 500,000 addresses and 10,000 networks: the daemon starts with it,
-// reloads with it and restarts after SIGKILL with it, every entry in the kernel each time,
-// and the trunk's call still gets through.
-func TestBigFeedThroughReloadAndKill(t *testing.T) {
-	list := lab.Blocklist(500000, 10000)
+// feedSite starts the daemon with list as a community list file.
+func feedSite(t *testing.T, list []netip.Prefix) *wanlab.Site {
+	t.Helper()
 	feed := filepath.Join(t.TempDir(), "big.txt")
 	var b strings.Builder
 	for _, p := range list {
@@ -194,9 +192,17 @@ func TestBigFeedThroughReloadAndKill(t *testing.T) {
 	if err := os.WriteFile(feed, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := site(t, func(c string) string {
+	return site(t, func(c string) string {
 		return c + "\n[[sipguard.feed]]\nname = \"big\"\nfile = \"" + feed + "\"\nformat = \"text\"\ninterval = \"1h\"\n"
 	})
+}
+
+// A community list of 500,000 addresses and 10,000 networks: the daemon starts with it,
+// reloads with it and restarts after SIGKILL with it, every entry in the kernel each time,
+// and the trunk's call still gets through.
+func TestBigFeedThroughReloadAndKill(t *testing.T) {
+	list := lab.Blocklist(500000, 10000)
+	s := feedSite(t, list)
 	fw := boxFirewall(t, s)
 	inKernel := func(when string) {
 		t.Helper()
@@ -226,6 +232,37 @@ func TestBigFeedThroughReloadAndKill(t *testing.T) {
 	_ = s.Lab.Wait(s.Daemon)
 	restart(t, s)
 	inKernel("after SIGKILL and a restart")
+}
+
+// After SIGKILL and a restart with a community list too big for the owner to read back from
+// the kernel, the owner writes the list again once and then stays quiet: no more rewrites
+// of the whole list while it checks the kernel every 2 s (the bug: one every check, for
+// good, because the owner counted commits the kernel had not counted).
+func TestQuietAfterKillWithBigFeed(t *testing.T) {
+	list := lab.Blocklist(30000, 1000) // over the 20,000 entries the owner reads back
+	s := feedSite(t, list)
+	labtest.WaitFor(t, "the list written", 60*time.Second, func() bool { return blocklistState(t, s).Kernel.Total() == len(list) })
+	if err := s.Daemon.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Lab.Wait(s.Daemon)
+	restart(t, s)
+	labtest.WaitFor(t, "3 checks of the kernel after the restart", 60*time.Second, func() bool { return blocklistState(t, s).Checks >= 3 })
+	st0 := blocklistState(t, s)
+	if !strings.Contains(s.Log(), "firewall settled") {
+		t.Fatalf("the owner never settled: %d rewrites of the whole list in %d checks", st0.Rewrites, st0.Checks)
+	}
+	labtest.WaitFor(t, "5 more checks of the kernel", 60*time.Second, func() bool { return blocklistState(t, s).Checks >= st0.Checks+5 })
+	st := blocklistState(t, s)
+	if n := st.Rewrites - st0.Rewrites; n != 0 || st.Repairs != 0 {
+		t.Fatalf("%d rewrites of the whole list (%d repairs) in %d checks after the daemon said it settled", n, st.Repairs, st.Checks-st0.Checks)
+	}
+	if n := strings.Count(s.Log(), "blocklist rewritten"); n > 1 {
+		t.Fatalf("the daemon logged %d rewrites of the whole list after the restart, want at most the one at start", n)
+	}
+	if st.Kernel.Total() != len(list) {
+		t.Fatalf("%d entries written, want %d", st.Kernel.Total(), len(list))
+	}
 }
 
 // restart runs the daemon again on the site's config and state.

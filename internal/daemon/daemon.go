@@ -55,8 +55,9 @@ type App struct {
 	Audit  *audit.Log       //
 	Mail   *notify.Notifier //
 	WAN    *wan.Service     // nil when wan is off
-	HAL    *halService      // LEDs, button and the simulated board
 	Guard  *sipGuardService // nil when sipguard is off; replaced when a reload restarts it
+	// HAL is the LEDs, the button and the simulated board; a reload that changes [hal] replaces it.
+	HAL atomic.Pointer[halService]
 	// History samples the figures the page charts and counts data budgets (nil without a state dir).
 	History *historyPart
 	// CrowdSec is the fleet-sharing part in force (nil when off); a reload may replace it.

@@ -42,6 +42,9 @@ type halService struct {
 	board   hal.Board     // nil: no LEDs or button ("none", or a GPIO board not open)
 	sim     *hal.SimBoard // the simulated board, pressed from the page and the CLI; nil otherwise
 	presses chan hal.Press
+	// ledsChanged hears of every LED change; handed from each hal part to the next, so the page,
+	// which asks for it once, keeps hearing after a reload replaced the part.
+	ledsChanged chan struct{}
 
 	// The loop's caches: the newest block is found again only when the blocklist changed, the
 	// mail queue is read every mailPoll.
@@ -57,7 +60,10 @@ func newHALPart(app *App) (*halService, error) {
 		return nil, errHALParts
 	}
 	cfg := app.Config().HAL
-	s := &halService{app: app, panel: hal.New(nil, cfg.AlertBlink), presses: make(chan hal.Press, 4)}
+	s := &halService{app: app, panel: hal.New(nil, cfg.AlertBlink), presses: make(chan hal.Press, 4), ledsChanged: make(chan struct{}, 1)}
+	if prev := app.HAL.Load(); prev != nil {
+		s.ledsChanged = prev.ledsChanged
+	}
 	if cfg.Board == "sim" {
 		s.sim = hal.NewSimBoard()
 		s.setBoard(s.sim)
@@ -122,6 +128,12 @@ func (s *halService) Run(ctx context.Context) error {
 			return nil
 		case p := <-s.presses:
 			s.handlePress(ctx, p)
+		case <-s.panel.Changed():
+			select {
+			case s.ledsChanged <- struct{}{}:
+			default:
+			}
+			continue
 		case <-tick.C:
 		case <-blocks:
 		case <-alerted:
@@ -284,7 +296,7 @@ func (s *halService) Name() string {
 func (s *halService) LEDs() []hal.LEDState { return s.panel.LEDs() }
 
 // Changed receives a value whenever an LED's pattern may have changed.
-func (s *halService) Changed() <-chan struct{} { return s.panel.Changed() }
+func (s *halService) Changed() <-chan struct{} { return s.ledsChanged }
 
 // Press holds the simulated button (through its pins, debounce and all).
 func (s *halService) Press(long bool) error {

@@ -54,7 +54,7 @@ func specs() []partSpec {
 		{name: "clock", make: func(a *App) (runner, error) { return orNil(newClockPart(a)) }, startKey: clockStartKey},
 		{name: "hal", make: func(a *App) (runner, error) {
 			h, err := newHALPart(a)
-			a.HAL = h
+			a.HAL.Store(h)
 			return orNil(h, err)
 		}, startKey: func(c *config.Config) string { return fmt.Sprint(c.HAL) }},
 		{name: "sipguard", make: func(a *App) (runner, error) {
@@ -219,8 +219,8 @@ func restartNeeded(prev, next *config.Config) []string {
 	return out
 }
 
-// wanPart is the failover part, and it tells the owner which gateways the uplinks have
-// now (a DHCP lease's gateway is as vital as a configured one: never to be blocked).
+// wanPart is the failover part, and it tells the owner which gateways and DNS resolvers the
+// uplinks have now (a DHCP lease's are as vital as configured ones: never to be blocked).
 type wanPart struct {
 	app *App
 	s   *wan.Service
@@ -245,6 +245,7 @@ func (p *wanPart) protectGateways(ctx context.Context) {
 			if a, err := netip.ParseAddr(u.Gateway); err == nil {
 				now = append(now, netcfg.Protection{Prefix: netip.PrefixFrom(a, a.BitLen()), Why: "the gateway of uplink " + u.Name + " (as it has it now)"})
 			}
+			now = append(now, netcfg.LearnedResolvers(u.Name, u.DNS)...)
 		}
 		if !slices.Equal(now, last) {
 			if err := p.app.Owner.SetProtected("wan", now); err == nil {

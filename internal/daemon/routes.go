@@ -37,18 +37,20 @@ func (a *App) routes() {
 	m.HandleFunc("POST /blocklist/unblock", a.unblock)
 	m.HandleFunc("GET /alerts", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Alerts.List()) })
 	m.HandleFunc("POST /hal/button", func(w http.ResponseWriter, r *http.Request) {
-		if a.HAL == nil {
+		h := a.HAL.Load()
+		if h == nil {
 			http.Error(w, "the LEDs and button part is off", http.StatusServiceUnavailable)
 			return
 		}
-		a.HAL.controlPress(w, r)
+		h.controlPress(w, r)
 	})
 	m.HandleFunc("GET /hal/leds", func(w http.ResponseWriter, r *http.Request) {
-		if a.HAL == nil {
+		h := a.HAL.Load()
+		if h == nil {
 			http.Error(w, "the LEDs and button part is off", http.StatusServiceUnavailable)
 			return
 		}
-		a.HAL.leds(w, r)
+		h.leds(w, r)
 	})
 	m.HandleFunc("GET /audit/export", a.auditExport)
 	m.HandleFunc("POST /audit/record", a.auditRecord)
@@ -62,6 +64,7 @@ func (a *App) routes() {
 	m.HandleFunc("GET /crowdsec/status", a.crowdSecStatus)
 	m.HandleFunc("GET /peers/status", a.peersStatus)
 	m.HandleFunc("GET /kernel-features", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Kernel) })
+	m.HandleFunc("POST /vpn/rotate", a.vpnRotate)
 	a.backupRoutes()
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/mdlayher/netx/multinet"
 	"golang.org/x/sys/unix"
 
+	"github.com/officeedge/appliance/hal"
 	"github.com/officeedge/appliance/internal/backup"
 	"github.com/officeedge/appliance/internal/clock"
 	"github.com/officeedge/appliance/internal/config"
@@ -99,13 +100,44 @@ func webOptions(app *App) web.Options {
 	if app.Owner != nil {
 		o.Blocklist = app.Owner
 	}
-	if app.HAL != nil {
-		o.Board = app.HAL
-	}
+	o.Board = liveBoard{app}
 	if app.Mail != nil {
 		o.Mail = app.Mail.Status
 	}
 	return o
+}
+
+// liveBoard is the page's board: the hal part in force at each call, since a reload that
+// changes [hal] replaces it while the page keeps its options for good.
+type liveBoard struct{ app *App }
+
+func (b liveBoard) Name() string {
+	if h := b.app.HAL.Load(); h != nil {
+		return h.Name()
+	}
+	return "none"
+}
+
+func (b liveBoard) LEDs() []hal.LEDState {
+	if h := b.app.HAL.Load(); h != nil {
+		return h.LEDs()
+	}
+	return nil
+}
+
+func (b liveBoard) Press(long bool) error {
+	if h := b.app.HAL.Load(); h != nil {
+		return h.Press(long)
+	}
+	return web.ErrNoButton
+}
+
+// Changed is the same channel whichever hal part is in force (each hands it to the next).
+func (b liveBoard) Changed() <-chan struct{} {
+	if h := b.app.HAL.Load(); h != nil {
+		return h.Changed()
+	}
+	return nil
 }
 
 func wanStatus(app *App) (wan.Status, bool) {

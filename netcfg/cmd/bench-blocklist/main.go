@@ -3,7 +3,7 @@
 // apply, a reload, a restart on a kernel that kept the table and on one that lost it, a feed
 // refresh, and one block's latency with it all present; then the real daemon in the
 // namespace lab with the list as a community list file: its start, a reload, a block through
-// its control API, its memory. It prints `name value` and `name p50=… p95=…` lines.
+// its control API, its memory, and its first two minutes after kill -9 and a restart. It prints `name value` and `name p50=… p95=…` lines.
 package main
 
 import (
@@ -268,7 +268,69 @@ func runDaemon(list []netip.Prefix, nBlocks int) error {
 	}
 	fmt.Printf("daemon_block_ms %s\n", pct(lat))
 	fmt.Printf("daemon_rss_after_mb %.1f\n", procRSS(s.Daemon.Process.Pid))
+	return afterKill(s, bin, dir, len(list)+nBlocks)
+}
+
+// afterKill kills the daemon (-9: no save, the kernel keeps the sets) and starts it again
+// with the same command line, then watches it for two minutes: after its first minute the
+// owner must have settled (no rewrite of the whole list, next to no CPU, its memory given
+// back).
+func afterKill(s *wanlab.Site, bin, dir string, want int) error {
+	if err := s.Daemon.Process.Signal(syscall.SIGKILL); err != nil {
+		return err
+	}
+	_ = s.Lab.Wait(s.Daemon)
+	t0 := time.Now()
+	cmd, err := s.Lab.Start(lab.HostBox, bin, "run", "--config", filepath.Join(dir, "appliance.toml"), "--state", s.StateDir(), "--control", s.Control)
+	if err != nil {
+		return err
+	}
+	s.Daemon = cmd
+	pid := cmd.Process.Pid
+	total := func() int {
+		body, err := daemon.Call(s.Control, "GET", "/blocklist", nil)
+		var v struct{ State netcfg.BlockState }
+		if err != nil || json.Unmarshal(body, &v) != nil {
+			return -1
+		}
+		return v.State.Kernel.Total()
+	}
+	if err := waitFor(120*time.Second, func() bool { return total() == want }); err != nil {
+		return fmt.Errorf("the list in the kernel after kill -9 and a restart: %w", err)
+	}
+	fmt.Printf("restart_after_kill_s %.2f\n", time.Since(t0).Seconds())
+	rewrites := func() int { return strings.Count(s.Log(), "blocklist rewritten") }
+	peak, atMin, cpuAtMin := 0.0, 0, 0.0
+	for end := t0.Add(2 * time.Minute); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		peak = max(peak, procRSS(pid))
+		if atMin == 0 && time.Since(t0) >= time.Minute {
+			atMin, cpuAtMin = rewrites(), procCPU(pid)
+			fmt.Printf("restart_after_kill_rewrites_1st_min %d\n", atMin)
+		}
+	}
+	fmt.Printf("restart_after_kill_rewrites_2nd_min %d\n", rewrites()-atMin)
+	fmt.Printf("restart_after_kill_cpu_2nd_min_pct %.1f\n", (procCPU(pid)-cpuAtMin)/time.Since(t0.Add(time.Minute)).Seconds()*100)
+	fmt.Printf("restart_after_kill_rss_mb %.1f\n", procRSS(pid))
+	fmt.Printf("restart_after_kill_rss_peak_mb %.1f\n", peak)
 	return nil
+}
+
+// procCPU is the CPU time a process has used, in seconds (user and system).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces) in parentheses: utime and
+	// stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var u, st float64
+	fmt.Sscan(f[11], &u)
+	fmt.Sscan(f[12], &st)
+	return (u + st) / 100
 }
 
 // waitFor polls cond every 100 ms until it holds or d has passed.
