@@ -21,7 +21,8 @@ func whyOf(ps []Protection, a string) string {
 
 // Everything the box talks to by name or address is protected, each naming what it is: the
 // uplinks' resolvers, the SMTP server, the NTP servers (a name resolved too), the CrowdSec
-// LAPI, the backup destinations and a PBX backups are pulled from, and the feeds' servers.
+// LAPI, the backup destinations and a PBX backups are pulled from, the feeds' servers, and
+// the VPN phones' tunnel addresses.
 // (Only localhost is resolved: a test sends no query off the machine.)
 func TestProtectionsCoverDependencies(t *testing.T) {
 	cfg, err := config.Parse("lab.toml", lab.Config)
@@ -40,6 +41,8 @@ func TestProtectionsCoverDependencies(t *testing.T) {
 	}
 	cfg.Backup.PBX = []config.BackupPBX{{Name: "far", Mode: "pull", Address: "198.18.4.4:22"}}
 	cfg.SIPGuard.Feeds = []config.SIPFeed{{Name: "apiban", URL: "https://198.18.5.5/list"}, {Name: "local", File: "/x"}}
+	cfg.VPN.Enabled = true
+	cfg.VPN.Peers = map[string]*config.VPNPeer{"alice": {Address: config.Addr{Addr: netip.MustParseAddr("10.99.0.7")}}}
 	ps := Protections(cfg, "")
 	for a, want := range map[string]string{
 		"198.51.100.53":   "a DNS resolver of uplink FTTC ([dns.resolvers] primary)",
@@ -52,6 +55,7 @@ func TestProtectionsCoverDependencies(t *testing.T) {
 		"2001:db8:22::22": "the backup destination vault (SFTP [2001:db8:22::22]:22)",
 		"198.18.4.4":      "the PBX far the box pulls backups from (198.18.4.4:22)",
 		"198.18.5.5":      "the server of community feed apiban (https://198.18.5.5/list)",
+		"10.99.0.7":       "the tunnel address of VPN phone alice",
 	} {
 		if got := whyOf(ps, a); got != want {
 			t.Errorf("%s: protected as %q, want %q", a, got, want)

@@ -178,3 +178,133 @@ func decodeElements(els []nftables.SetElement, interval bool) []Blocked {
 	}
 	return out
 }
+
+// The owner's element diffs: what one change of the desired blocklist means for the kernel's
+// block sets, written and counted.
+
+// singleOps is the kernel change for one single address from before to after.
+func (w *Owner) singleOps(p netip.Prefix, before, after want, now time.Time) []elemOp {
+	if !p.IsSingleIP() {
+		return nil // networks change through netOps
+	}
+	return change(p, before, after, now)
+}
+
+// change is the kernel change for one element from before to after.
+func change(p netip.Prefix, before, after want, now time.Time) []elemOp {
+	if before == after {
+		return nil
+	}
+	switch {
+	case !after.present:
+		if before.until.IsZero() || before.until.After(now) {
+			return []elemOp{{p: p, del: true}}
+		}
+		return []elemOp{{p: p}} // the kernel expired it already: only the count changes
+	case !before.present:
+		return []elemOp{{p: p, add: true, timeout: after.timeout(now)}}
+	case p.IsSingleIP() && !before.until.IsZero() && !after.until.IsZero() && after.until.After(before.until):
+		// The kernel extends an address's timeout on a new add (tested on the hash sets;
+		// interval sets get a delete and an add).
+		return []elemOp{{p: p, add: true, timeout: after.timeout(now)}}
+	}
+	return []elemOp{{p: p, del: true, add: true, timeout: after.timeout(now)}}
+}
+
+// netOps recomputes the collapsed networks and returns the kernel changes to get there.
+func (w *Owner) netOps(now time.Time) []elemOp {
+	next := collapse(w.bl.allNets(now))
+	var ops []elemOp
+	for p, was := range w.nets {
+		if _, ok := next[p]; !ok {
+			ops = append(ops, change(p, was, want{}, now)...)
+		}
+	}
+	for p, n := range next {
+		ops = append(ops, change(p, w.nets[p], n, now)...)
+	}
+	w.nets = next
+	return ops
+}
+
+// write sends ops to the kernel and keeps the counts; a failure raises an alert until a
+// write succeeds again.
+func (w *Owner) write(ops []elemOp) error {
+	var real []elemOp
+	for _, o := range ops {
+		if o.del || o.add {
+			real = append(real, o)
+		}
+	}
+	if len(real) > 0 {
+		if err := w.writeOps(real); err != nil {
+			w.fail(err)
+			return err
+		}
+	}
+	w.ok()
+	for _, o := range ops {
+		d := 0
+		switch {
+		case o.add && !o.del:
+			d = 1
+		case !o.add:
+			d = -1
+		}
+		w.count(o.p, d)
+	}
+	return nil
+}
+
+func (w *Owner) count(p netip.Prefix, d int) {
+	switch {
+	case p.IsSingleIP() && p.Addr().Is4():
+		w.counts.Addrs4 += d
+	case p.IsSingleIP():
+		w.counts.Addrs6 += d
+	case p.Addr().Is4():
+		w.counts.Nets4 += d
+	default:
+		w.counts.Nets6 += d
+	}
+}
+
+// recount computes the counts from the desired state.
+func (w *Owner) recount() {
+	w.counts = BlockCounts{}
+	for _, p := range w.bl.singles() {
+		w.count(p, 1)
+	}
+	for p := range w.nets {
+		w.count(p, 1)
+	}
+}
+
+// writeAll writes every element the blocklist wants, in chunks (an empty set after a start
+// on a fresh kernel, or after someone deleted the table).
+func (w *Owner) writeAll(why string) {
+	now := time.Now()
+	var ops []elemOp
+	for _, p := range w.bl.singles() {
+		if x := w.bl.want(p, now); x.present {
+			ops = append(ops, elemOp{p: p, add: true, timeout: x.timeout(now)})
+		}
+	}
+	w.nets = collapse(w.bl.allNets(now))
+	for p, x := range w.nets {
+		ops = append(ops, elemOp{p: p, add: true, timeout: x.timeout(now)})
+	}
+	start := time.Now()
+	if err := w.writeOps(ops); err != nil {
+		w.fail(err)
+		return // needWrite stays: the next check tries again
+	}
+	w.needWrite = false
+	w.recount()
+	w.ok()
+	w.o.Log.Info("netcfg: blocklist written", "why", why, "entries", len(ops), "took", time.Since(start).Round(time.Millisecond))
+	if len(ops) > bigLoad {
+		ops = nil
+		w.giveBack()
+	}
+}

@@ -13,9 +13,10 @@ import (
 
 // Protections are what the box depends on and never blocks, from the config: the LAN, the
 // box's own addresses, the uplinks' gateways and configured DNS resolvers, the wan probe
-// targets, the SIP trunks' OPTIONS targets and networks, admin networks, the SMTP server, the
-// NTP servers, the CrowdSec LAPI, the backup destinations (and PBXes pulled from), the
-// community feeds' servers, the DNS servers in resolvConf, and [blocklist] protect. Host
+// targets, the SIP trunks' OPTIONS targets and networks, admin networks, the VPN phones'
+// tunnel addresses, the SMTP server, the NTP servers, the CrowdSec LAPI, the backup
+// destinations (and PBXes pulled from), the community feeds' servers, the DNS servers in
+// resolvConf, and [blocklist] protect. Host
 // names are resolved together within a short deadline; one that does not resolve protects
 // nothing until the next SetConfig. What is learned at run time (a DHCP lease's gateway and
 // resolvers) comes through Owner.SetProtected; trusted names (trunk SRV targets) through
@@ -71,6 +72,11 @@ func Protections(cfg *config.Config, resolvConf string) []Protection {
 	for _, p := range cfg.Admin.Networks {
 		add(p.Prefix, "an admin network")
 	}
+	if cfg.VPN.Enabled {
+		for _, n := range cfg.VPN.PeerNames() {
+			host(cfg.VPN.Peers[n].Address.Addr, "the tunnel address of VPN phone "+n)
+		}
+	}
 	for _, p := range cfg.Blocklist.Protect {
 		add(p.Prefix, "[blocklist] protect")
 	}
@@ -123,12 +129,21 @@ func refuse(p netip.Prefix, force bool, prot []Protection, l limits) error {
 	if !force && widest > 0 && p.Bits() < widest {
 		return &TooWideError{Prefix: p, Widest: widest}
 	}
-	for _, pr := range prot {
-		if pr.Prefix.Overlaps(p) {
-			return &ProtectedError{Prefix: p, By: pr}
-		}
+	if pr, ok := protectedBy(p, prot); ok {
+		return &ProtectedError{Prefix: p, By: pr}
 	}
 	return nil
+}
+
+// protectedBy finds the first protection p overlaps: a network wider than a protected host
+// is refused as much as a host inside a protected network.
+func protectedBy(p netip.Prefix, prot []Protection) (Protection, bool) {
+	for _, pr := range prot {
+		if pr.Prefix.Overlaps(p) {
+			return pr, true
+		}
+	}
+	return Protection{}, false
 }
 
 // checkPrefix refuses what is not an address or network.
