@@ -83,7 +83,7 @@ func BenchmarkTimeToBlock(b *testing.B) {
 	w := startOwner(b, int(nsh), cfg)
 	fw := &timedOwner{Owner: w, at: map[netip.Addr]time.Time{}}
 	g, err := sipguard.New(sipguard.Options{Thresholds: sipguard.ThresholdsFrom(cfg), Blocker: fw,
-		Protected: sipguard.ProtectedFrom(cfg), EvidenceAfter: time.Second})
+		EvidenceAfter: time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -256,6 +256,7 @@ type nopBlocker struct{}
 func (nopBlocker) Block(netcfg.BlockRequest) (netcfg.Entry, error)    { return netcfg.Entry{}, nil }
 func (nopBlocker) Unblock(netip.Prefix, string) (netcfg.Entry, error) { return netcfg.Entry{}, nil }
 func (nopBlocker) Lookup(netip.Prefix) (netcfg.Entry, bool)           { return netcfg.Entry{}, false }
+func (nopBlocker) Protects(netip.Prefix) (string, bool)               { return "", false }
 func (nopBlocker) Watch() (<-chan struct{}, func())                   { return nil, func() {} }
 func (nopBlocker) SetFeed(string, []netip.Prefix, time.Duration) (netcfg.FeedResult, error) {
 	return netcfg.FeedResult{}, nil

@@ -451,3 +451,14 @@ func Capture(ctx context.Context, ifname string, ports []uint16, g *Guard) error
 	}
 	return cp.Serve(ctx, g)
 }
+
+// captureEvent tells that capture on an interface paused or resumed.
+func (g *Guard) captureEvent(ifname string, sev events.Severity, msg string) {
+	if sev == events.Info {
+		g.o.Log.Info("sipguard: "+msg, "interface", ifname)
+	} else {
+		g.o.Log.Warn("sipguard: "+msg, "interface", ifname)
+	}
+	g.o.Bus.Publish(events.Event{Kind: "sipguard.capture", Severity: sev, Source: "sipguard", Message: msg,
+		Fields: map[string]string{"interface": ifname}})
+}

@@ -1,8 +1,6 @@
 package sipguard
 
 import (
-	"net/netip"
-
 	"github.com/officeedge/appliance/internal/config"
 )
 
@@ -33,16 +31,4 @@ func ThresholdsFrom(c *config.Config) Thresholds {
 		t.Trusted = append(t.Trusted, p.Prefix)
 	}
 	return t
-}
-
-// ProtectedFrom lists the networks never blocked: trusted SIP peers, VPN peers and admin networks.
-func ProtectedFrom(c *config.Config) []netip.Prefix {
-	var out []netip.Prefix
-	for _, p := range append(c.SIPNetworks(), c.VPN.PeerPrefixes()...) {
-		out = append(out, p.Prefix)
-	}
-	for _, p := range c.Admin.Networks {
-		out = append(out, p.Prefix)
-	}
-	return out
 }

@@ -293,6 +293,10 @@ func (e *Engine) Expire(before time.Time) {
 
 func (e *Engine) local(a netip.Addr) bool { return inPrefixes(e.T.Local, a) }
 
+// trusted: a's findings are alerts, never blocks (whether the owner would refuse the block
+// is asked of it: Guard.neverBlocked).
+func (e *Engine) trusted(a netip.Addr) bool { return inPrefixes(e.T.Trusted, a) }
+
 func inPrefixes(ps []netip.Prefix, a netip.Addr) bool {
 	for _, p := range ps {
 		if p.Contains(a) {
@@ -475,7 +479,7 @@ func (e *Engine) request(s *source, a netip.Addr, now int64, m *Msg, p Proof) Fi
 			return Finding{Kind: KindWeakAuth, Actor: a, What: m.AuthUser}
 		}
 	}
-	if invite && !inPrefixes(e.T.Trusted, a) {
+	if invite && !e.trusted(a) {
 		call := hash32(m.CallID)
 		if !s.hasCall(call) {
 			if e.T.CallsPerMin > 0 {

@@ -43,8 +43,10 @@
 // deleted, an event, sipguard's own record in blocks.json (reason, offense, evidence;
 // dropped once the owner no longer holds the block), and, a few seconds later, a pcapng of
 // the source's recent packets and an abuse report. Community lists (RunFeed) go to the
-// owner as feeds. A capture pauses while its interface is down or gone and resumes after. Trusted peers, admin networks and office hosts are never blocked:
-// they raise alerts. Kernel backstops (netcfg/sipguard.go): a per-source packet-rate meter
-// on the SIP port and a payload match dropping UDP INVITEs to denied destinations on their
+// owner as feeds. A capture pauses while its interface is down or gone and resumes after.
+// Trusted peers and office hosts raise alerts instead of blocks; nothing the owner protects
+// (Blocker.Protects: the one "never block" list) is asked to be blocked, and an offense
+// from it is an alert naming the protection. Kernel backstops (netcfg/sipguard.go): a
+// per-source packet-rate meter on the SIP port and a payload match dropping UDP INVITEs to denied destinations on their
 // way out to the internet.
 package sipguard

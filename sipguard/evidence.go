@@ -1,10 +1,19 @@
 package sipguard
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"errors"
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/officeedge/appliance/internal/store"
 )
 
 // ring keeps the most recent packets of all sources in one fixed arena. A ring per source
@@ -121,4 +130,81 @@ func WritePcapng(w io.Writer, pkts []Packet) error {
 		}
 	}
 	return nil
+}
+
+// evidence waits for the next few seconds of the source's packets, then writes the pcap and
+// the abuse report. It runs beside detection and never holds it up.
+func (g *Guard) evidence(ctx context.Context, e *Entry, base string, seen time.Time) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(g.o.EvidenceAfter):
+	}
+	a := e.Prefix.Addr()
+	g.mu.Lock()
+	pkts := g.ring.of(a, 64)
+	counts, first, last, _ := g.eng.Counts(a)
+	g.mu.Unlock()
+	var buf strings.Builder
+	if err := WritePcapng(&buf, pkts); err != nil {
+		g.o.Log.Error("sipguard: evidence", "err", err)
+		return
+	}
+	if err := store.WriteFile(base+".pcapng", []byte(buf.String()), 0o600); err != nil {
+		g.o.Log.Error("sipguard: evidence", "err", err)
+		return
+	}
+	sum := sha256.Sum256([]byte(buf.String()))
+	reg, rdap := RIR(a)
+	r := &Report{Offender: a, Reason: e.Reason, Detail: e.Detail, Registry: reg, RDAP: rdap, Counts: counts,
+		First: first, Last: last, BlockedAt: e.Since, BlockedFor: e.Expires.Sub(e.Since), Pcap: filepath.Base(base + ".pcapng"),
+		PcapSHA256: hex.EncodeToString(sum[:]), Box: g.o.Site}
+	if first.IsZero() {
+		r.First, r.Last = seen, seen
+	}
+	for _, p := range pkts {
+		if len(r.Samples) == 3 {
+			break
+		}
+		if ip, ok := decodeIP(p.Data, g.o.TLSPort); ok && ip.src == a && len(ip.payload) > 0 {
+			r.Samples = append(r.Samples, printable(ip.payload[:min(len(ip.payload), 600)]))
+		}
+	}
+	if g.o.Abuse != nil {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		r.AbuseContact, _ = g.o.Abuse.Contact(lctx, a)
+		cancel()
+	}
+	if err := store.WriteFile(base+".txt", []byte(r.Text()), 0o600); err != nil {
+		g.o.Log.Error("sipguard: abuse report", "err", err)
+	}
+	g.pruneEvidence(maxEvidenceFiles)
+}
+
+// maxEvidenceFiles bounds the evidence directory (a pcap and a report per block): a botnet
+// of many addresses must not fill the appliance's flash.
+const maxEvidenceFiles = 2000
+
+// pruneEvidence removes the oldest evidence beyond max files, except that of blocks still in
+// force. Names start with the block's UTC time, so name order is age order.
+func (g *Guard) pruneEvidence(max int) {
+	dir := filepath.Join(g.o.StateDir, "evidence")
+	ents, err := os.ReadDir(dir) // sorted by name
+	if err != nil || len(ents) <= max {
+		return
+	}
+	keep := map[string]bool{}
+	g.smu.Lock()
+	for _, e := range g.st.Blocks {
+		keep[e.Evidence], keep[e.Report] = true, true
+	}
+	g.smu.Unlock()
+	for _, e := range ents[:len(ents)-max] {
+		p := filepath.Join(dir, e.Name())
+		if keep[p] || !e.Type().IsRegular() {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			g.o.Log.Warn("sipguard: prune evidence", "err", err)
+		}
+	}
 }

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,161 +20,6 @@ import (
 	"github.com/officeedge/appliance/netcfg"
 	"golang.org/x/net/bpf"
 )
-
-// fakeBlocker is an in-memory owner: claims per source, feeds, protections and watchers;
-// the kernel path is covered by the lab tests.
-type fakeBlocker struct {
-	mu        sync.Mutex
-	entries   map[netip.Prefix]netcfg.Entry
-	dur       map[netip.Prefix]time.Duration // the last sipguard request's For
-	feeds     map[string][]netip.Prefix
-	keep      map[string]time.Duration
-	setFeeds  int // SetFeed calls
-	blocks    int // Block calls
-	protected []netip.Prefix
-	fail      bool
-	watchers  map[chan struct{}]bool
-}
-
-func newFake() *fakeBlocker {
-	return &fakeBlocker{entries: map[netip.Prefix]netcfg.Entry{}, dur: map[netip.Prefix]time.Duration{},
-		feeds: map[string][]netip.Prefix{}, keep: map[string]time.Duration{}, watchers: map[chan struct{}]bool{}}
-}
-
-func (f *fakeBlocker) Block(r netcfg.BlockRequest) (netcfg.Entry, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.blocks++
-	if f.fail {
-		return netcfg.Entry{}, errors.New("netlink: no buffer space")
-	}
-	for _, n := range f.protected {
-		if n.Overlaps(r.Prefix) {
-			return netcfg.Entry{}, &netcfg.ProtectedError{Prefix: r.Prefix, By: netcfg.Protection{Prefix: n, Why: "gateway of uplink fttc"}}
-		}
-	}
-	c := netcfg.Claim{Source: r.Source, By: r.By, Reason: r.Reason, Since: time.Now()}
-	if r.For > 0 {
-		c.Until = c.Since.Add(r.For)
-	}
-	e := f.entries[r.Prefix]
-	e.Prefix = r.Prefix
-	// Entries handed out are never changed after: new claims go in a new slice.
-	e.Claims = append(slices.DeleteFunc(slices.Clone(e.Claims), func(o netcfg.Claim) bool { return o.Source == r.Source }), c)
-	f.entries[r.Prefix] = e
-	if r.Source == netcfg.SourceSIPGuard {
-		f.dur[r.Prefix] = r.For
-	}
-	f.notify()
-	return e, nil
-}
-
-func (f *fakeBlocker) Unblock(p netip.Prefix, by string) (netcfg.Entry, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e, ok := f.entries[p]
-	if !ok {
-		return netcfg.Entry{}, fmt.Errorf("%s is not blocked", p)
-	}
-	delete(f.entries, p)
-	delete(f.dur, p)
-	f.notify()
-	return e, nil
-}
-
-// expire ends source's claim on p, as the owner does when its time is up.
-func (f *fakeBlocker) expire(p netip.Prefix, source string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e := f.entries[p]
-	e.Claims = slices.DeleteFunc(slices.Clone(e.Claims), func(c netcfg.Claim) bool { return c.Source == source })
-	if len(e.Claims) == 0 {
-		delete(f.entries, p)
-	} else {
-		f.entries[p] = e
-	}
-	f.notify()
-}
-
-func (f *fakeBlocker) SetFeed(name string, ps []netip.Prefix, keep time.Duration) (netcfg.FeedResult, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.setFeeds++
-	var r netcfg.FeedResult
-	old := f.feeds[name]
-	var in []netip.Prefix
-	for _, p := range ps {
-		if slices.ContainsFunc(f.protected, p.Overlaps) {
-			r.Refused = append(r.Refused, &netcfg.ProtectedError{Prefix: p})
-			continue
-		}
-		in = append(in, p)
-		if !slices.Contains(old, p) {
-			r.Added++
-		}
-	}
-	for _, p := range old {
-		if !slices.Contains(in, p) {
-			r.Removed++
-		}
-	}
-	r.Entries = len(in)
-	f.feeds[name], f.keep[name] = in, keep
-	f.notify()
-	return r, nil
-}
-
-func (f *fakeBlocker) Lookup(p netip.Prefix) (netcfg.Entry, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e, ok := f.entries[p]
-	return e, ok
-}
-
-func (f *fakeBlocker) Packets() map[netip.Prefix]uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := map[netip.Prefix]uint64{}
-	for p := range f.entries {
-		out[p] = 7
-	}
-	return out
-}
-
-func (f *fakeBlocker) Watch() (<-chan struct{}, func()) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ch := make(chan struct{}, 1)
-	f.watchers[ch] = true
-	return ch, func() { f.mu.Lock(); delete(f.watchers, ch); f.mu.Unlock() }
-}
-
-// notify signals every watcher without blocking (f.mu held).
-func (f *fakeBlocker) notify() {
-	for ch := range f.watchers {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// get returns how long sipguard asked p to be blocked, and whether sipguard's claim is there.
-func (f *fakeBlocker) get(p string) (time.Duration, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	pp := netip.MustParsePrefix(p)
-	if !slices.ContainsFunc(f.entries[pp].Claims, func(c netcfg.Claim) bool { return c.Source == netcfg.SourceSIPGuard }) {
-		return 0, false
-	}
-	return f.dur[pp], true
-}
-
-func (f *fakeBlocker) feed(name string) ([]netip.Prefix, time.Duration, int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.feeds[name], f.keep[name], f.setFeeds
-}
 
 // ip4 wraps a transport header and payload in an IPv4 header.
 func ip4(src, dst netip.Addr, proto byte, l4 []byte) []byte {
@@ -218,8 +61,10 @@ func provenScan(g *Guard, src netip.Addr, id string) {
 func newTestGuard(t *testing.T, fw Blocker, dir string) (*Guard, *events.Bus, func()) {
 	t.Helper()
 	bus := events.New(100)
-	g, err := New(Options{Thresholds: testThresholds(), Blocker: fw, Bus: bus, StateDir: dir,
-		Protected: []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")}, EvidenceAfter: 10 * time.Millisecond, Site: "Test Office"})
+	th := testThresholds()
+	th.Trusted = []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")} // the trunk
+	g, err := New(Options{Thresholds: th, Blocker: fw, Bus: bus, StateDir: dir,
+		EvidenceAfter: 10 * time.Millisecond, Site: "Test Office"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,37 +191,50 @@ func TestClaimGoneForgetsSource(t *testing.T) {
 	waitUntil(t, "second block", func() bool { d, ok := fw.get("192.0.2.66/32"); return ok && d == 24*time.Hour })
 }
 
-// A block the owner refuses as protected is an alert, not retried, and counts no offense.
+// A source the owner protects is an alert naming the protection, not retried, and counts
+// no offense: sipguard asks the owner first, and one protected only since (a reload, a
+// DHCP lease) is refused by the owner with the same alert.
 func TestOwnerProtectedIsAlert(t *testing.T) {
-	fw := newFake()
-	fw.protected = []netip.Prefix{netip.MustParsePrefix("192.0.2.64/30")}
-	g, err := New(Options{Thresholds: testThresholds(), Blocker: fw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, unsub := g.o.Bus.Subscribe(10)
-	defer unsub()
-	scan := udp(attacker, pbx, req("OPTIONS", "100", "sipvicious", "friendly-scanner", "s1", 1, ""))
-	g.Handle(time.Now(), scan)
-	g.act(context.Background(), <-g.acts)
-	g.Handle(time.Now(), scan)
-	if len(g.acts) != 0 {
-		t.Error("a refused protected source was raised again")
-	}
-	var alert bool
-	for len(evs) > 0 {
-		if e := <-evs; e.Kind == "sipguard.protected" && e.Severity == events.Alert {
-			alert = true
-		}
-	}
-	if !alert {
-		t.Error("no sipguard.protected alert")
-	}
-	if l := g.Blocked(); len(l) != 0 {
-		t.Errorf("records %+v", l)
-	}
-	if o := g.st.Offenses["192.0.2.66/32"]; o != nil && o.N != 0 {
-		t.Errorf("offense %d counted for a refused block", o.N)
+	for _, late := range []bool{false, true} {
+		t.Run(fmt.Sprintf("late=%v", late), func(t *testing.T) {
+			fw := newFake()
+			fw.protected = []netip.Prefix{netip.MustParsePrefix("192.0.2.64/30")}
+			var b Blocker = fw
+			if late {
+				b = lateProtection{fw}
+			}
+			g, err := New(Options{Thresholds: testThresholds(), Blocker: b})
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, unsub := g.o.Bus.Subscribe(10)
+			defer unsub()
+			scan := udp(attacker, pbx, req("OPTIONS", "100", "sipvicious", "friendly-scanner", "s1", 1, ""))
+			g.Handle(time.Now(), scan)
+			g.act(context.Background(), <-g.acts)
+			g.Handle(time.Now(), scan)
+			if len(g.acts) != 0 {
+				t.Error("a refused protected source was raised again")
+			}
+			var alert bool
+			for len(evs) > 0 {
+				if e := <-evs; e.Kind == "sipguard.protected" && e.Severity == events.Alert && strings.Contains(e.Message, "gateway of uplink fttc") {
+					alert = true
+				}
+			}
+			if !alert {
+				t.Error("no sipguard.protected alert naming the protection")
+			}
+			if l := g.Blocked(); len(l) != 0 {
+				t.Errorf("records %+v", l)
+			}
+			if o := g.st.Offenses["192.0.2.66/32"]; o != nil && o.N != 0 {
+				t.Errorf("offense %d counted for a refused block", o.N)
+			}
+			if want := map[bool]int{false: 0, true: 1}[late]; fw.blocks != want {
+				t.Errorf("%d block requests for a source the owner protects, want %d", fw.blocks, want)
+			}
+		})
 	}
 }
 
@@ -638,6 +496,8 @@ func TestProtectedRecordsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	fw := newFake()
+	// What the owner protects: the trusted peer and the office LAN.
+	fw.protected = []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32"), netip.MustParsePrefix("192.168.50.0/24")}
 	// The owner restored its own list: 203.0.113.9 is in it, 203.0.113.10 was unblocked
 	// while sipguard was not running.
 	kept := netip.MustParsePrefix("203.0.113.9/32")
@@ -791,18 +651,32 @@ func TestDroppedActionRetried(t *testing.T) {
 	}
 }
 
-// A blocked source that a reload makes a trusted peer is unblocked at once.
+// A blocked source that a reload makes a trusted peer (sipguard's, or one the owner now
+// protects) is unblocked at once.
 func TestReloadTrustingUnblocks(t *testing.T) {
-	fw := newFake()
-	g, _, _ := newTestGuard(t, fw, t.TempDir())
-	g.Handle(time.Now(), udp(attacker, pbx, req("OPTIONS", "100", "sipvicious", "friendly-scanner", "s1", 1, "")))
-	waitUntil(t, "block", func() bool { _, ok := fw.get("192.0.2.66/32"); return ok })
-	g.SetThresholds(testThresholds(), []netip.Prefix{netip.MustParsePrefix("192.0.2.64/30")})
-	if _, ok := fw.get("192.0.2.66/32"); ok {
-		t.Error("still blocked after it became a trusted peer")
-	}
-	if l := g.Blocked(); len(l) != 0 {
-		t.Errorf("still listed: %+v", l)
+	net := netip.MustParsePrefix("192.0.2.64/30")
+	for _, how := range []string{"trusted peer", "owner protects"} {
+		t.Run(how, func(t *testing.T) {
+			fw := newFake()
+			g, _, _ := newTestGuard(t, fw, t.TempDir())
+			g.Handle(time.Now(), udp(attacker, pbx, req("OPTIONS", "100", "sipvicious", "friendly-scanner", "s1", 1, "")))
+			waitUntil(t, "block", func() bool { _, ok := fw.get("192.0.2.66/32"); return ok })
+			th := testThresholds()
+			if how == "trusted peer" {
+				th.Trusted = []netip.Prefix{net}
+			} else {
+				fw.mu.Lock()
+				fw.protected = []netip.Prefix{net}
+				fw.mu.Unlock()
+			}
+			g.SetThresholds(th)
+			if _, ok := fw.get("192.0.2.66/32"); ok {
+				t.Error("still blocked after it became a trusted peer")
+			}
+			if l := g.Blocked(); len(l) != 0 {
+				t.Errorf("still listed: %+v", l)
+			}
+		})
 	}
 }
 

@@ -99,7 +99,7 @@ func newSiteWith(t testing.TB, extra string, edit func(*config.Config)) *site {
 	labtest.Kamailio(t, s.l, kamailioUsers())
 	s.g, err = sipguard.New(sipguard.Options{
 		Thresholds: sipguard.ThresholdsFrom(cfg), Blocker: w, ForgetFlows: sipguard.ForgetFlows(h),
-		Bus: s.bus, StateDir: filepath.Join(s.dir, "state"), Protected: sipguard.ProtectedFrom(cfg),
+		Bus: s.bus, StateDir: filepath.Join(s.dir, "state"),
 		BlockTimes: cfg.SIPGuard.BlockTimes, EvidenceAfter: cfg.SIPGuard.EvidenceAfter, Site: cfg.Site,
 		TLSPort: uint16(cfg.PBX.SIPTLSPort), Alerts: s.al,
 	})

@@ -41,7 +41,6 @@ func newSIPGuardPart(app *App) (*sipGuardService, error) {
 		Bus:           app.Bus,
 		Log:           app.Log,
 		StateDir:      dir,
-		Protected:     sipguard.ProtectedFrom(cfg),
 		BlockTimes:    cfg.SIPGuard.BlockTimes,
 		EvidenceAfter: cfg.SIPGuard.EvidenceAfter,
 		// Not on reload: a change applies at the part's next start.
@@ -107,7 +106,7 @@ func captureSetup(cfg *config.Config) (ifaces []string, ports []uint16) {
 
 // Reload takes new thresholds; capture interfaces change at the part's next start.
 func (s *sipGuardService) Reload(cfg *config.Config) error {
-	s.g.SetThresholds(sipguard.ThresholdsFrom(cfg), sipguard.ProtectedFrom(cfg))
+	s.g.SetThresholds(sipguard.ThresholdsFrom(cfg))
 	return nil
 }
 

@@ -393,7 +393,7 @@ func TestRemotePhone(t *testing.T) {
 		bus := events.New(100)
 		seen, unsub := bus.Subscribe(100)
 		defer unsub()
-		g, err := sipguard.New(sipguard.Options{Thresholds: sipguard.ThresholdsFrom(s.cfg), Protected: sipguard.ProtectedFrom(s.cfg),
+		g, err := sipguard.New(sipguard.Options{Thresholds: sipguard.ThresholdsFrom(s.cfg),
 			Blocker: s.owner, Bus: bus, StateDir: filepath.Join(s.dir, "sipguard"), BlockTimes: s.cfg.SIPGuard.BlockTimes,
 			Site: s.cfg.Site, Alerts: alerts.New(time.Now)})
 		if err != nil {
