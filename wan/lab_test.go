@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/wan"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 // The lab tests run the real appliance binary in the box namespace of a lab: the daemon
@@ -22,22 +22,22 @@ import (
 
 var bin string // the appliance, built once
 
-func TestMain(m *testing.M) { wanlab.Main(m, &bin) }
+func TestMain(m *testing.M) { sitelab.Main(m, &bin) }
 
 // traffic is the office's steady traffic during a test: a UDP stream from the phone
 // (50 packets/s, like RTP) and SIP OPTIONS every second from the PBX's port 5060.
 type traffic struct {
-	stream *wanlab.Stream
-	sip    *wanlab.SIPPinger
+	stream *sitelab.Stream
+	sip    *sitelab.SIPPinger
 }
 
 // startSite builds a lab running the daemon on config, shows the daemon's log if the test
 // fails, and tears it all down at the end.
-func startSite(t *testing.T, config []byte, setup ...func(*wanlab.Site) error) *wanlab.Site {
+func startSite(t *testing.T, config []byte, setup ...func(*sitelab.Site) error) *sitelab.Site {
 	t.Helper()
 	labtest.RequireRoot(t, "nft", "conntrack")
 	t.Parallel()
-	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), config, setup...)
+	s, err := sitelab.Start(lab.Unique(t), bin, t.TempDir(), config, setup...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,16 +52,16 @@ func startSite(t *testing.T, config []byte, setup ...func(*wanlab.Site) error) *
 	return s
 }
 
-func start(t *testing.T, wanLines ...string) (*wanlab.Site, *traffic) {
+func start(t *testing.T, wanLines ...string) (*sitelab.Site, *traffic) {
 	t.Helper()
-	s := startSite(t, wanlab.Config(wanLines...))
+	s := startSite(t, sitelab.Config(wanLines...))
 	tr := &traffic{}
 	var err error
-	if tr.stream, err = wanlab.StartStream(s.Lab, 50, 3*time.Minute); err != nil {
+	if tr.stream, err = sitelab.StartStream(s.Lab, 50, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(tr.stream.Close)
-	if tr.sip, err = wanlab.StartSIPPinger(s.Lab, time.Second, 3*time.Minute); err != nil {
+	if tr.sip, err = sitelab.StartSIPPinger(s.Lab, time.Second, 3*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(tr.sip.Close)
@@ -76,7 +76,7 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func waitActive(t *testing.T, s *wanlab.Site, r wan.Role, d time.Duration) wan.Status {
+func waitActive(t *testing.T, s *sitelab.Site, r wan.Role, d time.Duration) wan.Status {
 	t.Helper()
 	st, err := s.WaitStatus(d, "active "+string(r), func(st wan.Status) bool { return st.Active == r })
 	must(t, err)
@@ -85,9 +85,9 @@ func waitActive(t *testing.T, s *wanlab.Site, r wan.Role, d time.Duration) wan.S
 
 // flowsOn waits until both office flows run over uplink r (after t0) and checks that no
 // conntrack entry of an office flow is left on the other uplink.
-func (tr *traffic) flowsOn(t *testing.T, s *wanlab.Site, r wan.Role, t0 time.Time) {
+func (tr *traffic) flowsOn(t *testing.T, s *sitelab.Site, r wan.Role, t0 time.Time) {
 	t.Helper()
-	addr := wanlab.Addr[r]
+	addr := sitelab.Addr[r]
 	seq := tr.stream.Sent()
 	deadline := time.Now().Add(15 * time.Second)
 	for tr.stream.ArrivedFromSince(addr, seq) < 10 {
@@ -105,7 +105,7 @@ func (tr *traffic) flowsOn(t *testing.T, s *wanlab.Site, r wan.Role, t0 time.Tim
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	old := wanlab.Addr[map[wan.Role]wan.Role{wan.Primary: wan.Backup, wan.Backup: wan.Primary}[r]]
+	old := sitelab.Addr[map[wan.Role]wan.Role{wan.Primary: wan.Backup, wan.Backup: wan.Primary}[r]]
 	n, stale, err := s.StaleFlows(old)
 	must(t, err)
 	if n != 0 {
@@ -118,10 +118,10 @@ func TestCarrierLossFailoverAndFailback(t *testing.T) {
 	t0 := time.Now()
 	must(t, s.Carrier(wan.Primary, false))
 	st := waitActive(t, s, wan.Backup, 10*time.Second)
-	if u := wanlab.Uplink(st, wan.Primary); u.State != wan.Down || !strings.Contains(u.Reason, "carrier") {
+	if u := sitelab.Uplink(st, wan.Primary); u.State != wan.Down || !strings.Contains(u.Reason, "carrier") {
 		t.Fatalf("primary %s (%s), want down for carrier", u.State, u.Reason)
 	}
-	if _, ok := wanlab.Event(st, "wan.failover", t0); !ok {
+	if _, ok := sitelab.Event(st, "wan.failover", t0); !ok {
 		t.Fatal("no wan.failover event")
 	}
 	tr.flowsOn(t, s, wan.Backup, t0)
@@ -130,8 +130,8 @@ func TestCarrierLossFailoverAndFailback(t *testing.T) {
 	t1 := time.Now()
 	must(t, s.Carrier(wan.Primary, true))
 	st = waitActive(t, s, wan.Primary, 20*time.Second)
-	up, _ := wanlab.Event(st, "uplink.up", t1)
-	back, ok := wanlab.Event(st, "wan.failback", t1)
+	up, _ := sitelab.Event(st, "uplink.up", t1)
+	back, ok := sitelab.Event(st, "wan.failback", t1)
 	if !ok || back.Sub(up) < 2*time.Second {
 		t.Fatalf("failback at %v, primary up at %v: want the 2s stability period between", back, up)
 	}
@@ -144,7 +144,7 @@ func TestSilentLossFailover(t *testing.T) {
 	t0 := time.Now()
 	must(t, s.Silent(wan.Primary, true))
 	st := waitActive(t, s, wan.Backup, 15*time.Second)
-	u := wanlab.Uplink(st, wan.Primary)
+	u := sitelab.Uplink(st, wan.Primary)
 	if u.State != wan.Down || !strings.Contains(u.Reason, "no answer") || !u.Carrier {
 		t.Fatalf("primary %s (%s, carrier %v), want down for lost probes with carrier", u.State, u.Reason, u.Carrier)
 	}
@@ -165,7 +165,7 @@ func TestFlappingLineHoldDownDoubles(t *testing.T) {
 	// flap, and traffic stays on the backup.
 	for i := range 2 {
 		must(t, s.Carrier(wan.Primary, true))
-		_, err := s.WaitStatus(10*time.Second, "primary up", func(st wan.Status) bool { return wanlab.Uplink(st, wan.Primary).State == wan.Up })
+		_, err := s.WaitStatus(10*time.Second, "primary up", func(st wan.Status) bool { return sitelab.Uplink(st, wan.Primary).State == wan.Up })
 		must(t, err)
 		must(t, s.Carrier(wan.Primary, false))
 		st, err := s.WaitStatus(10*time.Second, "flap counted", func(st wan.Status) bool { return st.Flaps == i+1 })
@@ -183,8 +183,8 @@ func TestFlappingLineHoldDownDoubles(t *testing.T) {
 	t1 := time.Now()
 	must(t, s.Carrier(wan.Primary, true))
 	st = waitActive(t, s, wan.Primary, 30*time.Second)
-	up, _ := wanlab.Event(st, "uplink.up", t1)
-	back, _ := wanlab.Event(st, "wan.failback", t1)
+	up, _ := sitelab.Event(st, "uplink.up", t1)
+	back, _ := sitelab.Event(st, "wan.failback", t1)
 	if back.Sub(up) < 8*time.Second {
 		t.Fatalf("failback %s after the primary came up, want at least the 8s hold-down", back.Sub(up))
 	}
@@ -197,30 +197,30 @@ func TestDeadTargetAndSlowTargetOnlyDegrade(t *testing.T) {
 	// ICMP to one target dies (rate-limited or filtered): degraded, never down, no switch.
 	must(t, s.DropICMP(lab.Probe4, true))
 	st, err := s.WaitStatus(15*time.Second, "primary degraded", func(st wan.Status) bool {
-		return wanlab.Uplink(st, wan.Primary).State == wan.Degraded
+		return sitelab.Uplink(st, wan.Primary).State == wan.Degraded
 	})
 	must(t, err)
-	if u := wanlab.Uplink(st, wan.Primary); !strings.Contains(u.Reason, "icmp:"+lab.Probe4) {
+	if u := sitelab.Uplink(st, wan.Primary); !strings.Contains(u.Reason, "icmp:"+lab.Probe4) {
 		t.Fatalf("degraded for %q, want the dead ICMP target named", u.Reason)
 	}
 	// A degraded primary keeps the traffic: the metered standby stays at its sparse rate (a
 	// silence on the primary refreshes it with a burst, and a down primary speeds it up).
-	if u := wanlab.Uplink(st, wan.Backup); u.Probing != "standby" {
+	if u := sitelab.Uplink(st, wan.Backup); u.Probing != "standby" {
 		t.Fatalf("backup probing %s while the primary is only degraded, want standby", u.Probing)
 	}
 	must(t, s.DropICMP(lab.Probe4, false))
-	_, err = s.WaitStatus(15*time.Second, "primary up", func(st wan.Status) bool { return wanlab.Uplink(st, wan.Primary).State == wan.Up })
+	_, err = s.WaitStatus(15*time.Second, "primary up", func(st wan.Status) bool { return sitelab.Uplink(st, wan.Primary).State == wan.Up })
 	must(t, err)
 
 	// The DNS target answers slowly (600 ms, under the timeout): degraded, not down.
 	s.DNS.SetDelay(600 * time.Millisecond)
 	st, err = s.WaitStatus(15*time.Second, "primary degraded by a slow target", func(st wan.Status) bool {
-		u := wanlab.Uplink(st, wan.Primary)
+		u := sitelab.Uplink(st, wan.Primary)
 		return u.State == wan.Degraded && strings.Contains(u.Reason, "slow")
 	})
 	must(t, err)
 	s.DNS.SetDelay(0)
-	_, err = s.WaitStatus(20*time.Second, "primary up", func(st wan.Status) bool { return wanlab.Uplink(st, wan.Primary).State == wan.Up })
+	_, err = s.WaitStatus(20*time.Second, "primary up", func(st wan.Status) bool { return sitelab.Uplink(st, wan.Primary).State == wan.Up })
 	must(t, err)
 	st, err = s.Status()
 	must(t, err)
@@ -233,7 +233,7 @@ func TestDeadTargetAndSlowTargetOnlyDegrade(t *testing.T) {
 		t.Fatal("traffic left the primary")
 	}
 	// The standby is back to sparse probing: its expected data is shown.
-	if u := wanlab.Uplink(st, wan.Backup); u.Probing != "standby" || u.StandbyMBMonth <= 0 || u.FullMBMonth <= u.StandbyMBMonth {
+	if u := sitelab.Uplink(st, wan.Backup); u.Probing != "standby" || u.StandbyMBMonth <= 0 || u.FullMBMonth <= u.StandbyMBMonth {
 		t.Fatalf("backup probing %s at %.1f MB/month (%.1f at full rate), want standby with its figures", u.Probing, u.StandbyMBMonth, u.FullMBMonth)
 	}
 	tr.flowsOn(t, s, wan.Primary, t0)
@@ -244,7 +244,7 @@ func TestBothDownThenBackupReturns(t *testing.T) {
 	s, tr := start(t, `stability = "2s"`, `standby_interval = "2s"`)
 	t0 := time.Now()
 	must(t, s.Silent(wan.Backup, true))
-	_, err := s.WaitStatus(20*time.Second, "backup down", func(st wan.Status) bool { return wanlab.Uplink(st, wan.Backup).State == wan.Down })
+	_, err := s.WaitStatus(20*time.Second, "backup down", func(st wan.Status) bool { return sitelab.Uplink(st, wan.Backup).State == wan.Down })
 	must(t, err)
 	must(t, s.Carrier(wan.Primary, false))
 	st, err := s.WaitStatus(10*time.Second, "both down", func(st wan.Status) bool { return st.BothDown })
@@ -252,7 +252,7 @@ func TestBothDownThenBackupReturns(t *testing.T) {
 	if st.Active != wan.Primary {
 		t.Fatal("switched to a dead backup")
 	}
-	if _, ok := wanlab.Event(st, "wan.both_down", t0); !ok {
+	if _, ok := sitelab.Event(st, "wan.both_down", t0); !ok {
 		t.Fatal("no wan.both_down event")
 	}
 	// Both are still probed at full rate; the backup coming back takes the traffic.
@@ -284,12 +284,12 @@ func TestManualOverride(t *testing.T) {
 	// clean for twice the stability period.
 	must(t, s.WaitOutput("kind=wan.override", time.Second))
 	st, err := s.WaitStatus(10*time.Second, "forced for 4s", func(st wan.Status) bool {
-		at, ok := wanlab.Event(st, "wan.override", t0)
+		at, ok := sitelab.Event(st, "wan.override", t0)
 		return ok && time.Since(at) > 4*time.Second
 	})
 	must(t, err)
-	if st.Active != wan.Backup || wanlab.Uplink(st, wan.Primary).State != wan.Up {
-		t.Fatalf("forced backup: active %s, primary %s", st.Active, wanlab.Uplink(st, wan.Primary).State)
+	if st.Active != wan.Backup || sitelab.Uplink(st, wan.Primary).State != wan.Up {
+		t.Fatalf("forced backup: active %s, primary %s", st.Active, sitelab.Uplink(st, wan.Primary).State)
 	}
 	t1 := time.Now()
 	must(t, s.Force(wan.ForcePrim))
@@ -321,28 +321,28 @@ func TestTrunkDownIsItsOwnAlarm(t *testing.T) {
 	st, err := s.WaitStatus(10*time.Second, "trunk down", func(st wan.Status) bool { return st.Trunks[0].State == wan.Down })
 	must(t, err)
 	must(t, s.WaitOutput("kind=trunk.down", 5*time.Second))
-	if wanlab.Uplink(st, wan.Primary).State != wan.Up || st.Active != wan.Primary {
+	if sitelab.Uplink(st, wan.Primary).State != wan.Up || st.Active != wan.Primary {
 		t.Fatal("a silent trunk must not take the uplink down or move traffic")
 	}
 	s.Trunk.Answer(true)
 	st, err = s.WaitStatus(10*time.Second, "trunk up again", func(st wan.Status) bool { return st.Trunks[0].State == wan.Up })
 	must(t, err)
-	if _, ok := wanlab.Event(st, "trunk.up", t0); !ok {
+	if _, ok := sitelab.Event(st, "trunk.up", t0); !ok {
 		t.Fatal("no trunk.up event")
 	}
 }
 
 func TestDHCPBackupLeaseRenewAndAddressChange(t *testing.T) {
-	var dhcp *wanlab.DHCPServer
-	s := startSite(t, wanlab.ConfigDHCPBackup(`stability = "2s"`), func(s *wanlab.Site) (err error) {
+	var dhcp *sitelab.DHCPServer
+	s := startSite(t, sitelab.ConfigDHCPBackup(`stability = "2s"`), func(s *sitelab.Site) (err error) {
 		// The LTE ISP leases the box its address for 4 s: renewals every 2 s.
-		dhcp, err = wanlab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, 4*time.Second)
+		dhcp, err = sitelab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, 4*time.Second)
 		return err
 	})
 	t.Cleanup(dhcp.Close)
 	st, err := s.Status()
 	must(t, err)
-	if u := wanlab.Uplink(st, wan.Backup); u.Address != lab.BoxLTE4 || u.Gateway != lab.LTEGW4 {
+	if u := sitelab.Uplink(st, wan.Backup); u.Address != lab.BoxLTE4 || u.Gateway != lab.LTEGW4 {
 		t.Fatalf("backup address %s gateway %s, want the lease's %s via %s", u.Address, u.Gateway, lab.BoxLTE4, lab.LTEGW4)
 	}
 	n := dhcp.Count()
@@ -367,16 +367,16 @@ func TestDHCPBackupLeaseRenewAndAddressChange(t *testing.T) {
 	must(t, err)
 	dhcp.Offer("203.0.113.6", "203.0.113.5", 30)
 	_, err = s.WaitStatus(15*time.Second, "backup on its new address", func(st wan.Status) bool {
-		u := wanlab.Uplink(st, wan.Backup)
+		u := sitelab.Uplink(st, wan.Backup)
 		return u.Address == "203.0.113.6" && u.Gateway == "203.0.113.5" && u.State == wan.Up
 	})
 	must(t, err)
 	tr := &traffic{}
-	if tr.stream, err = wanlab.StartStream(s.Lab, 50, time.Minute); err != nil {
+	if tr.stream, err = sitelab.StartStream(s.Lab, 50, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(tr.stream.Close)
-	if tr.sip, err = wanlab.StartSIPPinger(s.Lab, time.Second, time.Minute); err != nil {
+	if tr.sip, err = sitelab.StartSIPPinger(s.Lab, time.Second, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(tr.sip.Close)
@@ -409,17 +409,17 @@ func TestSlowLine(t *testing.T) {
 	// Every probe of this line is a DNS query to one of two resolvers whose answers can be
 	// delayed: the whole line gets slow.
 	const alt = "192.0.2.54"
-	var dns2 *wanlab.DNSServer
-	cfg := wanlab.ConfigTargets([]string{"dns:" + lab.Probe4Alt + ":53", "dns:" + alt + ":53"}, `stability = "2s"`)
-	s := startSite(t, cfg, func(s *wanlab.Site) (err error) {
+	var dns2 *sitelab.DNSServer
+	cfg := sitelab.ConfigTargets([]string{"dns:" + lab.Probe4Alt + ":53", "dns:" + alt + ":53"}, `stability = "2s"`)
+	s := startSite(t, cfg, func(s *sitelab.Site) (err error) {
 		if _, err := s.Lab.Run(lab.HostNet, "ip", "addr", "add", alt+"/32", "dev", "lo"); err != nil {
 			return err
 		}
-		dns2, err = wanlab.StartDNS(s.Lab, lab.HostNet, alt+":53")
+		dns2, err = sitelab.StartDNS(s.Lab, lab.HostNet, alt+":53")
 		return err
 	})
 	t.Cleanup(dns2.Close)
-	stream, err := wanlab.StartStream(s.Lab, 50, time.Minute)
+	stream, err := sitelab.StartStream(s.Lab, 50, time.Minute)
 	must(t, err)
 	t.Cleanup(stream.Close)
 	t0 := time.Now()
@@ -427,7 +427,7 @@ func TestSlowLine(t *testing.T) {
 	s.DNS.SetDelay(600 * time.Millisecond)
 	dns2.SetDelay(600 * time.Millisecond)
 	st, err := s.WaitStatus(20*time.Second, "primary degraded as slow", func(st wan.Status) bool {
-		u := wanlab.Uplink(st, wan.Primary)
+		u := sitelab.Uplink(st, wan.Primary)
 		return u.State == wan.Degraded && strings.Count(u.Reason, "slow") == 2
 	})
 	must(t, err)
@@ -461,7 +461,7 @@ func TestSlowLine(t *testing.T) {
 	s.DNS.SetDelay(0)
 	dns2.SetDelay(0)
 	_, err = s.WaitStatus(20*time.Second, "both up", func(st wan.Status) bool {
-		return wanlab.Uplink(st, wan.Primary).State == wan.Up && wanlab.Uplink(st, wan.Backup).State == wan.Up
+		return sitelab.Uplink(st, wan.Primary).State == wan.Up && sitelab.Uplink(st, wan.Backup).State == wan.Up
 	})
 	must(t, err)
 }
@@ -470,7 +470,7 @@ func TestSlowLine(t *testing.T) {
 // routes: the metric-50 route goes, the metric 100 and 200 ones stay, and the office still
 // reaches the internet without the daemon.
 func TestCleanStopKeepsUplinkRoutes(t *testing.T) {
-	s := startSite(t, wanlab.Config())
+	s := startSite(t, sitelab.Config())
 	routes := func() string {
 		out, err := s.Lab.Run(lab.HostBox, "ip", "-4", "route", "show", "default")
 		must(t, err)
@@ -493,9 +493,9 @@ func TestCleanStopKeepsUplinkRoutes(t *testing.T) {
 // it, while the FTTC line carries the office. Both ISPs drop packets with a source that is
 // not their line's (BCP 38), so a reply that left through the wrong uplink never arrives.
 func TestRepliesLeaveThroughTheUplinkTheyCameIn(t *testing.T) {
-	var pbx *wanlab.SIPServer
-	s := startSite(t, wanlab.Config(), func(s *wanlab.Site) (err error) {
-		pbx, err = wanlab.StartSIPServer(s.Lab, lab.HostPBX, lab.PBX4+":5060")
+	var pbx *sitelab.SIPServer
+	s := startSite(t, sitelab.Config(), func(s *sitelab.Site) (err error) {
+		pbx, err = sitelab.StartSIPServer(s.Lab, lab.HostPBX, lab.PBX4+":5060")
 		return err
 	})
 	t.Cleanup(pbx.Close)
@@ -562,10 +562,10 @@ func TestRepliesLeaveThroughTheUplinkTheyCameIn(t *testing.T) {
 }
 
 // backupLease waits until the DHCP backup has address addr (and its route) and is up.
-func backupLease(t *testing.T, s *wanlab.Site, addr, gw string) {
+func backupLease(t *testing.T, s *sitelab.Site, addr, gw string) {
 	t.Helper()
 	_, err := s.WaitStatus(15*time.Second, "backup up on "+addr, func(st wan.Status) bool {
-		u := wanlab.Uplink(st, wan.Backup)
+		u := sitelab.Uplink(st, wan.Backup)
 		return u.Address == addr && u.Gateway == gw && u.State == wan.Up
 	})
 	must(t, err)
@@ -580,9 +580,9 @@ func backupLease(t *testing.T, s *wanlab.Site, addr, gw string) {
 // at once (the lease here lasts an hour, so its renewal would come in 30 minutes), after a
 // carrier flap and after the link is deleted and made again.
 func TestDHCPReenumeratedModemLeasesAtOnce(t *testing.T) {
-	var dhcp *wanlab.DHCPServer
-	s := startSite(t, wanlab.ConfigDHCPBackup(`stability = "2s"`), func(s *wanlab.Site) (err error) {
-		dhcp, err = wanlab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Hour)
+	var dhcp *sitelab.DHCPServer
+	s := startSite(t, sitelab.ConfigDHCPBackup(`stability = "2s"`), func(s *sitelab.Site) (err error) {
+		dhcp, err = sitelab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Hour)
 		return err
 	})
 	t.Cleanup(func() { dhcp.Close() })
@@ -593,7 +593,7 @@ func TestDHCPReenumeratedModemLeasesAtOnce(t *testing.T) {
 	_, err = s.Lab.Run(lab.HostNet, "ip", "route", "add", "203.0.113.4/30", "via", lab.LTEUp4)
 	must(t, err)
 	must(t, s.Carrier(wan.Backup, false))
-	_, err = s.WaitStatus(10*time.Second, "backup down", func(st wan.Status) bool { return wanlab.Uplink(st, wan.Backup).State == wan.Down })
+	_, err = s.WaitStatus(10*time.Second, "backup down", func(st wan.Status) bool { return sitelab.Uplink(st, wan.Backup).State == wan.Down })
 	must(t, err)
 	dhcp.Offer("203.0.113.6", "203.0.113.5", 30)
 	must(t, s.Carrier(wan.Backup, true))
@@ -602,13 +602,13 @@ func TestDHCPReenumeratedModemLeasesAtOnce(t *testing.T) {
 	// The link goes away and comes back with a new index and no address.
 	dhcp.Close()
 	must(t, s.RemakeLink(wan.Backup, lab.LTEGW4+"/30", "203.0.113.5/30"))
-	dhcp, err = wanlab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Hour)
+	dhcp, err = sitelab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Hour)
 	must(t, err)
 	backupLease(t, s, lab.BoxLTE4, lab.LTEGW4)
 	// Every probe kind works on the new link (the ICMP socket was bound to the old one).
 	st, err := s.Status()
 	must(t, err)
-	for _, ts := range wanlab.Uplink(st, wan.Backup).Targets {
+	for _, ts := range sitelab.Uplink(st, wan.Backup).Targets {
 		if ts.ConsecLost > 0 {
 			t.Fatalf("target %s loses probes on the re-made link: %s", ts.Target, ts.LastError)
 		}
@@ -618,19 +618,19 @@ func TestDHCPReenumeratedModemLeasesAtOnce(t *testing.T) {
 // The lease is kept in the state directory (crash-safe) and its address asked for again
 // when the daemon starts.
 func TestDHCPLeaseKeptAcrossRestarts(t *testing.T) {
-	var dhcp *wanlab.DHCPServer
-	s := startSite(t, wanlab.ConfigDHCPBackup(), func(s *wanlab.Site) (err error) {
-		dhcp, err = wanlab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Hour)
+	var dhcp *sitelab.DHCPServer
+	s := startSite(t, sitelab.ConfigDHCPBackup(), func(s *sitelab.Site) (err error) {
+		dhcp, err = sitelab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Hour)
 		return err
 	})
 	t.Cleanup(dhcp.Close)
 	backupLease(t, s, lab.BoxLTE4, lab.LTEGW4)
 	st, err := s.Status()
 	must(t, err)
-	if d := wanlab.Uplink(st, wan.Backup).DNS; len(d) != 1 || d[0].String() != lab.LTEGW4 {
+	if d := sitelab.Uplink(st, wan.Backup).DNS; len(d) != 1 || d[0].String() != lab.LTEGW4 {
 		t.Fatalf("backup DNS %v, want the lease's option 6 (%s)", d, lab.LTEGW4)
 	}
-	if d := wanlab.Uplink(st, wan.Primary).DNS; len(d) != 0 {
+	if d := sitelab.Uplink(st, wan.Primary).DNS; len(d) != 0 {
 		t.Fatalf("static primary DNS %v, want none", d)
 	}
 	b, err := os.ReadFile(filepath.Join(s.StateDir(), "wan-lease-"+lab.BoxLTEIf+".json"))
@@ -662,14 +662,14 @@ func TestInboundCallsAfterFailoverAndRegistrationShown(t *testing.T) {
 		must(t, err)
 		return st
 	}
-	long, err := wanlab.StartRegistrant(s.Lab, 10*time.Minute)
+	long, err := sitelab.StartRegistrant(s.Lab, 10*time.Minute)
 	must(t, err)
 	st := reg(10 * time.Minute)
 	if r := st.Registration; r.Via != wan.Primary || r.Registrar != lab.Trunk4+":5060" || !strings.Contains(r.Warning, "up to 10m0s") {
 		t.Fatalf("registration %+v, want a warning about 10 minutes via the primary to the trunk", *r)
 	}
 	long.Close()
-	pbx, err := wanlab.StartRegistrant(s.Lab, 2*time.Second)
+	pbx, err := sitelab.StartRegistrant(s.Lab, 2*time.Second)
 	must(t, err)
 	t.Cleanup(pbx.Close)
 	if st = reg(2 * time.Second); st.Registration.Warning != "" {
@@ -698,7 +698,7 @@ func TestInboundCallsAfterFailoverAndRegistrationShown(t *testing.T) {
 	}
 	must(t, s.Silent(wan.Primary, true))
 	st = waitActive(t, s, wan.Backup, 15*time.Second)
-	tf, _ := wanlab.Event(st, "wan.failover", time.Now().Add(-time.Minute))
+	tf, _ := sitelab.Event(st, "wan.failover", time.Now().Add(-time.Minute))
 	if _, err := pbx.WaitInvite(tf, 15*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -728,12 +728,12 @@ func TestNoisyLineDoesNotFailOver(t *testing.T) {
 	}
 	st, err := s.Status()
 	must(t, err)
-	u := wanlab.Uplink(st, wan.Primary)
+	u := sitelab.Uplink(st, wan.Primary)
 	if st.Active != wan.Primary || u.State != wan.Degraded {
 		t.Fatalf("after the noisy minute: active %s, primary %s (%s); want the primary, degraded", st.Active, u.State, u.Reason)
 	}
 	// The metered standby stayed at its sparse rate.
-	if b := wanlab.Uplink(st, wan.Backup); b.Probing != "standby" {
+	if b := sitelab.Uplink(st, wan.Backup); b.Probing != "standby" {
 		t.Fatalf("backup probed %s while the primary is only noisy", b.Probing)
 	}
 	must(t, s.Noise(wan.Primary, 0))

@@ -53,6 +53,7 @@ type Service struct {
 	forceCh  chan Mode
 	cfgCh    chan *config.Config
 	stopped  chan struct{} // closed when Run returns: nothing takes a Force any more
+	watch    watchers      // told of every change Status shows (watch.go)
 }
 
 type uplink struct {
@@ -315,6 +316,7 @@ func (s *Service) Run(ctx context.Context) error {
 					}
 				}
 				s.reconcileReplyRoutes()
+				s.changed() // a lease may bring new resolvers without a new address
 			}
 			s.mu.Unlock()
 		case m := <-s.forceCh:
@@ -345,6 +347,7 @@ func (s *Service) Run(ctx context.Context) error {
 			s.site.stability, s.site.holdMax = c.WAN.Stability, c.WAN.HoldDownMax
 			s.site.HoldDown = max(min(s.site.HoldDown, c.WAN.HoldDownMax), c.WAN.Stability)
 			s.setTrunks(c)
+			s.changed()
 			s.mu.Unlock()
 		case now := <-tick.C:
 			s.mu.Lock()
@@ -754,6 +757,8 @@ func (s *Service) publish(e events.Event) {
 	if s.bus != nil {
 		s.bus.Publish(e)
 	}
+	// Every event is a change of state (the history records it; watchers read the state).
+	s.changed()
 }
 
 // trunkLoop sends SIP OPTIONS to each trunk through the active uplink.
@@ -801,6 +806,7 @@ func (s *Service) trunkResult(t *trunk, via Role, ok bool, rtt time.Duration) {
 	}
 	if next != t.st.State {
 		t.st.State, t.st.Since = next, now
+		s.changed()
 	}
 	// Say "trunk down" only while the uplink works: a dead uplink is its own alarm.
 	actState, _, _ := s.ups[via].health.State()

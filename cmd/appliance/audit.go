@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,7 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/officeedge/appliance/internal/audit"
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 )
 
 func init() {
@@ -21,7 +19,7 @@ func init() {
 func auditCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	state := fs.String("state", "/var/lib/appliance", "the daemon's state directory (read directly when the daemon is not running)")
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -29,7 +27,7 @@ func auditCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if len(pos) != 1 || pos[0] != "export" {
 		return errors.New("audit: say `appliance audit export`")
 	}
-	b, err := daemon.Call(*control, "GET", "/audit/export", nil)
+	b, err := control.Client{Socket: *socket}.Get(control.PathAuditExport)
 	if err == nil {
 		_, err = stdout.Write(b)
 		return err
@@ -49,9 +47,8 @@ func auditCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 
 // auditCLI records a command-line action through the running daemon. It is best effort: the
 // action has happened already, and a stopped daemon must not make it fail.
-func auditCLI(control, what, before, after string) {
-	b, _ := json.Marshal(audit.Entry{Who: cliUser(), From: "console", What: what, Before: before, After: after})
-	_, _ = daemon.Call(control, "POST", "/audit/record", bytes.NewReader(b))
+func auditCLI(socket, what, before, after string) {
+	_ = control.Client{Socket: socket}.Record(audit.Entry{Who: cliUser(), From: "console", What: what, Before: before, After: after})
 }
 
 // auditOffline records a command-line action in the audit log itself, for when no daemon

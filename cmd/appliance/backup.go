@@ -19,7 +19,7 @@ import (
 	"github.com/officeedge/appliance/internal/backup"
 	"github.com/officeedge/appliance/internal/backup/drsheet"
 	"github.com/officeedge/appliance/internal/config"
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 )
 
 func init() {
@@ -32,7 +32,7 @@ func backupCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return backupRestore(args[1:], stdout)
 	}
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	cfgPath := fs.String("config", "/etc/appliance/appliance.toml", "the daemon's config (times are written in its site's zone)")
 	pos, err := parse(fs, args)
@@ -42,14 +42,15 @@ func backupCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return errors.New("backup: use `backup status|now|list [--json]` or `backup restore --identity FILE ...`")
 	}
+	c := control.Client{Socket: *socket}
 	var body []byte
 	switch pos[0] {
 	case "status":
-		body, err = daemon.Call(*control, "GET", "/backup/status", nil)
+		body, err = c.Get(control.PathBackupStatus)
 	case "now":
-		body, err = daemon.Call(*control, "POST", "/backup/now?who="+url.QueryEscape(cliUser()), nil)
+		body, err = c.PostQuery(control.PathBackupNow, url.Values{"who": {cliUser()}})
 	case "list":
-		body, err = daemon.Call(*control, "GET", "/backup/list", nil)
+		body, err = c.Get(control.PathBackupList)
 	default:
 		return fmt.Errorf("backup: unknown %q: use status, now, list or restore", pos[0])
 	}

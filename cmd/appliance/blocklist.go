@@ -1,19 +1,17 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/netip"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/officeedge/appliance/internal/config"
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/sipguard"
 )
@@ -50,7 +48,7 @@ func blockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	dur := fs.Duration("for", 0, "how long to block (e.g. 30m, 24h); 0 blocks until unblocked")
 	force := fs.Bool("force", false, "block a network wider than [blocklist] widest4/widest6 allows")
 	reason := fs.String("reason", "blocked by hand", "why, shown in the listing")
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	state, cfgPath := offlineFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -60,8 +58,8 @@ func blockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req, _ := json.Marshal(daemon.BlockRequest{Prefix: p.String(), For: *dur, Force: *force, By: cliUser(), Reason: *reason})
-	_, derr := daemon.Call(*control, "POST", "/blocklist/block", bytes.NewReader(req)) // the daemon audits it
+	req := control.BlockRequest{Prefix: config.Prefix{Prefix: p}, For: *dur, Force: *force, By: cliUser(), Reason: *reason}
+	_, derr := control.Client{Socket: *socket}.Block(req) // the daemon audits it
 	if isNotRunning(derr) {
 		fmt.Fprintf(stderr, "the daemon is not running: blocking in the kernel and the saved blocklist (%s) directly\n", *state)
 		cfg, cerr := config.Load(*cfgPath)
@@ -71,19 +69,19 @@ func blockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		}
 		_, derr = netcfg.BlockOffline(netcfg.New(0), *state, cfg, netcfg.BlockRequest{Prefix: p, Source: netcfg.SourceManual, By: cliUser() + " (cli)", Reason: *reason, For: *dur, Force: *force})
 		if derr == nil {
-			auditOffline(*state, stderr, "block", "", prefixText(p)+forText(*dur)+": "+*reason)
+			auditOffline(*state, stderr, "block", "", control.BlockRecord(p, *dur, *reason))
 		}
 	}
 	if derr != nil {
 		return fmt.Errorf("block: %w", derr)
 	}
-	fmt.Fprintf(stdout, "blocked %s%s\n", prefixText(p), forText(*dur))
+	fmt.Fprintf(stdout, "blocked %s%s\n", control.PrefixText(p), forText(*dur))
 	return nil
 }
 
 func unblockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("unblock", flag.ContinueOnError)
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	state, _ := offlineFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -93,11 +91,11 @@ func unblockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	_, derr := daemon.Call(*control, "POST", "/blocklist/unblock?addr="+url.QueryEscape(p.String())+"&who="+url.QueryEscape(cliUser()), nil)
+	_, derr := control.Client{Socket: *socket}.Unblock(control.UnblockRequest{Prefix: config.Prefix{Prefix: p}, By: cliUser()})
 	if isNotRunning(derr) {
 		fmt.Fprintf(stderr, "the daemon is not running: unblocking in the kernel and the saved blocklist (%s) directly\n", *state)
 		if derr = netcfg.UnblockOffline(netcfg.New(0), *state, p); derr == nil {
-			auditOffline(*state, stderr, "unblock", prefixText(p), "")
+			auditOffline(*state, stderr, "unblock", control.PrefixText(p), "")
 		}
 		// sipguard's own record of the source goes too, so its counters start afresh.
 		if _, err := sipguard.ForgetPersisted(filepath.Join(*state, "sipguard"), p); err != nil {
@@ -107,13 +105,13 @@ func unblockCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if derr != nil {
 		return fmt.Errorf("unblock: %w", derr)
 	}
-	fmt.Fprintf(stdout, "unblocked %s\n", prefixText(p))
+	fmt.Fprintf(stdout, "unblocked %s\n", control.PrefixText(p))
 	return nil
 }
 
 // isNotRunning tells a daemon that does not answer from one that refused the request.
 func isNotRunning(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "is the appliance running?")
+	return errors.Is(err, control.ErrNotRunning)
 }
 
 // listing is what `appliance blocked` prints: the entries with a claim other than a feed's,
@@ -127,27 +125,19 @@ type listing struct {
 
 func blockedCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("blocked", flag.ContinueOnError)
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	state, cfgPath := offlineFlags(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	site := siteZone(*cfgPath)
 	var l listing
-	b, err := daemon.Call(*control, "GET", "/blocklist", nil)
+	v, err := control.Client{Socket: *socket}.Blocklist()
+	if err == nil && v.State == nil {
+		err = errors.New("the daemon's answer has no blocklist")
+	}
 	if err == nil {
-		var v struct {
-			State   netcfg.BlockState `json:"state"`
-			Packets map[string]uint64 `json:"packets"`
-		}
-		if err = json.Unmarshal(b, &v); err == nil {
-			l = listing{entries: v.State.Entries, feeds: v.State.Feeds, packets: map[netip.Prefix]uint64{}}
-			for k, n := range v.Packets {
-				if p, err := netip.ParsePrefix(k); err == nil {
-					l.packets[p] = n
-				}
-			}
-		}
+		l = listing{entries: v.State.Entries, feeds: v.State.Feeds, packets: v.PacketsByPrefix()}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "appliance daemon not answering (%v): showing the saved blocklist and the kernel's list\n", err)
@@ -163,7 +153,7 @@ func blockedCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				exp = "not in kernel"
 			}
 		}
-		fmt.Fprintf(stdout, "%-40s %-10s %-24s %-24s %-8d %s\n", prefixText(e.Prefix), strings.Join(e.Sources(), ","), since, exp, l.packets[e.Prefix], e.Reason())
+		fmt.Fprintf(stdout, "%-40s %-10s %-24s %-24s %-8d %s\n", control.PrefixText(e.Prefix), strings.Join(e.Sources(), ","), since, exp, l.packets[e.Prefix], e.Reason())
 	}
 	for _, f := range l.feeds {
 		fmt.Fprintf(stdout, "community list %s: %d entries (%d left out), loaded %s, kept until %s\n", f.Name, f.Entries, f.Refused,
@@ -209,14 +199,6 @@ func offlineListing(dir string) (listing, error) {
 		l.packets[p], l.left[p] = b.Packets, b.Expires
 	}
 	return l, nil
-}
-
-// prefixText shows a single address without its /32 or /128.
-func prefixText(p netip.Prefix) string {
-	if p.IsSingleIP() {
-		return p.Addr().String()
-	}
-	return p.String()
 }
 
 func forText(d time.Duration) string {

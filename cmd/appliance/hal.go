@@ -5,11 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/user"
 
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 )
 
 func init() {
@@ -19,7 +18,7 @@ func init() {
 func buttonCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("button", flag.ContinueOnError)
 	long := fs.Bool("long", false, "hold it for the long press (returns to automatic and acknowledges alerts)")
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -27,15 +26,11 @@ func buttonCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 	if len(pos) != 1 || pos[0] != "press" {
 		return errors.New("button: say `appliance button press [--long]`")
 	}
-	q := url.Values{"who": {cliUser()}}
-	if *long {
-		q.Set("long", "1")
-	}
-	b, err := daemon.Call(*control, "POST", "/hal/button?"+q.Encode(), nil)
+	a, err := control.Client{Socket: *socket}.Press(control.ButtonRequest{Long: *long, By: cliUser()})
 	if err != nil {
 		return fmt.Errorf("button: %w", err)
 	}
-	_, err = stdout.Write(b)
+	_, err = fmt.Fprintf(stdout, "pressed the simulated button (%s)\n", a.Pressed)
 	return err
 }
 

@@ -21,27 +21,27 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/internal/web"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 // The box as a whole keeps working when one thing goes wrong: these run the real daemon in
 // the namespace lab and make the office's bad days happen.
 
 // site starts the daemon in a lab of its own on the wan lab config, changed by edit.
-func site(t *testing.T, edit func(string) string) *wanlab.Site {
+func site(t *testing.T, edit func(string) string) *sitelab.Site {
 	t.Helper()
 	labtest.RequireRoot(t, "nft", "sipp", "conntrack")
-	cfg := string(wanlab.Config())
+	cfg := string(sitelab.Config())
 	if edit != nil {
 		cfg = edit(cfg)
 	}
-	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), []byte(cfg))
+	s, err := sitelab.Start(lab.Unique(t), bin, t.TempDir(), []byte(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,11 +60,11 @@ func tailLines(s string, n int) string {
 }
 
 // siteAlive says whether the daemon's process is still running.
-func siteAlive(s *wanlab.Site) bool {
+func siteAlive(s *sitelab.Site) bool {
 	return s.Daemon.ProcessState == nil && alive(s.Daemon.Process.Pid)
 }
 
-func blocklistState(t *testing.T, s *wanlab.Site) netcfg.BlockState {
+func blocklistState(t *testing.T, s *sitelab.Site) netcfg.BlockState {
 	t.Helper()
 	b, err := daemon.Call(s.Control, "GET", "/blocklist", nil)
 	if err != nil {
@@ -77,13 +77,13 @@ func blocklistState(t *testing.T, s *wanlab.Site) netcfg.BlockState {
 	return v.State
 }
 
-func cliIn(t *testing.T, s *wanlab.Site, args ...string) (string, error) {
+func cliIn(t *testing.T, s *sitelab.Site, args ...string) (string, error) {
 	t.Helper()
 	return s.Lab.Run(lab.HostBox, append(append([]string{bin}, args...), "--control", s.Control)...)
 }
 
 // boxFirewall is a Firewall on the box's namespace, for point lookups of the kernel's blocklist.
-func boxFirewall(t *testing.T, s *wanlab.Site) *netcfg.Firewall {
+func boxFirewall(t *testing.T, s *sitelab.Site) *netcfg.Firewall {
 	t.Helper()
 	h, err := netns.GetFromName(s.Lab.NS(lab.HostBox))
 	if err != nil {
@@ -94,7 +94,7 @@ func boxFirewall(t *testing.T, s *wanlab.Site) *netcfg.Firewall {
 }
 
 // scanner sends one SIP OPTIONS with a scanner's User-Agent from the attacker to the box.
-func scanner(t *testing.T, s *wanlab.Site, tag string) {
+func scanner(t *testing.T, s *sitelab.Site, tag string) {
 	t.Helper()
 	c, err := s.Lab.DialUDP(lab.HostAttacker, lab.Attacker4+":5071", lab.BoxWAN4+":5060")
 	if err != nil {
@@ -111,7 +111,7 @@ func scanner(t *testing.T, s *wanlab.Site, tag string) {
 
 // pageFrom fetches the status page's /api/status from a lab host (the connection is dialled
 // in the host's namespace; http's own dialer would run on another thread, outside it).
-func pageFrom(s *wanlab.Site, host, addr string) (int, error) {
+func pageFrom(s *sitelab.Site, host, addr string) (int, error) {
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(context.Context, string, string) (net.Conn, error) {
 			return s.Lab.DialTCP(host, net.JoinHostPort(addr, "80"), 3*time.Second)
@@ -182,7 +182,7 @@ func findEntry(st netcfg.BlockState, addr string) (netcfg.Entry, bool) {
 }
 
 // feedSite starts the daemon with list as a community list file.
-func feedSite(t *testing.T, list []netip.Prefix) *wanlab.Site {
+func feedSite(t *testing.T, list []netip.Prefix) *sitelab.Site {
 	t.Helper()
 	feed := filepath.Join(t.TempDir(), "big.txt")
 	var b strings.Builder
@@ -266,7 +266,7 @@ func TestQuietAfterKillWithBigFeed(t *testing.T) {
 }
 
 // restart runs the daemon again on the site's config and state.
-func restart(t *testing.T, s *wanlab.Site) {
+func restart(t *testing.T, s *sitelab.Site) {
 	t.Helper()
 	dir := filepath.Dir(s.Control)
 	cmd, err := s.Lab.Start(lab.HostBox, bin, "run", "--config", filepath.Join(dir, "appliance.toml"), "--state", filepath.Join(dir, "state"), "--control", s.Control)
@@ -293,7 +293,7 @@ func rss(pid int) string {
 }
 
 // trunkCall makes one sipp call from the trunk provider through the box to a sipp PBX.
-func trunkCall(t *testing.T, s *wanlab.Site) {
+func trunkCall(t *testing.T, s *sitelab.Site) {
 	t.Helper()
 	s.Trunk.Close() // the OPTIONS responder holds the trunk's port 5060
 	uas, err := s.Lab.Start(lab.HostPBX, "sipp", "-sn", "uas", "-i", lab.PBX4, "-p", "5060", "-m", "1", "-nostdin", "-timeout", "30s")
@@ -516,9 +516,9 @@ func TestPartsFailAlone(t *testing.T) {
 // A gateway learned by DHCP is protected as soon as the lease gives it.
 func TestDHCPGatewayProtected(t *testing.T) {
 	labtest.RequireRoot(t, "nft", "sipp", "conntrack")
-	var dhcp *wanlab.DHCPServer
-	s, err := wanlab.Start(lab.Unique(t), bin, t.TempDir(), wanlab.ConfigDHCPBackup(), func(s *wanlab.Site) (err error) {
-		dhcp, err = wanlab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Minute)
+	var dhcp *sitelab.DHCPServer
+	s, err := sitelab.Start(lab.Unique(t), bin, t.TempDir(), sitelab.ConfigDHCPBackup(), func(s *sitelab.Site) (err error) {
+		dhcp, err = sitelab.StartDHCP(s.Lab, lab.HostLTE, "cust0", lab.BoxLTE4, lab.LTEGW4, 30, time.Minute)
 		return err
 	})
 	if err != nil {
@@ -546,8 +546,9 @@ func TestPageLoginOverPinnedHTTPS(t *testing.T) {
 		pin, err = spkiPin(filepath.Join(state, web.CertFile))
 		return err == nil
 	})
+	// -m 30: a login is an argon2 check of 64 MiB, seconds on a loaded 2-core machine.
 	curl := func(args ...string) (string, error) {
-		return s.Lab.Run(lab.HostPhone, append([]string{"curl", "-s", "-m", "5", "-o", "/dev/null", "-D", "-", "-w", "code=%{http_code}"}, args...)...)
+		return s.Lab.Run(lab.HostPhone, append([]string{"curl", "-s", "-m", "30", "-o", "/dev/null", "-D", "-", "-w", "code=%{http_code}"}, args...)...)
 	}
 	login := []string{"-X", "POST", "-H", "Content-Type: application/json", "-d", `{"password":"lab-password-1"}`}
 	out, err := curl(append(login, "http://"+lab.BoxLAN4+"/api/login")...)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/officeedge/appliance/internal/cfgedit"
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/peers"
 	"github.com/officeedge/appliance/internal/version"
@@ -97,7 +97,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 func check(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	path := fs.String("config", "/etc/appliance/appliance.toml", "config file, - for standard input")
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func check(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	fmt.Fprintf(stdout, "# %s", strings.ReplaceAll(strings.TrimSpace(netcfg.Describe(cfg)), "\n", "\n# "))
-	printHostNames(stdout, cfg, *control)
+	printHostNames(stdout, cfg, *socket)
 	fmt.Fprint(stdout, "\n# config is valid; this is the firewall it applies:\n")
 	fmt.Fprint(stdout, netcfg.Build(cfg).Text())
 	return nil
@@ -129,7 +129,7 @@ func check(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 
 // printHostNames lists the trusted host names with what the running daemon resolved them to
 // (the firewall below has only the networks: the names' addresses join them at run time).
-func printHostNames(w io.Writer, cfg *config.Config, control string) {
+func printHostNames(w io.Writer, cfg *config.Config, socket string) {
 	var hosts []string
 	for _, n := range config.SortedNames(cfg.SIPPeers) {
 		for _, h := range cfg.SIPPeers[n].Hosts {
@@ -143,10 +143,7 @@ func printHostNames(w io.Writer, cfg *config.Config, control string) {
 		return
 	}
 	var names []peers.Name
-	body, err := daemon.Call(control, "GET", "/peers/status", nil)
-	if err == nil {
-		err = json.Unmarshal(body, &names)
-	}
+	err := control.Client{Socket: socket}.GetJSON(control.PathPeersStatus, &names)
 	if err != nil {
 		fmt.Fprintf(w, "\n# trusted host names (the daemon is not answering, so not resolved here): %s", strings.Join(hosts, ", "))
 		return
@@ -173,7 +170,7 @@ func runDaemon(args []string, _ io.Reader, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("config", "/etc/appliance/appliance.toml", "config file")
 	state := fs.String("state", "/var/lib/appliance", "directory for state that survives reboots")
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	confirm := fs.Duration("confirm-window", 0, "time to confirm a config change made on the status page before it is put back (default 2m)")
 	writable := fs.String("writable-config", "", "run from a writable copy of --config at this path (on the image: /perm/appliance/appliance.toml), made again when --config changes")
 	if _, err := parse(fs, args); err != nil {
@@ -188,10 +185,10 @@ func runDaemon(args []string, _ io.Reader, _, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	return daemon.Run(ctx, daemon.Options{ConfigPath: *path, StateDir: *state, ControlSocket: *control, Log: log, ConfirmWindow: *confirm})
+	return daemon.Run(ctx, daemon.Options{ConfigPath: *path, StateDir: *state, ControlSocket: *socket, Log: log, ConfirmWindow: *confirm})
 }
 
 // controlFlag is the --control flag of commands that talk to the running daemon.
 func controlFlag(fs *flag.FlagSet) *string {
-	return fs.String("control", daemon.DefaultControl, "the daemon's control socket")
+	return fs.String("control", control.DefaultSocket, "the daemon's control socket")
 }

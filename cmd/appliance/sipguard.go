@@ -4,17 +4,17 @@ import (
 	"flag"
 	"io"
 
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 )
 
 func init() {
 	commands["sipguard"] = command{"status: sipguard's counters (packets, SIP messages, findings, blocks)", func(args []string, _ io.Reader, stdout, _ io.Writer) error {
 		fs := flag.NewFlagSet("sipguard", flag.ContinueOnError)
-		control := controlFlag(fs)
+		socket := controlFlag(fs)
 		if _, err := parse(fs, args); err != nil {
 			return err
 		}
-		b, err := daemon.Call(*control, "GET", "/sipguard/status", nil)
+		b, err := control.Client{Socket: *socket}.Get(control.PathSIPGuardStatus)
 		if err != nil {
 			return err
 		}

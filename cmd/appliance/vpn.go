@@ -6,7 +6,7 @@ import (
 	"io"
 	"net/url"
 
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/store"
 )
 
@@ -21,7 +21,7 @@ func vpnCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return fmt.Errorf("vpn: usage: appliance vpn rotate NAME [--out FILE]")
 	}
 	fs := flag.NewFlagSet("vpn rotate", flag.ContinueOnError)
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	out := fs.String("out", "", "write the new config to FILE (mode 0600) instead of printing it")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
@@ -31,7 +31,7 @@ func vpnCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return fmt.Errorf("vpn rotate: give one peer name (a [vpn.peers.NAME] of the config)")
 	}
 	q := url.Values{"name": {pos[0]}, "who": {cliUser()}}
-	conf, err := daemon.Call(*control, "POST", "/vpn/rotate?"+q.Encode(), nil) // the daemon audits it
+	conf, err := control.Client{Socket: *socket}.PostQuery(control.PathVPNRotate, q) // the daemon audits it
 	if err != nil {
 		return fmt.Errorf("vpn rotate %s: %w", pos[0], err)
 	}

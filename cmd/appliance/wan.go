@@ -5,10 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
-	"strings"
 
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/wan"
 )
 
@@ -18,21 +16,23 @@ func init() {
 
 func wanCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("wan", flag.ContinueOnError)
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	var body []byte
+	c := control.Client{Socket: *socket}
+	var st wan.Status
 	switch {
 	case len(pos) == 1 && pos[0] == "status":
-		body, err = daemon.Call(*control, "GET", "/wan/status", nil)
+		st, err = c.WANStatus()
 	case len(pos) == 2 && pos[0] == "force":
-		if _, err := wan.ParseMode(pos[1]); err != nil {
-			return err
+		m, perr := wan.ParseMode(pos[1])
+		if perr != nil {
+			return perr
 		}
-		body, err = daemon.Call(*control, "POST", "/wan/force?who="+url.QueryEscape(cliUser()), strings.NewReader(pos[1]))
+		st, err = c.Force(control.ForceRequest{Mode: m, By: cliUser()})
 	default:
 		return fmt.Errorf("wan: use `wan status [--json]` or `wan force backup|primary|auto`")
 	}
@@ -40,12 +40,7 @@ func wanCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 		return fmt.Errorf("wan: %w", err)
 	}
 	if *asJSON {
-		_, err = stdout.Write(body)
-		return err
-	}
-	var st wan.Status
-	if err := json.Unmarshal(body, &st); err != nil {
-		return fmt.Errorf("wan: status: %w", err)
+		return json.NewEncoder(stdout).Encode(st) // as the daemon writes it
 	}
 	if len(pos) == 2 {
 		fmt.Fprintf(stdout, "override set to %s\n\n", pos[1])

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/officeedge/appliance/internal/config"
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/web"
 )
 
@@ -25,7 +27,7 @@ func init() {
 func webCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("web", flag.ContinueOnError)
 	state := fs.String("state", "/var/lib/appliance", "the daemon's state directory")
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	print := fs.Bool("print", false, "print the hash for [web] password_hash instead of setting it on this box")
 	cfgPath := fs.String("config", "/etc/appliance/appliance.toml", "the config (for a certificate it names)")
 	pos, err := parse(fs, args)
@@ -54,7 +56,7 @@ func webCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "password set (argon2id hash in %s/%s); it takes effect at the next login\n", *state, web.PasswordFile)
-	auditCLI(*control, "web.passwd", "", "password changed")
+	auditCLI(*socket, "web.passwd", "", "password changed")
 	return nil
 }
 
@@ -109,7 +111,7 @@ func readPassword(stdin io.Reader, stderr io.Writer) (string, error) {
 
 func notifyCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("notify", flag.ContinueOnError)
-	control := controlFlag(fs)
+	socket := controlFlag(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -117,7 +119,7 @@ func notifyCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 	if len(pos) != 1 || pos[0] != "test" {
 		return errors.New("notify: say `appliance notify test`")
 	}
-	b, err := daemon.Call(*control, "POST", "/notify/test", nil)
+	b, err := control.Client{Socket: *socket}.Call(context.Background(), http.MethodPost, control.PathNotifyTest, nil)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package backup
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,17 +11,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"filippo.io/age"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/backup/offsite"
 	"github.com/officeedge/appliance/internal/backup/receive"
+	"github.com/officeedge/appliance/internal/bind"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/version"
@@ -457,7 +455,7 @@ func (s *Service) startEndpoint(ctx context.Context, cfg *config.Config, wg *syn
 	s.endpoint = strings.Join(where, ", ") + " (host key " + ssh.FingerprintSHA256(key.PublicKey()) + ")"
 	s.mu.Unlock()
 	for _, a := range cfg.LAN.Addresses {
-		ln, err := listenFree(ctx, a.Addr(), cfg.Backup.Port)
+		ln, err := bind.ListenFree(ctx, netip.AddrPortFrom(a.Addr(), uint16(cfg.Backup.Port))) // up even if the LAN address comes a moment later
 		if err != nil {
 			return fmt.Errorf("backup: endpoint: %w", err)
 		}
@@ -470,27 +468,6 @@ func (s *Service) startEndpoint(ctx context.Context, cfg *config.Config, wg *syn
 		}()
 	}
 	return nil
-}
-
-// listenFree binds a LAN address with IP_FREEBIND, so the endpoint comes up even if the
-// LAN address is configured a moment later; it is never bound to the wildcard address.
-func listenFree(ctx context.Context, a netip.Addr, port config.Port) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if a.Is6() {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
-			} else {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
-			}
-		})
-		return errors.Join(err, serr)
-	}}
-	network := "tcp4"
-	if a.Is6() {
-		network = "tcp6"
-	}
-	return lc.Listen(ctx, network, net.JoinHostPort(a.String(), strconv.Itoa(int(port))))
 }
 
 func humanBytes(n int64) string {

@@ -14,9 +14,9 @@ import (
 
 	"github.com/beevik/ntp"
 
+	"github.com/officeedge/appliance/integration/dnslab"
 	"github.com/officeedge/appliance/internal/clock"
 	"github.com/officeedge/appliance/internal/dnsfwd"
-	"github.com/officeedge/appliance/internal/dnsfwd/dnslab"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/lab"
 )

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/crowdsec"
 	"github.com/officeedge/appliance/internal/crowdsec/lapitest"
 	"github.com/officeedge/appliance/internal/daemon"
@@ -22,7 +23,6 @@ import (
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/sipguard"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 // The LAPI's address, on its namespace's loopback, reached from each office's internet.
@@ -30,13 +30,13 @@ const lapiAddr = "10.254.9.1"
 
 var bin string // the appliance, built once
 
-func TestMain(m *testing.M) { wanlab.Main(m, &bin) }
+func TestMain(m *testing.M) { sitelab.Main(m, &bin) }
 
 // fleet is two offices, each a whole lab with the real daemon, and one LAPI both reach
 // through their internet (masqueraded there, as offices behind their ISPs would be).
 type fleet struct {
 	lapi *lapitest.LAPI
-	a, b *wanlab.Site
+	a, b *sitelab.Site
 	fwB  *netcfg.Firewall
 }
 
@@ -62,8 +62,8 @@ func newFleet(tb testing.TB, name string) *fleet {
 	tb.Cleanup(lapi.Stop)
 	f := &fleet{lapi: lapi}
 	// connect joins a site's internet core to the LAPI's namespace over link n.
-	connect := func(n int) func(*wanlab.Site) error {
-		return func(s *wanlab.Site) error {
+	connect := func(n int) func(*sitelab.Site) error {
+		return func(s *sitelab.Site) error {
 			netNS := s.Lab.NS(lab.HostNet)
 			peer := fmt.Sprintf("site%d", n)
 			lapiSide, netSide := fmt.Sprintf("10.254.%d.1", 10+n), fmt.Sprintf("10.254.%d.2", 10+n)
@@ -83,7 +83,7 @@ func newFleet(tb testing.TB, name string) *fleet {
 			return nil
 		}
 	}
-	start := func(n int, id string) *wanlab.Site {
+	start := func(n int, id string) *sitelab.Site {
 		creds := filepath.Join(dir, id)
 		if err := os.MkdirAll(creds, 0o700); err != nil {
 			tb.Fatal(err)
@@ -94,7 +94,7 @@ func newFleet(tb testing.TB, name string) *fleet {
 		if err := lapi.AddMachine(id, filepath.Join(creds, "machine")); err != nil {
 			tb.Fatal(err)
 		}
-		cfg := string(wanlab.Config(fmt.Sprintf(`
+		cfg := string(sitelab.Config(fmt.Sprintf(`
 [crowdsec]
 enabled = true
 url = %q
@@ -110,7 +110,7 @@ interval = "1s"`, lapi.URL, lapi.CAFile, filepath.Join(creds, "bouncer"), id, fi
 		if err := os.MkdirAll(siteDir, 0o700); err != nil {
 			tb.Fatal(err)
 		}
-		s, err := wanlab.Start(fmt.Sprintf("%s%d", name, n), bin, siteDir, []byte(cfg), connect(n))
+		s, err := sitelab.Start(fmt.Sprintf("%s%d", name, n), bin, siteDir, []byte(cfg), connect(n))
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -140,7 +140,7 @@ func lastLines(s string, n int) string {
 
 // scan sends one SIP OPTIONS with a scanner's User-Agent from src, an address of site s's
 // attacker, to the box.
-func scan(tb testing.TB, s *wanlab.Site, src netip.Addr, tag string) {
+func scan(tb testing.TB, s *sitelab.Site, src netip.Addr, tag string) {
 	tb.Helper()
 	c, err := s.Lab.DialUDP(lab.HostAttacker, src.String()+":5071", lab.BoxWAN4+":5060")
 	if err != nil {
@@ -157,7 +157,7 @@ func scan(tb testing.TB, s *wanlab.Site, src netip.Addr, tag string) {
 
 // provenScan is a scanner that proves its address first, from src on site s's attacker: a
 // REGISTER, then, with the nonce of the PBX's 401 sent back, a REGISTER naming the scanner.
-func provenScan(tb testing.TB, s *wanlab.Site, src netip.Addr, tag string) {
+func provenScan(tb testing.TB, s *sitelab.Site, src netip.Addr, tag string) {
 	tb.Helper()
 	c, err := s.Lab.DialUDP(lab.HostAttacker, src.String()+":5073", lab.BoxWAN4+":5060")
 	if err != nil {
@@ -190,7 +190,7 @@ func provenScan(tb testing.TB, s *wanlab.Site, src netip.Addr, tag string) {
 // attacker gives both sites' attacker host the address a (the same bot scans every office).
 func (f *fleet) attacker(tb testing.TB, a netip.Addr) {
 	tb.Helper()
-	for _, s := range []*wanlab.Site{f.a, f.b} {
+	for _, s := range []*sitelab.Site{f.a, f.b} {
 		if _, err := s.Lab.Run(lab.HostAttacker, "ip", "addr", "add", a.String()+"/24", "dev", "eth0", "nodad"); err != nil {
 			tb.Fatal(err)
 		}
@@ -207,7 +207,7 @@ func (f *fleet) inB(tb testing.TB, a netip.Addr) bool {
 }
 
 // claimSince is when site s's owner took a claim from source on a, if it has one.
-func claimSince(tb testing.TB, s *wanlab.Site, a netip.Addr, source string) (time.Time, bool) {
+func claimSince(tb testing.TB, s *sitelab.Site, a netip.Addr, source string) (time.Time, bool) {
 	st := blockState(tb, s)
 	e, ok := st.Lookup(netip.PrefixFrom(a, 32))
 	if !ok {
@@ -224,7 +224,7 @@ func claimSince(tb testing.TB, s *wanlab.Site, a netip.Addr, source string) (tim
 // crack runs sipp from src, an address of site s's attacker, as a password cracker that
 // answers the PBX's digest challenges (it sends back each nonce, with wrong passwords for
 // extension 1001), until its traffic stops or secs pass.
-func crack(tb testing.TB, s *wanlab.Site, src netip.Addr, secs int) string {
+func crack(tb testing.TB, s *sitelab.Site, src netip.Addr, secs int) string {
 	tb.Helper()
 	scen, err := filepath.Abs(filepath.Join("..", "..", "sipguard", "testdata", "sipp", "register.xml"))
 	if err != nil {
@@ -353,7 +353,7 @@ func BenchmarkFleetPropagation(b *testing.B) {
 	b.ReportMetric(float64(len(ms)), "trials")
 }
 
-func blockState(tb testing.TB, s *wanlab.Site) *netcfg.BlockState {
+func blockState(tb testing.TB, s *sitelab.Site) *netcfg.BlockState {
 	tb.Helper()
 	body, err := daemon.Call(s.Control, "GET", "/blocklist", nil)
 	if err != nil {
@@ -367,7 +367,7 @@ func blockState(tb testing.TB, s *wanlab.Site) *netcfg.BlockState {
 }
 
 // sipguardSeen is how many SIP messages site s's sipguard has decoded.
-func sipguardSeen(tb testing.TB, s *wanlab.Site) uint64 {
+func sipguardSeen(tb testing.TB, s *sitelab.Site) uint64 {
 	tb.Helper()
 	body, err := daemon.Call(s.Control, "GET", "/sipguard/status", nil)
 	if err != nil {
@@ -381,7 +381,7 @@ func sipguardSeen(tb testing.TB, s *wanlab.Site) uint64 {
 }
 
 // crowdsecStatus is site s's fleet-sharing status.
-func crowdsecStatus(tb testing.TB, s *wanlab.Site) crowdsec.Status {
+func crowdsecStatus(tb testing.TB, s *sitelab.Site) crowdsec.Status {
 	tb.Helper()
 	body, err := daemon.Call(s.Control, "GET", "/crowdsec/status", nil)
 	if err != nil {

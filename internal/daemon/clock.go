@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/officeedge/appliance/internal/bind"
 	"github.com/officeedge/appliance/internal/clock"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/dnsfwd"
@@ -54,7 +55,7 @@ func (p *clockPart) Run(ctx context.Context) error {
 	errc := make(chan error, len(p.serve)+1)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	lc := net.ListenConfig{Control: dnsfwd.Freebind}
+	lc := net.ListenConfig{Control: bind.Freebind}
 	for _, a := range p.serve {
 		pc, err := lc.ListenPacket(ctx, "udp", a.String())
 		if err != nil {

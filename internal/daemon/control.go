@@ -2,41 +2,45 @@ package daemon
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"io"
-	"net"
-	"net/http"
-	"strings"
-	"time"
+
+	"github.com/officeedge/appliance/internal/control"
+	"github.com/officeedge/appliance/wan"
 )
 
 // DefaultControl is where the daemon listens for the CLI.
-const DefaultControl = "/run/appliance/control.sock"
+const DefaultControl = control.DefaultSocket
 
-// Call sends one request to a running daemon's control API and returns its answer. A daemon
-// that answers with an error status becomes an error carrying its message.
+// errWANOff means an uplink cannot be forced: the box has no failover part.
+var errWANOff = errors.New("failover (wan) is off")
+
+// Call sends one request to a running daemon's control API and returns its answer (see
+// control.Client.Call, which the CLI uses; this stays for the labs that call it).
 func Call(socket, method, path string, body io.Reader) ([]byte, error) {
-	c := &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-		}},
+	return control.Client{Socket: socket}.Call(context.Background(), method, path, body)
+}
+
+// newActions connects the actions to the parts, each reached where it is at each call (a
+// reload may replace the hal part).
+func (a *App) newActions() *control.Actions {
+	x := &control.Actions{
+		WAN:    func() (wan.Status, bool) { return wanStatus(a) },
+		Force:  func(ctx context.Context, m wan.Mode) error { return wanForce(ctx, a, m) },
+		Alerts: a.Alerts, Audit: a.Audit, Bus: a.Bus, Log: a.Log,
+		Press: liveBoard{a}.Press,
 	}
-	req, err := http.NewRequest(method, "http://appliance"+path, body)
-	if err != nil {
-		return nil, err
+	if a.Owner != nil {
+		x.Blocklist = a.Owner
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("is the appliance running? %w", err)
+	return x
+}
+
+// actions are the page's, the control socket's and the button's actions: App.Actions, or
+// ones made now for an App made without them (tests).
+func (a *App) actions() *control.Actions {
+	if a.Actions != nil {
+		return a.Actions
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode >= 300 {
-		return nil, fmt.Errorf("%s", strings.TrimSpace(string(b)))
-	}
-	return b, nil
+	return a.newActions()
 }

@@ -24,7 +24,9 @@ import (
 	"github.com/officeedge/appliance/internal/backup"
 	"github.com/officeedge/appliance/internal/cfgedit"
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/crowdsec"
+	"github.com/officeedge/appliance/internal/dnsfwd"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/kernelfeat"
 	"github.com/officeedge/appliance/internal/notify"
@@ -51,7 +53,7 @@ type App struct {
 	Options
 	Bus    *events.Bus
 	Alerts *alerts.Store    // what needs a person (part failures, hardware, drift)
-	Owner  *netcfg.Owner    // the one writer of nftables, links and routes
+	Owner  *netcfg.Owner    // the one writer of nftables (who writes routes and addresses: netcfg's package doc)
 	Audit  *audit.Log       //
 	Mail   *notify.Notifier //
 	WAN    *wan.Service     // nil when wan is off
@@ -71,6 +73,9 @@ type App struct {
 	Kernel []kernelfeat.Feature // what the kernel was found to have at start
 	// Control is the local control API (a unix socket, root only).
 	Control *http.ServeMux
+	// Actions are force, block, unblock, acknowledge and press: one implementation the page,
+	// the control socket and the button all call.
+	Actions *control.Actions
 	// Edits changes the config file from the page (nil when it cannot be kept: an alert says why).
 	Edits *cfgedit.Editor
 
@@ -119,14 +124,15 @@ func Run(ctx context.Context, o Options) error {
 	}
 	app := &App{Options: o, Bus: events.New(1000), Alerts: alerts.New(nil), Control: http.NewServeMux(), cfg: cfg}
 	// The box's own lookups go through the DNS part from here on (before any part dials).
-	useBoxResolver()
+	dnsfwd.UseBoxResolver()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	// 1. The kernel's features, probed in a private namespace before anything writes.
 	app.Kernel = detectKernel(app)
-	// 2. The firewall owner: nothing else writes the kernel, and it runs under a supervisor
-	// of its own, so no other part's failures can hold it back.
+	// 2. The firewall owner: the only writer of nftables (wan and vpn write their own routes,
+	// rules, addresses and links), and it runs under a supervisor of its own, so no other
+	// part's failures can hold it back.
 	app.Owner, err = netcfg.NewOwner(netcfg.OwnerOptions{Firewall: netcfg.New(0), StateDir: app.StateDir,
 		Bus: app.Bus, Alerts: app.Alerts, Log: app.Log, Links: true, ResolvConf: "/etc/resolv.conf",
 		NoReplyMarks: !kernelfeat.Has(app.Kernel, "ct mark") || !kernelfeat.Has(app.Kernel, "policy routing")})
@@ -150,6 +156,7 @@ func Run(ctx context.Context, o Options) error {
 	// 3. The parts, each reading the ones above it.
 	app.Audit = audit.Open(filepath.Join(app.StateDir, "audit.log"))
 	app.Mail = &notify.Notifier{Config: app.Config, Dir: filepath.Join(app.StateDir, "mailq"), Bus: app.Bus, Log: app.Log}
+	app.Actions = app.newActions()
 	app.parts.startAll()
 	app.auditConfig("unknown (changed while the appliance was stopped)")
 	if o.ControlSocket != "" {

@@ -3,10 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
-	"sync"
-	"sync/atomic"
 
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/dnsfwd"
@@ -31,11 +28,11 @@ func (p *dnsPart) Stats() dnsfwd.Stats {
 func newDNSPart(a *App) (*dnsPart, error) {
 	c := a.Config()
 	if !c.DNS.Enabled {
-		boxDNS.Store(nil)
+		dnsfwd.UseForBox(nil)
 		return nil, nil
 	}
 	f := dnsfwd.New(dnsOptions(a, c))
-	boxDNS.Store(f)
+	dnsfwd.UseForBox(f)
 	return &dnsPart{f: f}, nil
 }
 
@@ -53,6 +50,9 @@ func dnsOptions(a *App, c *config.Config) dnsfwd.Options {
 		System:     netcfg.Nameservers("/etc/resolv.conf"),
 		Domain:     c.DNS.Domain, BoxName: c.DNS.BoxName, CacheSize: c.DNS.CacheSize, RebindAllow: c.DNS.RebindAllow,
 		RateLimit: c.DNS.RateLimit, RateBurst: c.DNS.RateBurst, Static: map[string][]netip.Addr{}, Hosts: a.dhcpHostnames,
+	}
+	if a.WAN != nil {
+		o.Watch = a.WAN.Watch
 	}
 	for _, p := range c.LAN.Addresses {
 		o.Listen = append(o.Listen, netip.AddrPortFrom(p.Addr(), 53))
@@ -85,30 +85,4 @@ func addrs(as []config.Addr) []netip.Addr {
 		out = append(out, a.Addr)
 	}
 	return out
-}
-
-// boxDNS is the forwarder the box's own lookups go through; nil while [dns] is off.
-var (
-	boxDNS      atomic.Pointer[dnsfwd.Forwarder]
-	resolverSet sync.Once
-)
-
-// useBoxResolver replaces net.DefaultResolver, once per process. Every part that dials by
-// name (notify's SMTP, the feeds' HTTP, backups' SFTP and S3, hostname peers) goes through
-// a net.Dialer without a resolver of its own, i.e. through the default one, so this one
-// change moves them all onto the forwarder without threading a resolver through each
-// library. It stays Go's own resolver (resolv.conf's search list and options, /etc/hosts);
-// only where its packets go changes: to the forwarder while it serves, else straight to the
-// active uplink's resolvers through that uplink (dnsfwd.Forwarder.Dial), and with [dns] off
-// to resolv.conf's servers as before.
-func useBoxResolver() {
-	resolverSet.Do(func() {
-		net.DefaultResolver = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-			if f := boxDNS.Load(); f != nil {
-				return f.Dial(ctx, network, address)
-			}
-			var d net.Dialer
-			return d.DialContext(ctx, network, address)
-		}}
-	})
 }

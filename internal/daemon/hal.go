@@ -11,28 +11,21 @@ import (
 
 	"github.com/officeedge/appliance/hal"
 	"github.com/officeedge/appliance/internal/alerts"
-	"github.com/officeedge/appliance/internal/audit"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
 )
 
 // The hal part: the LEDs show what the other parts' typed state says, and the button forces
-// an uplink. Control API (registered by the daemon): POST /hal/button (controlPress),
-// GET /hal/leds (leds).
-
-// halPoll is how often the wan's status is read for the LEDs: the wan has no watch of its
-// own, and a quarter of a second is as soon as a person sees an LED change.
-const halPoll = 250 * time.Millisecond
+// an uplink. Control API (registered by the daemon): GET /hal/leds (leds); the simulated
+// button's press is an action (control.Actions.PressButton).
 
 // mailPoll is how often the mail queue is looked at (a directory listing).
 const mailPoll = 5 * time.Second
 
 // errHALParts means the daemon made the hal part before the parts it reads.
 var errHALParts = errors.New("daemon: the hal part needs the firewall owner and the alerts")
-
-// errWANOff means the button cannot force an uplink: the box has no failover part.
-var errWANOff = errors.New("failover (wan) is off")
 
 // halService drives the LEDs and reads the button. It owns the panel.
 type halService struct {
@@ -104,7 +97,8 @@ func (s *halService) getBoard() hal.Board {
 }
 
 // Run lights the LEDs and handles presses until ctx ends (then it returns nil). The panel is
-// given the state again whenever the blocklist or the alerts change, and every halPoll.
+// given the state again whenever the wan, the blocklist or the alerts change, and every
+// mailPoll for the mail queue (which has no watch).
 func (s *halService) Run(ctx context.Context) error {
 	if err := s.openBoard(); err != nil {
 		return err
@@ -119,7 +113,13 @@ func (s *halService) Run(ctx context.Context) error {
 	defer stopBlocks()
 	alerted, stopAlerts := s.app.Alerts.Watch()
 	defer stopAlerts()
-	tick := time.NewTicker(halPoll)
+	var uplinks <-chan struct{}
+	if s.app.WAN != nil {
+		ch, stopWAN := s.app.WAN.Watch()
+		defer stopWAN()
+		uplinks = ch
+	}
+	tick := time.NewTicker(mailPoll)
 	defer tick.Stop()
 	s.refresh()
 	for {
@@ -135,6 +135,7 @@ func (s *halService) Run(ctx context.Context) error {
 			}
 			continue
 		case <-tick.C:
+		case <-uplinks:
 		case <-blocks:
 		case <-alerted:
 		}
@@ -154,66 +155,26 @@ func (s *halService) queuePress(p hal.Press) {
 // refresh gives the panel the box's state now.
 func (s *halService) refresh() { s.panel.Update(s.state()) }
 
-// state translates the parts' typed state into the panel's.
+// state gathers the parts' typed state; hal.StateOf says what the LEDs make of it.
 func (s *halService) state() hal.State {
-	st := hal.State{Started: true, Active: hal.RolePrimary}
+	in := hal.Sources{AckedAt: s.app.Alerts.AcknowledgedAt(), Alerts: s.app.Alerts.List(), MailError: s.mailError()}
 	if s.app.WAN != nil {
-		wanState(&st, s.app.WAN.Status())
+		ws := s.app.WAN.Status()
+		in.WAN = &ws
 	}
 	bs := s.app.Owner.State()
-	st.ConfigError = bs.ConfigError != ""
-	st.LastBlock = s.newestBlock(bs)
-	// A block from before the last acknowledgement has been seen by a person.
-	if !st.LastBlock.After(s.app.Alerts.AcknowledgedAt()) {
-		st.LastBlock = time.Time{}
-	}
-	for _, a := range s.app.Alerts.List() {
-		if !a.Acked && alerts.IsTollFraud(a.Key) {
-			st.TollFraud = true
-		}
-	}
-	if e := s.mailError(); e != "" {
-		st.Degraded = append(st.Degraded, "alert emails failing: "+e)
-	}
-	return st
-}
-
-// wanState takes in the uplinks, the active one, the override and the trunks.
-func wanState(st *hal.State, ws wan.Status) {
-	st.Active, st.BothDown, st.Forced = string(ws.Active), ws.BothDown, ws.Mode != wan.Auto
-	st.Started = false
-	for _, u := range ws.Uplinks {
-		st.Started = st.Started || u.State != wan.Unknown
-		switch u.Role {
-		case wan.Primary:
-			st.PrimaryDown = u.State == wan.Down
-		case wan.Backup:
-			st.BackupDown = u.State == wan.Down
-		}
-	}
-	for _, t := range ws.Trunks {
-		if t.State == wan.Down {
-			st.Degraded = append(st.Degraded, "trunk "+t.Name+" down")
-		}
-	}
+	in.ConfigError = bs.ConfigError != ""
+	in.LastBlock = s.newestBlock(bs)
+	return hal.StateOf(in)
 }
 
 // newestBlock is when sipguard last blocked an attacker, found again only when the
 // blocklist changed (a snapshot is never changed once published).
 func (s *halService) newestBlock(bs *netcfg.BlockState) time.Time {
-	if bs == s.blocks {
-		return s.lastBlock
+	if bs != s.blocks {
+		s.blocks, s.lastBlock = bs, hal.NewestBlock(bs)
 	}
-	var t time.Time
-	for _, e := range bs.Entries {
-		for _, c := range e.Claims {
-			if c.Source == netcfg.SourceSIPGuard && c.Since.After(t) {
-				t = c.Since
-			}
-		}
-	}
-	s.blocks, s.lastBlock = bs, t
-	return t
+	return s.lastBlock
 }
 
 // mailError is why alert emails cannot be sent ("" when they can, or there is no mail).
@@ -229,14 +190,15 @@ func (s *halService) mailError() string {
 
 // mode is the wan's override now ("off" without a wan).
 func (s *halService) mode() wan.Mode {
-	if s.app.WAN == nil {
-		return "off"
+	if m, on := s.app.actions().Mode(); on {
+		return m
 	}
-	return s.app.WAN.Status().Mode
+	return "off"
 }
 
 // handlePress: short toggles forced backup / automatic; long returns to automatic and
-// acknowledges alerts. Each press is published and audited.
+// acknowledges alerts. The press is published (the button's own event); forcing and
+// acknowledging are the actions every door shares, audited and published there.
 func (s *halService) handlePress(ctx context.Context, p hal.Press) {
 	before := s.mode()
 	mode := wan.ForceBackup
@@ -245,41 +207,12 @@ func (s *halService) handlePress(ctx context.Context, p hal.Press) {
 	}
 	s.app.Bus.Publish(events.Event{Kind: "hal.button." + p.String(), Source: "hal", Message: fmt.Sprintf("button: %s press, uplink mode %s → %s", p, before, mode),
 		Fields: map[string]string{"press": p.String(), "mode": string(mode)}})
-	what := "uplink.force"
+	x := s.app.actions()
 	if p == hal.LongPress {
-		s.app.Alerts.Acknowledge()
-		s.app.Bus.Publish(events.Event{Kind: "alert.acknowledged", Source: "hal", Message: "alerts acknowledged with the button"})
-		what = "uplink.force+alert.acknowledge"
+		_, _ = x.Acknowledge(control.Button)
 	}
-	after := string(mode)
-	if err := s.force(ctx, mode); err != nil {
-		after = fmt.Sprintf("%s (failed: %v)", before, err)
-		s.app.Bus.Publish(events.Event{Kind: "hal.force.failed", Severity: events.Warn, Source: "hal", Message: "button could not switch the uplink: " + err.Error(),
-			Fields: map[string]string{"mode": string(mode)}})
-	}
-	s.audit(audit.Entry{Who: "button", From: "box", Via: "button", What: what + " (" + p.String() + " press)", Before: string(before), After: after})
-}
-
-// force sets the wan's override; the wan takes it in its own loop, so a wan that is
-// stopping must not hold the button for long.
-func (s *halService) force(ctx context.Context, m wan.Mode) error {
-	if s.app.WAN == nil {
-		return errWANOff
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := s.app.WAN.Force(ctx, m); err != nil {
-		return fmt.Errorf("force %s: %w", m, err)
-	}
-	return nil
-}
-
-func (s *halService) audit(e audit.Entry) {
-	if s.app.Audit == nil {
-		return
-	}
-	if err := s.app.Audit.Record(e); err != nil {
-		s.app.Log.Error("audit", "err", err)
+	if err := x.ForceUplink(ctx, control.Button, mode); err != nil {
+		s.app.Log.Warn("button could not switch the uplink", "err", err) // published by the action
 	}
 }
 
@@ -308,25 +241,6 @@ func (s *halService) Press(long bool) error {
 		d = s.app.Config().HAL.LongPress + 300*time.Millisecond
 	}
 	return s.sim.Hold(d)
-}
-
-// controlPress serves `appliance button press [--long]` (POST /hal/button?long=1&who=NAME).
-func (s *halService) controlPress(w http.ResponseWriter, r *http.Request) {
-	long := r.URL.Query().Get("long") == "1"
-	if err := s.Press(long); err != nil {
-		http.Error(w, err.Error(), http.StatusConflict)
-		return
-	}
-	kind := "short"
-	if long {
-		kind = "long"
-	}
-	who := r.URL.Query().Get("who")
-	if who == "" {
-		who = "root"
-	}
-	s.audit(audit.Entry{Who: who, From: "console", Via: "cli", What: "button.press", After: kind + " (simulated)"})
-	fmt.Fprintf(w, "pressed the simulated button (%s)\n", kind)
 }
 
 // leds serves GET /hal/leds: the LEDs as they are now.

@@ -3,16 +3,9 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
-	"github.com/officeedge/appliance/internal/config"
-	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/history"
 	"github.com/officeedge/appliance/wan"
 )
@@ -22,51 +15,35 @@ import (
 const flushEvery = 10 * time.Minute
 
 // keyHistoryFile is raised when a history or data-use file could not be read (it starts
-// empty); keyBudget, followed by "." and the role, while an uplink's data budget is 80 % used.
-const (
-	keyHistoryFile = "history.file"
-	keyBudget      = "wan.budget"
-)
+// empty).
+const keyHistoryFile = "history.file"
 
 // markKinds are the wan events drawn on the charts.
 var markKinds = map[string]bool{"wan.failover": true, "wan.failback": true, "wan.switch": true,
 	"wan.override": true, "wan.both_down": true, "wan.online": true}
 
 // historyPart samples the uplinks, the probe targets, sipguard and the blocklist into the
-// history store, and counts each capped uplink's data against its budget.
+// history store; history.Uplinks counts each capped uplink's data against its budget.
 type historyPart struct {
-	app   *App
-	store *history.Store
-	boot  string // the kernel's boot id: a new one means every counter restarted
-
-	mu     sync.Mutex
-	meters map[string]*history.Meter // by role
-	raised map[string]string         // the budget alert's level raised, by role
-	usage  []history.UplinkUsage
-	last   map[string]linkReading // by role, for rates
-	guard  [2]uint64              // sipguard findings and blocks at the last sample
+	app    *App
+	store  *history.Store
+	links  *history.Uplinks
+	guard  [2]uint64 // sipguard findings and blocks at the last sample
 	guardT time.Time
-}
-
-type linkReading struct {
-	index  int
-	rx, tx uint64
-	t      time.Time
 }
 
 func newHistoryPart(app *App) (*historyPart, error) {
 	if app.StateDir == "" {
 		return nil, nil
 	}
-	p := &historyPart{app: app, meters: map[string]*history.Meter{}, raised: map[string]string{}, last: map[string]linkReading{}}
+	p := &historyPart{app: app}
 	st, err := history.Open(filepath.Join(app.StateDir, "history"), app.Log, p.unreadable)
 	if err != nil {
 		return nil, err
 	}
 	p.store = st
-	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
-		p.boot = strings.TrimSpace(string(b))
-	}
+	p.links = history.NewUplinks(history.UplinksOptions{Store: st, Dir: app.StateDir, Alerts: app.Alerts, Bus: app.Bus,
+		Log: app.Log, Unreadable: p.unreadable})
 	return p, nil
 }
 
@@ -105,21 +82,11 @@ func (p *historyPart) flush() {
 	if err := p.store.Flush(); err != nil {
 		p.app.Log.Error("history not written", "err", err)
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for role, m := range p.meters {
-		if err := m.Save(); err != nil {
-			p.app.Log.Error("data use not written", "uplink", role, "err", err)
-		}
-	}
+	p.links.Save()
 }
 
 // Usage is each capped uplink's data use, as of the last sample.
-func (p *historyPart) Usage() []history.UplinkUsage {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]history.UplinkUsage{}, p.usage...)
-}
+func (p *historyPart) Usage() []history.UplinkUsage { return p.links.Usage() }
 
 func (p *historyPart) sample(now time.Time) {
 	cfg := p.app.Config()
@@ -128,16 +95,7 @@ func (p *historyPart) sample(now time.Time) {
 			addFigures(p.store, now, u)
 		}
 	}
-	var usage []history.UplinkUsage
-	for _, u := range cfg.Uplink.All() {
-		c := p.readLink(now, u)
-		if u.DataBudget > 0 {
-			usage = append(usage, p.count(now, u, c))
-		}
-	}
-	p.mu.Lock()
-	p.usage = usage
-	p.mu.Unlock()
+	p.links.Sample(now, cfg.Uplink.All(), cfg.Location())
 	if st, _, ok := guardStats(p.app); ok {
 		if !p.guardT.IsZero() && st.Findings >= p.guard[0] && st.Blocks >= p.guard[1] {
 			min := now.Sub(p.guardT).Minutes()
@@ -175,67 +133,6 @@ func addFigures(s *history.Store, now time.Time, u wan.UplinkStatus) {
 		s.Add("uplink/"+string(u.Role)+"/rtt_ms", now, best)
 	}
 	s.Add("uplink/"+string(u.Role)+"/loss_pct", now, loss/float64(n))
-}
-
-// readLink reads an uplink's byte counters from the kernel and records its rates; nil
-// when its interface is absent (a pulled modem is a gap in the charts, nothing more).
-func (p *historyPart) readLink(now time.Time, u *config.Uplink) *history.Counter {
-	l, err := netlink.LinkByName(u.Interface)
-	if err != nil || l.Attrs().Statistics == nil {
-		delete(p.last, u.Role)
-		return nil
-	}
-	a := l.Attrs()
-	cur := linkReading{index: a.Index, rx: a.Statistics.RxBytes, tx: a.Statistics.TxBytes, t: now}
-	if prev, ok := p.last[u.Role]; ok && prev.index == cur.index && cur.rx >= prev.rx && cur.tx >= prev.tx {
-		sec := now.Sub(prev.t).Seconds()
-		if sec > 0 {
-			p.store.Add("uplink/"+u.Role+"/rx_Bps", now, float64(cur.rx-prev.rx)/sec)
-			p.store.Add("uplink/"+u.Role+"/tx_Bps", now, float64(cur.tx-prev.tx)/sec)
-		}
-	}
-	p.last[u.Role] = cur
-	return &history.Counter{Boot: p.boot, IfIndex: a.Index, Bytes: cur.rx + cur.tx}
-}
-
-// count adds a reading to the uplink's meter and tells people at 80 % and 100 % of its
-// budget, once each per period; the alert clears when a new period starts.
-func (p *historyPart) count(now time.Time, u *config.Uplink, c *history.Counter) history.UplinkUsage {
-	p.mu.Lock()
-	m := p.meters[u.Role]
-	if m == nil {
-		var err error
-		path := filepath.Join(p.app.StateDir, "budget-"+u.Role+".json")
-		if m, err = history.OpenMeter(path); err != nil {
-			p.unreadable(path, err)
-		}
-		p.meters[u.Role] = m
-	}
-	p.mu.Unlock()
-	use := m.Count(now, c, int64(u.DataBudget), u.BillingDay, p.app.Config().Location())
-	uu := history.UplinkUsage{Role: u.Role, Name: u.Name, Interface: u.Interface, Usage: use, Level: use.Level()}
-	key := keyBudget + "." + u.Role
-	msg := fmt.Sprintf("%s (%s) has used %s of its %s data budget (%.0f %%) since %s; at this rate %s by %s",
-		u.Name, u.Role, config.Bytes(use.Used), config.Bytes(use.Budget), use.Percent(), use.PeriodStart.Format(time.DateOnly),
-		config.Bytes(use.Projected), use.PeriodEnd.Format(time.DateOnly))
-	// Raised on a change of level only: raising it at every sample would undo an acknowledgement.
-	if uu.Level != p.raised[u.Role] {
-		if uu.Level == "" {
-			p.app.Alerts.Clear(key)
-		} else {
-			p.app.Alerts.Raise(key, "history", msg)
-		}
-		p.raised[u.Role] = uu.Level
-	}
-	if uu.Level != m.Told() {
-		if uu.Level != "" {
-			sev := map[string]events.Severity{"warning": events.Warn, "critical": events.Alert}[uu.Level]
-			p.app.Bus.Publish(events.Event{Time: now, Kind: keyBudget, Severity: sev, Source: "history", Message: msg,
-				Fields: map[string]string{"uplink": u.Name, "role": u.Role, "level": uu.Level}})
-		}
-		m.SetTold(uu.Level)
-	}
-	return uu
 }
 
 func historyStore(app *App) *history.Store {

@@ -3,11 +3,11 @@ package daemon
 import (
 	"net/http"
 	"net/netip"
-	"slices"
 
 	"github.com/officeedge/appliance/internal/dnsfwd"
 	"github.com/officeedge/appliance/internal/peers"
 	"github.com/officeedge/appliance/netcfg"
+	"github.com/officeedge/appliance/wan"
 )
 
 // newPeersPart makes the resolver of trusted host names, or nil when the config names none.
@@ -27,42 +27,20 @@ func newPeersPart(a *App) (*peers.Resolver, error) {
 	return r, nil
 }
 
-// peerServers are the DNS servers the names are asked of: the box's forwarder while it
-// serves (it goes out through the active uplink and follows a failover), then the active
-// uplink's own resolvers, then resolv.conf's, so a forwarder that is down costs one timeout.
+// peerServers are the DNS servers the names are asked of (dnsfwd.BoxServers).
 func peerServers(a *App) []netip.AddrPort {
 	cfg := a.Config()
-	var out []netip.AddrPort
-	add := func(as ...netip.Addr) {
-		for _, x := range as {
-			ap := netip.AddrPortFrom(x.Unmap(), 53)
-			if x.IsValid() && !slices.Contains(out, ap) {
-				out = append(out, ap)
-			}
-		}
-	}
-	if boxDNS.Load() != nil {
+	var fwd []netip.Addr
+	if dnsfwd.BoxForwarder() != nil {
 		for _, p := range cfg.LAN.Addresses {
-			if p.Addr().Is4() {
-				add(p.Addr())
-			}
+			fwd = append(fwd, p.Addr())
 		}
 	}
-	if st, ok := wanStatus(a); ok {
-		if via, ok := dnsfwd.Via(st); ok {
-			var learned []netip.Addr
-			for _, u := range st.Uplinks {
-				if u.Role == st.Active {
-					learned = u.DNS
-				}
-			}
-			for _, s := range dnsfwd.Servers(via.Source, learned, configuredResolvers(cfg)[st.Active], nil, nil) {
-				add(s.Addr())
-			}
-		}
+	var st *wan.Status
+	if ws, ok := wanStatus(a); ok {
+		st = &ws
 	}
-	add(netcfg.Nameservers("/etc/resolv.conf")...)
-	return out
+	return dnsfwd.BoxServers(fwd, st, configuredResolvers(cfg), netcfg.Nameservers("/etc/resolv.conf"))
 }
 
 // peersStatus answers GET /peers/status: each trusted name with its addresses.

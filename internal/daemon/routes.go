@@ -2,17 +2,12 @@ package daemon
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/officeedge/appliance/internal/audit"
-	"github.com/officeedge/appliance/internal/config"
-	"github.com/officeedge/appliance/netcfg"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/wan"
 )
 
@@ -20,31 +15,25 @@ import (
 // called (a part restarted by a reload is a new object).
 func (a *App) routes() {
 	m := a.Control
-	m.HandleFunc("GET /wan/status", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("GET "+control.PathWANStatus, func(w http.ResponseWriter, r *http.Request) {
 		if a.WAN == nil {
 			http.Error(w, "wan is off", http.StatusServiceUnavailable)
 			return
 		}
 		writeJSON(w, a.WAN.Status())
 	})
-	m.HandleFunc("POST /wan/force", a.wanForce)
-	m.HandleFunc("GET /sipguard/blocked", a.withGuard((*sipGuardService).blocked))
-	m.HandleFunc("GET /sipguard/status", a.withGuard((*sipGuardService).status))
-	m.HandleFunc("GET /blocklist", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, blocklistView{State: a.Owner.State(), Packets: packetsByText(a.Owner.Packets())})
+	m.HandleFunc("POST "+control.PathWANForce, a.wanForce)
+	m.HandleFunc("GET "+control.PathSIPGuardBlocks, a.withGuard((*sipGuardService).blocked))
+	m.HandleFunc("GET "+control.PathSIPGuardStatus, a.withGuard((*sipGuardService).status))
+	m.HandleFunc("GET "+control.PathBlocklist, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, control.NewBlocklistView(a.Owner.State(), a.Owner.Packets()))
 	})
-	m.HandleFunc("POST /blocklist/block", a.block)
-	m.HandleFunc("POST /blocklist/unblock", a.unblock)
-	m.HandleFunc("GET /alerts", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Alerts.List()) })
-	m.HandleFunc("POST /hal/button", func(w http.ResponseWriter, r *http.Request) {
-		h := a.HAL.Load()
-		if h == nil {
-			http.Error(w, "the LEDs and button part is off", http.StatusServiceUnavailable)
-			return
-		}
-		h.controlPress(w, r)
-	})
-	m.HandleFunc("GET /hal/leds", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("POST "+control.PathBlock, a.block)
+	m.HandleFunc("POST "+control.PathUnblock, a.unblock)
+	m.HandleFunc("GET "+control.PathAlerts, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Alerts.List()) })
+	m.HandleFunc("POST "+control.PathAlertsAck, a.acknowledge)
+	m.HandleFunc("POST "+control.PathButton, a.press)
+	m.HandleFunc("GET "+control.PathLEDs, func(w http.ResponseWriter, r *http.Request) {
 		h := a.HAL.Load()
 		if h == nil {
 			http.Error(w, "the LEDs and button part is off", http.StatusServiceUnavailable)
@@ -52,19 +41,19 @@ func (a *App) routes() {
 		}
 		h.leds(w, r)
 	})
-	m.HandleFunc("GET /audit/export", a.auditExport)
-	m.HandleFunc("POST /audit/record", a.auditRecord)
-	m.HandleFunc("POST /notify/test", func(w http.ResponseWriter, r *http.Request) {
+	m.HandleFunc("GET "+control.PathAuditExport, a.auditExport)
+	m.HandleFunc("POST "+control.PathAuditRecord, a.auditRecord)
+	m.HandleFunc("POST "+control.PathNotifyTest, func(w http.ResponseWriter, r *http.Request) {
 		if err := a.Mail.Test(r.Context()); err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		_, _ = w.Write([]byte("test email sent\n"))
 	})
-	m.HandleFunc("GET /crowdsec/status", a.crowdSecStatus)
-	m.HandleFunc("GET /peers/status", a.peersStatus)
-	m.HandleFunc("GET /kernel-features", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Kernel) })
-	m.HandleFunc("POST /vpn/rotate", a.vpnRotate)
+	m.HandleFunc("GET "+control.PathCrowdSecStatus, a.crowdSecStatus)
+	m.HandleFunc("GET "+control.PathPeersStatus, a.peersStatus)
+	m.HandleFunc("GET "+control.PathKernelFeatures, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Kernel) })
+	m.HandleFunc("POST "+control.PathVPNRotate, a.vpnRotate)
 	a.backupRoutes()
 }
 
@@ -80,105 +69,113 @@ func (a *App) withGuard(h func(*sipGuardService, http.ResponseWriter, *http.Requ
 	}
 }
 
+// The control socket's doors to the actions (control.Actions): the CLI's requests, named
+// for the console user they carry.
+
+// readRequest decodes a JSON request of at most 4 KiB into v, answering 400 itself when it
+// cannot; ok is false then.
+func readRequest(w http.ResponseWriter, r *http.Request, what string, v any) (ok bool) {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(v); err != nil {
+		http.Error(w, "bad "+what+" request: "+err.Error(), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
+// actionError answers an action's error with its status (control.StatusCode).
+func actionError(w http.ResponseWriter, err error, fallback int) {
+	http.Error(w, err.Error(), control.StatusCode(err, fallback))
+}
+
+// wanForce serves POST /wan/force: a control.ForceRequest, or (as the labs send it) the
+// mode alone as plain text.
 func (a *App) wanForce(w http.ResponseWriter, r *http.Request) {
-	if a.WAN == nil {
-		http.Error(w, "wan is off", http.StatusServiceUnavailable)
-		return
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, 64))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	m, err := wan.ParseMode(strings.TrimSpace(string(b)))
+	var req control.ForceRequest
+	if t := strings.TrimSpace(string(b)); strings.HasPrefix(t, "{") {
+		if err := json.Unmarshal(b, &req); err != nil {
+			http.Error(w, "bad force request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	} else {
+		req.Mode = wan.Mode(t)
+	}
+	m, err := wan.ParseMode(string(req.Mode))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	before := string(a.WAN.Status().Mode)
-	if err := a.WAN.Force(r.Context(), m); err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	x := a.actions()
+	if err := x.ForceUplink(r.Context(), control.Console(req.By), m); err != nil {
+		actionError(w, err, http.StatusServiceUnavailable)
 		return
 	}
-	a.audit(r, "uplink.force", before, string(m))
-	writeJSON(w, a.WAN.Status())
-}
-
-// BlockRequest is the control API's block request (the CLI's).
-type BlockRequest struct {
-	Prefix string        `json:"prefix"`
-	For    time.Duration `json:"for"`
-	Force  bool          `json:"force"`
-	By     string        `json:"by"`
-	Reason string        `json:"reason"`
-}
-
-// blocklistView is GET /blocklist: the owner's state and the drop counters by prefix.
-type blocklistView struct {
-	State   *netcfg.BlockState `json:"state"`
-	Packets map[string]uint64  `json:"packets"`
-}
-
-func packetsByText(m map[netip.Prefix]uint64) map[string]uint64 {
-	out := make(map[string]uint64, len(m))
-	for p, n := range m {
-		out[p.String()] = n
-	}
-	return out
+	st, _ := x.WAN()
+	writeJSON(w, st)
 }
 
 func (a *App) block(w http.ResponseWriter, r *http.Request) {
-	var req BlockRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-		http.Error(w, "bad block request: "+err.Error(), http.StatusBadRequest)
+	var req control.BlockRequest
+	if !readRequest(w, r, "block", &req) {
 		return
 	}
-	var p config.Prefix
-	if err := p.UnmarshalText([]byte(req.Prefix)); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	reason := req.Reason
-	if reason == "" {
-		reason = "blocked by hand"
-	}
-	who := req.By
-	if who == "" {
-		who = "root"
-	}
-	e, err := a.Owner.Block(netcfg.BlockRequest{Prefix: p.Prefix, Source: netcfg.SourceManual, By: who + " (cli)", Reason: reason, For: req.For, Force: req.Force})
+	e, err := a.actions().Block(control.Console(req.By), req)
 	if err != nil {
-		code := http.StatusInternalServerError
-		if errors.Is(err, netcfg.ErrProtected) || errors.Is(err, netcfg.ErrTooWide) {
-			code = http.StatusConflict
-		}
-		http.Error(w, err.Error(), code)
+		actionError(w, err, http.StatusInternalServerError)
 		return
 	}
-	after := p.Prefix.String() + " until unblocked"
-	if req.For > 0 {
-		after = p.Prefix.String() + " for " + req.For.String()
-	}
-	a.auditAs(who, "block", "", after+": "+reason)
 	writeJSON(w, e)
 }
 
 func (a *App) unblock(w http.ResponseWriter, r *http.Request) {
-	var p config.Prefix
-	if err := p.UnmarshalText([]byte(r.URL.Query().Get("addr"))); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	var req control.UnblockRequest
+	if !readRequest(w, r, "unblock", &req) {
 		return
 	}
-	who := r.URL.Query().Get("who")
-	if who == "" {
-		who = "root"
-	}
-	if _, err := a.Owner.Unblock(p.Prefix, who+" (cli)"); err != nil {
-		http.Error(w, err.Error(), http.StatusConflict)
+	e, err := a.actions().Unblock(control.Console(req.By), req)
+	if err != nil {
+		actionError(w, err, http.StatusConflict)
 		return
 	}
-	a.auditAs(who, "unblock", p.Prefix.String(), "")
-	fmt.Fprintf(w, "unblocked %s\n", p.Prefix)
+	writeJSON(w, e)
+}
+
+func (a *App) acknowledge(w http.ResponseWriter, r *http.Request) {
+	var req control.AckRequest
+	if !readRequest(w, r, "acknowledge", &req) {
+		return
+	}
+	n, err := a.actions().Acknowledge(control.Console(req.By))
+	if err != nil {
+		actionError(w, err, http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, control.AckAnswer{Acknowledged: n})
+}
+
+// press serves `appliance button press [--long]`: it answers when the press is over.
+func (a *App) press(w http.ResponseWriter, r *http.Request) {
+	var req control.ButtonRequest
+	if !readRequest(w, r, "button", &req) {
+		return
+	}
+	done, err := a.actions().PressButton(control.Console(req.By), req.Long)
+	if err == nil {
+		select {
+		case err = <-done:
+		case <-r.Context().Done():
+			err = r.Context().Err()
+		}
+	}
+	if err != nil {
+		actionError(w, err, http.StatusConflict)
+		return
+	}
+	writeJSON(w, control.ButtonAnswer{Pressed: control.PressName(req.Long)})
 }
 
 // audit records a change made through the control API (the CLI: root on the box).

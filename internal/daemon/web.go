@@ -9,15 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/mdlayher/netx/multinet"
-	"golang.org/x/sys/unix"
 
 	"github.com/officeedge/appliance/hal"
 	"github.com/officeedge/appliance/internal/backup"
+	"github.com/officeedge/appliance/internal/bind"
 	"github.com/officeedge/appliance/internal/clock"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/crowdsec"
@@ -73,7 +71,6 @@ func webOptions(app *App) web.Options {
 	o := web.Options{
 		Config: app.Config, Bus: app.Bus, Audit: app.Audit, Alerts: app.Alerts, StateDir: app.StateDir, Log: app.Log,
 		WAN:          func() (wan.Status, bool) { return wanStatus(app) },
-		Force:        func(ctx context.Context, m wan.Mode) error { return wanForce(ctx, app, m) },
 		Guard:        func() (sipguard.Stats, int, bool) { return guardStats(app) },
 		GuardEntries: func() []sipguard.Entry { return guardEntries(app) },
 		Backups:      func() (backup.Status, bool) { return backupStatus(app) },
@@ -101,6 +98,7 @@ func webOptions(app *App) web.Options {
 		o.Blocklist = app.Owner
 	}
 	o.Board = liveBoard{app}
+	o.Actions = app.actions()
 	if app.Mail != nil {
 		o.Mail = app.Mail.Status
 	}
@@ -208,24 +206,9 @@ func portsOf(c *config.Config) webPorts { return webPorts{c.WebPort(), c.Web.HTT
 // detection (or one not yet configured) cannot be bound otherwise, and the page must come up
 // with the box rather than fail because the LAN came up a moment later.
 func webListen(ctx context.Context, addrs []netip.Addr, port config.Port) (net.Listener, error) {
-	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			if network == "tcp6" {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
-			} else {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
-			}
-		})
-		return errors.Join(err, serr)
-	}}
 	var ls []net.Listener
 	for _, a := range addrs {
-		network := "tcp4"
-		if a.Is6() {
-			network = "tcp6"
-		}
-		ln, err := lc.Listen(ctx, network, net.JoinHostPort(a.String(), strconv.Itoa(int(port))))
+		ln, err := bind.ListenFree(ctx, netip.AddrPortFrom(a, uint16(port)))
 		if err != nil {
 			for _, l := range ls {
 				l.Close()

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
 
+	"github.com/officeedge/appliance/internal/bind"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/perclient"
 	"github.com/officeedge/appliance/internal/udpbuf"
@@ -39,8 +40,10 @@ type Options struct {
 	Clients []netip.Prefix
 	// WAN is the failover part's status: its active uplink is the way out.
 	WAN func() (wan.Status, bool)
-	// Bus wakes the forwarder at once when wan reports a switch; without it (or when an
-	// event is missed) the status is read every checkEvery.
+	// Watch wakes the forwarder at once when wan's state changes (wan.Service.Watch);
+	// without it the status is read every checkEvery.
+	Watch func() (<-chan struct{}, func())
+	// Bus is where a change of resolvers is recorded (the history); nil records nothing.
 	Bus *events.Bus
 	// Learned are the resolvers an uplink got by DHCP, as wan's status says.
 	Learned func(wan.UplinkStatus) []netip.Addr
@@ -78,8 +81,8 @@ const maxTCP = 128
 // reportEvery is how often floods are summarised in the log: one line per kind and period.
 const reportEvery = 10 * time.Second
 
-// checkEvery is how often wan's status is read for a new active uplink, in case an event
-// was missed: well inside the second a switch may take.
+// checkEvery is how often wan's status is read for a new active uplink when there is no
+// watch on it: well inside the second a switch may take.
 const checkEvery = 200 * time.Millisecond
 
 // Forwarder is the LAN's DNS server.
@@ -173,7 +176,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		close(f.stopping)
 		f.wg.Wait()
 	}()
-	lc := net.ListenConfig{Control: Freebind}
+	lc := net.ListenConfig{Control: bind.Freebind}
 	// One UDP socket per reader (SO_REUSEPORT: the kernel spreads clients over them): two
 	// goroutines reading one socket take turns on its lock, so only this uses both cores.
 	ulc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
@@ -181,7 +184,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) }); err != nil {
 			return err
 		}
-		return errors.Join(serr, Freebind(network, address, c))
+		return errors.Join(serr, bind.Freebind(network, address, c))
 	}}
 	for _, a := range f.o.Listen {
 		for range readers {
@@ -224,27 +227,27 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	defer report.Stop()
 	f.serving.Store(true)
 	f.o.Log.Info("dns forwarder serving", "listen", fmt.Sprint(f.o.Listen), "upstream", f.up.Load().String())
-	var wake <-chan events.Event
-	if f.o.Bus != nil {
-		ch, unsub := f.o.Bus.Subscribe(16)
-		defer unsub()
+	var wake <-chan struct{}
+	var poll <-chan time.Time
+	if f.o.Watch != nil {
+		ch, stop := f.o.Watch()
+		defer stop()
 		wake = ch
+		f.refresh() // a change between the first refresh and the watch
+	} else if f.o.WAN != nil {
+		tick := time.NewTicker(checkEvery)
+		defer tick.Stop()
+		poll = tick.C
 	}
-	tick := time.NewTicker(checkEvery)
-	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-errc:
 			return err
-		case e, ok := <-wake:
-			if !ok {
-				wake = nil
-			} else if e.Source == "wan" {
-				f.refresh()
-			}
-		case <-tick.C:
+		case <-wake:
+			f.refresh()
+		case <-poll:
 			f.refresh()
 		case <-report.C:
 			f.report()
@@ -289,22 +292,6 @@ func (f *Forwarder) refresh() {
 		f.o.Bus.Publish(events.Event{Kind: "dns.upstream", Source: "dns",
 			Message: "DNS queries now go to " + next.String(), Fields: map[string]string{"was": prev.String()}})
 	}
-}
-
-// Freebind is a ListenConfig Control that sets IP_FREEBIND: the LAN address may still be on
-// its way (the firewall owner sets it); the socket takes it as soon as it is there.
-func Freebind(_, _ string, c syscall.RawConn) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
-		if serr == nil {
-			// Harmless on IPv4 sockets; IPv6 ones need their own.
-			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1)
-		}
-	}); err != nil {
-		return err
-	}
-	return serr
 }
 
 // client is the address a query came from.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/officeedge/appliance/internal/dnsfwd/dnslab"
+	"github.com/officeedge/appliance/integration/dnslab"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 )

@@ -8,12 +8,12 @@ import (
 
 	"github.com/beevik/ntp"
 
+	"github.com/officeedge/appliance/integration/dnslab"
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/dhcpd/dhcptest"
-	"github.com/officeedge/appliance/internal/dnsfwd/dnslab"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/wan"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 // The lab tests run the real appliance in the box of a lab, with a real resolver (unbound)
@@ -21,13 +21,13 @@ import (
 
 var bin string // the appliance, built once
 
-func TestMain(m *testing.M) { wanlab.Main(m, &bin) }
+func TestMain(m *testing.M) { sitelab.Main(m, &bin) }
 
-func startSite(t *testing.T) *wanlab.Site {
+func startSite(t *testing.T) *sitelab.Site {
 	t.Helper()
 	labtest.RequireRoot(t, "nft", "conntrack", "unbound", "dig", "chronyd")
 	dir := t.TempDir()
-	s, err := wanlab.Start(lab.Unique(t), bin, dir, dnslab.Config(), dnslab.Resolvers(dir))
+	s, err := sitelab.Start(lab.Unique(t), bin, dir, dnslab.Config(), dnslab.Resolvers(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestDHCPHostnames(t *testing.T) {
 	labtest.RequireRoot(t, append([]string{"nft", "unbound", "dig", "chronyd"}, dhcptest.Tools...)...)
 	dir := t.TempDir()
 	cfg := append(dnslab.Config(), []byte("\n[dhcp]\nenabled = true\npool = \"192.168.50.100-192.168.50.199\"\n")...)
-	s, err := wanlab.Start(lab.Unique(t), bin, dir, cfg, dnslab.Resolvers(dir))
+	s, err := sitelab.Start(lab.Unique(t), bin, dir, cfg, dnslab.Resolvers(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/internal/peers"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 // A home worker's dynamic-DNS name, served by a real dnsmasq on the internet side with a
@@ -29,7 +29,7 @@ const (
 
 var bin string // the appliance, built once
 
-func TestMain(m *testing.M) { wanlab.Main(m, &bin) }
+func TestMain(m *testing.M) { sitelab.Main(m, &bin) }
 
 // A SIP peer named by DNS: SIP from its address passes; the record changes and SIP from the
 // new address passes once the TTL has run out while the old one is dropped; DNS goes away
@@ -45,7 +45,7 @@ func TestPeerByNameFollowsDNS(t *testing.T) {
 	}
 	setRecord(first)
 	var dnsmasq *os.Process
-	startDNS := func(s *wanlab.Site) error {
+	startDNS := func(s *sitelab.Site) error {
 		cmd, err := s.Lab.Start(lab.HostRemote, "dnsmasq", "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
 			"--addn-hosts="+hosts, "--local-ttl=2", "--listen-address="+dnsAddr, "--bind-interfaces", "--port=53",
 			"--user=root", "--pid-file="+filepath.Join(dir, "dnsmasq.pid"), "--log-facility=-")
@@ -55,11 +55,11 @@ func TestPeerByNameFollowsDNS(t *testing.T) {
 		dnsmasq = cmd.Process
 		return nil
 	}
-	cfg := strings.ReplaceAll(string(wanlab.Config()), `["198.51.100.200"]`, `["`+dnsAddr+`"]`) // the ISPs' resolver
+	cfg := strings.ReplaceAll(string(sitelab.Config()), `["198.51.100.200"]`, `["`+dnsAddr+`"]`) // the ISPs' resolver
 	cfg = strings.Replace(cfg, "[admin]\n", "[sip_peers.home]\nkind = \"office\"\nhosts = [\""+host+"\"]\n\n[admin]\n", 1)
 	siteDir := filepath.Join(dir, "site")
 	os.MkdirAll(siteDir, 0o700)
-	s, err := wanlab.Start(lab.Unique(t), bin, siteDir, []byte(cfg), startDNS)
+	s, err := sitelab.Start(lab.Unique(t), bin, siteDir, []byte(cfg), startDNS)
 	if err != nil {
 		t.Fatal(err)
 	}

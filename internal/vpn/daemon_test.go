@@ -12,10 +12,11 @@ import (
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/officeedge/appliance/integration/build"
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/internal/web"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 // TestDaemonServesThePhoneConfig runs the appliance itself with [vpn]: an admin on the LAN
@@ -25,7 +26,7 @@ import (
 func TestDaemonServesThePhoneConfig(t *testing.T) {
 	labtest.RequireRoot(t, "nft", "curl", "wg", "wg-quick", "dig")
 	dir := t.TempDir()
-	bin, err := wanlab.BuildDaemon(dir)
+	bin, err := build.Daemon(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,9 +38,9 @@ func TestDaemonServesThePhoneConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := string(wanlab.Config()) + fmt.Sprintf("\n[vpn]\nenabled = true\ninterface = %q\naddress = \"%s/24\"\nendpoint = %q\ndns = [%q]\n\n[vpn.peers.alice]\naddress = %q\n",
+	cfg := string(sitelab.Config()) + fmt.Sprintf("\n[vpn]\nenabled = true\ninterface = %q\naddress = \"%s/24\"\nendpoint = %q\ndns = [%q]\n\n[vpn.peers.alice]\naddress = %q\n",
 		ifName("d"), boxTun, lab.BoxWAN4, lab.BoxLAN4, aliceTun) + fmt.Sprintf("\n[vpn.peers.bob]\naddress = %q\npublic_key = %q\n", bobTun, bob.PublicKey())
-	s, err := wanlab.Start(lab.Unique(t), bin, dir, []byte(cfg))
+	s, err := sitelab.Start(lab.Unique(t), bin, dir, []byte(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,12 +17,12 @@ import (
 
 	"github.com/google/gopacket/pcapgo"
 
+	"github.com/officeedge/appliance/integration/dnslab"
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/audit"
-	"github.com/officeedge/appliance/internal/dnsfwd/dnslab"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/internal/web"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 // confirmWindow is the daemon's time to confirm a change in this test (2 minutes on a box).
@@ -46,13 +46,13 @@ func TestDiagnosticsAndConfigRevertInLab(t *testing.T) {
 	// Each ISP's own resolver (unbound), answering the same name differently: a lookup
 	// shows which line it went through.
 	cfg = withSettings(cfg, "dns.resolvers", fmt.Sprintf("primary = [%q]", dnslab.FTTCResolver), fmt.Sprintf("backup = [%q]", dnslab.LTEResolver))
-	if err := dnslab.Resolvers(filepath.Join(dir, "resolvers"))(&wanlab.Site{Lab: l}); err != nil {
+	if err := dnslab.Resolvers(filepath.Join(dir, "resolvers"))(&sitelab.Site{Lab: l}); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	trunk, err := wanlab.StartSIPServer(l, lab.HostTrunk, lab.Trunk4+":5060")
+	trunk, err := sitelab.StartSIPServer(l, lab.HostTrunk, lab.Trunk4+":5060")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/sipguard"
@@ -208,7 +209,8 @@ func newEnv(t testing.TB) *env {
 	e.board = &fakeBoard{panel: hal.New(clock, 0)}
 	e.audit = audit.Open(filepath.Join(e.dir, "audit.log"))
 	e.s = New(Options{
-		Config: func() *config.Config { return cfg }, Bus: e.bus, WAN: e.wan.status, Force: e.wan.force, Blocklist: e.owner,
+		Config: func() *config.Config { return cfg }, Bus: e.bus, WAN: e.wan.status, Blocklist: e.owner,
+		Actions: &control.Actions{WAN: e.wan.status, Force: e.wan.force, Blocklist: e.owner, Alerts: e.alerts, Press: e.board.Press, Audit: e.audit, Bus: e.bus},
 		Guard: func() (sipguard.Stats, int, bool) {
 			st := sipguard.Stats{Packets: 9000, SIP: 8000, Findings: 12, Blocks: 3}
 			st.Detections[sipguard.KindScanner] = 2

@@ -1,9 +1,11 @@
-package wanlab
+package sitelab
 
 import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/officeedge/appliance/integration/build"
 )
 
 // Main runs a package's tests with the appliance built once into *bin first (as root: the
@@ -15,7 +17,7 @@ func Main(m *testing.M, bin *string) {
 		os.Exit(1)
 	}
 	if os.Geteuid() == 0 {
-		if *bin, err = BuildDaemon(dir); err != nil {
+		if *bin, err = build.Daemon(dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.RemoveAll(dir)
 			os.Exit(1)

@@ -23,11 +23,12 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/officeedge/appliance/integration/build"
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/netcfg"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 func main() {
@@ -211,15 +212,11 @@ func run(nAddrs, nNets, nBlocks int) error {
 // list file: its start until the list is in the kernel, a reload, a block through the
 // control API, and its memory.
 func runDaemon(list []netip.Prefix, nBlocks int) error {
-	dir, err := os.MkdirTemp("", "bench-blocklist-daemon-")
+	dir, bin, done, err := build.TempDaemon("bench-blocklist-daemon-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := wanlab.BuildDaemon(dir)
-	if err != nil {
-		return err
-	}
+	defer done()
 	var b strings.Builder
 	for _, p := range list {
 		b.WriteString(p.String() + "\n")
@@ -228,9 +225,9 @@ func runDaemon(list []netip.Prefix, nBlocks int) error {
 	if err := os.WriteFile(feed, []byte(b.String()), 0o600); err != nil {
 		return err
 	}
-	cfg := string(wanlab.Config()) + "\n[[sipguard.feed]]\nname = \"big\"\nfile = \"" + feed + "\"\nformat = \"text\"\ninterval = \"1h\"\n"
+	cfg := string(sitelab.Config()) + "\n[[sipguard.feed]]\nname = \"big\"\nfile = \"" + feed + "\"\nformat = \"text\"\ninterval = \"1h\"\n"
 	t0 := time.Now()
-	s, err := wanlab.Start(fmt.Sprintf("bbd%d", os.Getpid()), bin, dir, []byte(cfg))
+	s, err := sitelab.Start(fmt.Sprintf("bbd%d", os.Getpid()), bin, dir, []byte(cfg))
 	if err != nil {
 		return err
 	}
@@ -275,7 +272,7 @@ func runDaemon(list []netip.Prefix, nBlocks int) error {
 // with the same command line, then watches it for two minutes: after its first minute the
 // owner must have settled (no rewrite of the whole list, next to no CPU, its memory given
 // back).
-func afterKill(s *wanlab.Site, bin, dir string, want int) error {
+func afterKill(s *sitelab.Site, bin, dir string, want int) error {
 	if err := s.Daemon.Process.Signal(syscall.SIGKILL); err != nil {
 		return err
 	}
@@ -300,10 +297,11 @@ func afterKill(s *wanlab.Site, bin, dir string, want int) error {
 	}
 	fmt.Printf("restart_after_kill_s %.2f\n", time.Since(t0).Seconds())
 	rewrites := func() int { return strings.Count(s.Log(), "blocklist rewritten") }
-	peak, atMin, cpuAtMin := 0.0, 0, 0.0
+	peak, atMin, cpuAtMin, minuteDone := 0.0, 0, 0.0, false
 	for end := t0.Add(2 * time.Minute); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
 		peak = max(peak, procRSS(pid))
-		if atMin == 0 && time.Since(t0) >= time.Minute {
+		if !minuteDone && time.Since(t0) >= time.Minute {
+			minuteDone = true
 			atMin, cpuAtMin = rewrites(), procCPU(pid)
 			fmt.Printf("restart_after_kill_rewrites_1st_min %d\n", atMin)
 		}

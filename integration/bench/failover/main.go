@@ -20,8 +20,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/officeedge/appliance/integration/build"
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/wan"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 func main() {
@@ -63,29 +64,25 @@ func run(trials, rate int, stability, limit time.Duration, verbose bool, soak so
 	end := time.Now().Add(limit)
 	// The office's traffic runs through the soak and the inbound trials too.
 	limit += soak.d + time.Duration(in.trials)*(2*in.register+time.Minute)
-	dir, err := os.MkdirTemp("", "bench-failover")
+	dir, bin, done, err := build.TempDaemon("bench-failover")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := wanlab.BuildDaemon(dir)
-	if err != nil {
-		return err
-	}
+	defer done()
 	// Default probe settings; only the failback stability is shortened, and the hold-down
 	// does not grow (each trial is a deliberate "flap").
-	cfg := wanlab.Config(fmt.Sprintf("stability = %q", stability.String()), fmt.Sprintf("hold_down_max = %q", stability.String()))
-	site, err := wanlab.Start(fmt.Sprintf("bf%d", os.Getpid()%100000), bin, dir, cfg)
+	cfg := sitelab.Config(fmt.Sprintf("stability = %q", stability.String()), fmt.Sprintf("hold_down_max = %q", stability.String()))
+	site, err := sitelab.Start(fmt.Sprintf("bf%d", os.Getpid()%100000), bin, dir, cfg)
 	if err != nil {
 		return err
 	}
 	defer site.Close()
-	stream, err := wanlab.StartStream(site.Lab, rate, limit)
+	stream, err := sitelab.StartStream(site.Lab, rate, limit)
 	if err != nil {
 		return err
 	}
 	defer stream.Close()
-	sip, err := wanlab.StartSIPPinger(site.Lab, 20*time.Millisecond, limit)
+	sip, err := sitelab.StartSIPPinger(site.Lab, 20*time.Millisecond, limit)
 	if err != nil {
 		return err
 	}
@@ -99,7 +96,7 @@ func run(trials, rate int, stability, limit time.Duration, verbose bool, soak so
 		{"carrier_loss", func(broken bool) error { return site.Carrier(wan.Primary, !broken) }},
 		{"silent_loss", func(broken bool) error { return site.Silent(wan.Primary, broken) }},
 	}
-	pri, bak := wanlab.Addr[wan.Primary], wanlab.Addr[wan.Backup]
+	pri, bak := sitelab.Addr[wan.Primary], sitelab.Addr[wan.Backup]
 	for i := range trials {
 		for _, fault := range faults {
 			if time.Now().After(end) {
@@ -129,7 +126,7 @@ func run(trials, rate int, stability, limit time.Duration, verbose bool, soak so
 			ms := float64(lost) * 1000 / float64(rate)
 			f.failover[fault.name] = append(f.failover[fault.name], ms)
 			f.sip[fault.name] = append(f.sip[fault.name], float64(tsip.Sub(t0).Milliseconds()))
-			if tsw, ok := wanlab.Event(st, "wan.failover", t0); ok {
+			if tsw, ok := sitelab.Event(st, "wan.failover", t0); ok {
 				f.sipSwitch = append(f.sipSwitch, float64(tsip.Sub(tsw).Milliseconds()))
 			}
 			n, stale, err := site.StaleFlows(pri)
@@ -216,7 +213,7 @@ func pct(v []float64, p int) float64 {
 	return s[max(k-1, 0)]
 }
 
-func waitFlow(st *wanlab.Stream, addr string, after uint32, n int, d time.Duration) error {
+func waitFlow(st *sitelab.Stream, addr string, after uint32, n int, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for st.ArrivedFromSince(addr, after) < n {
 		if time.Now().After(deadline) {
@@ -227,7 +224,7 @@ func waitFlow(st *wanlab.Stream, addr string, after uint32, n int, d time.Durati
 	return nil
 }
 
-func waitSIP(p *wanlab.SIPPinger, addr string, after time.Time, d time.Duration) (time.Time, error) {
+func waitSIP(p *sitelab.SIPPinger, addr string, after time.Time, d time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(d)
 	for {
 		if t, ok := p.FirstFrom(addr, after); ok {
@@ -250,12 +247,12 @@ type soakOpts struct {
 // runSoak runs the office on a noisy primary for o.d: random loss at its ISP, one probe
 // target dead and one rate-limiting ICMP. Every failover is a false one. It also meters the
 // standby modem's traffic (only probes cross it while the primary carries the office).
-func runSoak(site *wanlab.Site, o soakOpts) ([]string, error) {
+func runSoak(site *sitelab.Site, o soakOpts) ([]string, error) {
 	st0, err := site.WaitStatus(20*time.Second, "on the primary", func(st wan.Status) bool { return st.Active == wan.Primary })
 	if err != nil {
 		return nil, err
 	}
-	before := wanlab.Uplink(st0, wan.Primary).Suspicions
+	before := sitelab.Uplink(st0, wan.Primary).Suspicions
 	meter, err := site.StartMeter(wan.Backup)
 	if err != nil {
 		return nil, err
@@ -303,7 +300,7 @@ func runSoak(site *wanlab.Site, o soakOpts) ([]string, error) {
 		}
 	}
 	n, downs = n-n0, downs-d0
-	p := wanlab.Uplink(st, wan.Primary)
+	p := sitelab.Uplink(st, wan.Primary)
 	month := float64(30*24*time.Hour) / float64(elapsed)
 	return []string{
 		fmt.Sprintf("# noisy soak %s: %d%% random loss each way at the primary's ISP, DNS target dead, ICMP target limited to %d/s; primary %s at the end (%s); %d silences cleared by a confirmation burst, %d primary-down verdicts\n",
@@ -322,8 +319,8 @@ type inboundOpts struct {
 // office: the trunk sends an INVITE every 100 ms to the address the PBX last registered from,
 // and the clock runs from the failover to the first INVITE that reaches the PBX. The fault
 // comes at a random point of the PBX's registration cycle.
-func runInbound(site *wanlab.Site, o inboundOpts, stability time.Duration, verbose bool) ([]string, error) {
-	pbx, err := wanlab.StartRegistrant(site.Lab, o.register)
+func runInbound(site *sitelab.Site, o inboundOpts, stability time.Duration, verbose bool) ([]string, error) {
+	pbx, err := sitelab.StartRegistrant(site.Lab, o.register)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +338,7 @@ func runInbound(site *wanlab.Site, o inboundOpts, stability time.Duration, verbo
 		}
 	}()
 	var got []float64
-	pri := wanlab.Addr[wan.Primary]
+	pri := sitelab.Addr[wan.Primary]
 	for i := range o.trials {
 		deadline := time.Now().Add(o.register + 20*time.Second)
 		for c := site.Trunk.Contact(); c == nil || c.IP.String() != pri; c = site.Trunk.Contact() {
@@ -362,7 +359,7 @@ func runInbound(site *wanlab.Site, o inboundOpts, stability time.Duration, verbo
 		if err != nil {
 			return nil, err
 		}
-		tf, ok := wanlab.Event(st, "wan.failover", t0)
+		tf, ok := sitelab.Event(st, "wan.failover", t0)
 		if !ok {
 			return nil, fmt.Errorf("inbound trial %d: no failover event", i+1)
 		}

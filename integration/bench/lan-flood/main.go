@@ -26,9 +26,10 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/miekg/dns"
 
+	"github.com/officeedge/appliance/integration/build"
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/dhcpd/dhcptest"
 	"github.com/officeedge/appliance/internal/lab"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 const dhcpSection = `
@@ -65,16 +66,12 @@ func fail(msg string) {
 }
 
 func run(duration time.Duration, pps int) error {
-	dir, err := os.MkdirTemp("", "bench-lan-flood")
+	dir, bin, done, err := build.TempDaemon("bench-lan-flood")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := wanlab.BuildDaemon(dir)
-	if err != nil {
-		return err
-	}
-	s, err := wanlab.Start(fmt.Sprintf("lf%04x", os.Getpid()&0xffff), bin, dir, append(wanlab.Config(), dhcpSection...))
+	defer done()
+	s, err := sitelab.Start(fmt.Sprintf("lf%04x", os.Getpid()&0xffff), bin, dir, append(sitelab.Config(), dhcpSection...))
 	if err != nil {
 		return err
 	}
@@ -139,7 +136,7 @@ type result struct {
 
 // flood sends kind for d while the legitimate client renews and asks DNS once a second,
 // sampling the daemon's RSS and the lease file's modification time.
-func flood(s *wanlab.Site, c *legit, fl *dhcptest.Flooder, kind dhcptest.Kind, d time.Duration, pps, pid int) (result, error) {
+func flood(s *sitelab.Site, c *legit, fl *dhcptest.Flooder, kind dhcptest.Kind, d time.Duration, pps, pid int) (result, error) {
 	var r result
 	logBefore := strings.Count(s.Log(), "\n")
 	rcvBefore, err := udpRcvbufErrors(s.Lab)

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/lab"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 // What the ISPs' resolvers answer. Name has another address at each ISP, so an answer says
@@ -40,7 +40,7 @@ const (
 // Config is the lab's appliance config with [dns] (each uplink's ISP resolver) and [time]
 // (the lab's NTP server by name; never the machine's clock) sections, and [wan] lines.
 func Config(wanLines ...string) []byte {
-	base := labSections.ReplaceAll(wanlab.Config(wanLines...), nil) // the lab's own [dns] and [time] give way
+	base := labSections.ReplaceAll(sitelab.Config(wanLines...), nil) // the lab's own [dns] and [time] give way
 	return append(base, []byte(`
 [dns]
 domain = "`+Domain+`"
@@ -62,9 +62,9 @@ var labSections = regexp.MustCompile(`(?m)^\[(?:time|dns|dns\.resolvers)\]\n(?:[
 // Resolvers starts chronyd on the internet (Probe4, the NTP server NTPName names) and an
 // unbound in each ISP namespace that answers its own customers only
 // (as ISPs' resolvers do: the FTTC one refuses the LTE line's address and the other way
-// round) with a local zone; dir keeps their configs. For wanlab.Start's setup.
-func Resolvers(dir string) func(*wanlab.Site) error {
-	return func(s *wanlab.Site) error {
+// round) with a local zone; dir keeps their configs. For sitelab.Start's setup.
+func Resolvers(dir string) func(*sitelab.Site) error {
+	return func(s *sitelab.Site) error {
 		if err := Chrony(s.Lab, filepath.Join(dir, "chrony"), lab.HostNet, lab.Probe4); err != nil {
 			return err
 		}

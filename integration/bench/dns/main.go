@@ -29,10 +29,11 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/officeedge/appliance/internal/dnsfwd/dnslab"
+	"github.com/officeedge/appliance/integration/build"
+	"github.com/officeedge/appliance/integration/dnslab"
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/wan"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 func main() {
@@ -58,17 +59,13 @@ func fail(msg string) {
 
 func run(trials int, limit time.Duration, verbose bool, secs, rounds, flood int) error {
 	end := time.Now().Add(limit)
-	dir, err := os.MkdirTemp("", "bench-dns")
+	dir, bin, done, err := build.TempDaemon("bench-dns")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	bin, err := wanlab.BuildDaemon(dir)
-	if err != nil {
-		return err
-	}
+	defer done()
 	cfg := dnslab.Config(`stability = "2s"`, `hold_down_max = "2s"`)
-	s, err := wanlab.Start(fmt.Sprintf("bd%04x", os.Getpid()&0xffff), bin, dir, liftLimits(cfg), dnslab.Resolvers(dir))
+	s, err := sitelab.Start(fmt.Sprintf("bd%04x", os.Getpid()&0xffff), bin, dir, liftLimits(cfg), dnslab.Resolvers(dir))
 	if err != nil {
 		return err
 	}
@@ -117,7 +114,7 @@ func run(trials int, limit time.Duration, verbose bool, secs, rounds, flood int)
 
 // trial fails the fixed line, measures, and brings it back (waiting for the failback and
 // for FTTC's answers again).
-func trial(s *wanlab.Site, kind string, end time.Time) (afterSwitch, afterFault float64, err error) {
+func trial(s *sitelab.Site, kind string, end time.Time) (afterSwitch, afterFault float64, err error) {
 	fault := func(on bool) error {
 		if kind == "carrier" {
 			return s.Carrier(wan.Primary, !on)
@@ -138,7 +135,7 @@ func trial(s *wanlab.Site, kind string, end time.Time) (afterSwitch, afterFault 
 		q.stop()
 		return 0, 0, err
 	}
-	switchAt, ok := wanlab.Event(st, "wan.failover", faultAt)
+	switchAt, ok := sitelab.Event(st, "wan.failover", faultAt)
 	first, got := q.first(dnslab.LTEAnswer, 10*time.Second)
 	q.stop()
 	if err := fault(false); err != nil {

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/officeedge/appliance/internal/dnsfwd/dnslab"
+	"github.com/officeedge/appliance/integration/dnslab"
+	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/lab"
-	"github.com/officeedge/appliance/wan/wanlab"
 )
 
 // The capacity runs: dnsperf from the phone against the box's forwarder (port 53) and
@@ -116,7 +116,7 @@ func writeQueries(dir, name, prefix string, n, rep int) (string, error) {
 
 // capacity measures hits and misses on both servers, best of rounds runs each
 // (alternating, so that load from elsewhere on the machine falls on both alike).
-func capacity(s *wanlab.Site, dir string, secs, rounds int) error {
+func capacity(s *sitelab.Site, dir string, secs, rounds int) error {
 	l := s.Lab
 	if err := startDnsmasq(l, dir); err != nil {
 		return err
