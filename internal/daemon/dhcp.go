@@ -46,6 +46,15 @@ func (a *App) dhcpStatus() (dhcpd.Status, bool) {
 	return s.Status(), true
 }
 
+// dhcpCounters are the DHCP server's counters for /metrics; false when it is off.
+func (a *App) dhcpCounters() (dhcpd.Counters, bool) {
+	s := a.dhcpServer()
+	if s == nil {
+		return dhcpd.Counters{}, false
+	}
+	return s.Counters(), true
+}
+
 // dhcpHostnames are the LAN devices' names for the DNS forwarder; none when DHCP is off.
 // The server gives them from a snapshot, without its lock, and never a name a device may
 // not claim (wpad, the box's, the PBX's, a static lease's: dhcpd/names.go).

@@ -24,6 +24,20 @@ func (p *dnsPart) Stats() dnsfwd.Stats {
 	return p.f.Stats()
 }
 
+// dnsStats are the forwarder in force's counters for /metrics; false when it is off.
+func (a *App) dnsStats() (dnsfwd.Stats, bool) {
+	if a.parts == nil {
+		return dnsfwd.Stats{}, false
+	}
+	a.parts.mu.Lock()
+	p, _ := a.parts.on["dns"].runner().(*dnsPart)
+	a.parts.mu.Unlock()
+	if p == nil {
+		return dnsfwd.Stats{}, false
+	}
+	return p.Stats(), true
+}
+
 // newDNSPart makes the forwarder, and points the box's own lookups at it.
 func newDNSPart(a *App) (*dnsPart, error) {
 	c := a.Config()

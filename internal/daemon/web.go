@@ -90,7 +90,7 @@ func webOptions(app *App) web.Options {
 			return crowdsec.Status{}, false
 		},
 	}
-	o.DHCP = app.dhcpStatus
+	o.DHCP, o.DHCPCounters, o.DNS = app.dhcpStatus, app.dhcpCounters, app.dnsStats
 	o.VPN = func() (web.VPN, bool) { return vpnWeb(app) }
 	o.ConfigEdit, o.ConfigPath = app.Edits, app.ConfigPath
 	o.Uplinks = func() []diag.Uplink { return diagUplinks(app) }

@@ -87,11 +87,14 @@ type Counters struct {
 	Received uint64 // packets read
 	Dropped  uint64 // packets not served: over a limit, or their queue full
 	Writes   uint64 // writes of the lease file
+	// DroppedBy are the Dropped by short, stable reason: per_device_limit, newcomer_limit,
+	// global_limit, queue_full, new_devices_limit, decline (absent: none yet).
+	DroppedBy map[string]uint64
 }
 
 // Counters are the server's counters.
 func (s *Server) Counters() Counters {
-	return Counters{Received: s.received.Load(), Dropped: s.flood.total.Load(), Writes: s.writes.Load()}
+	return Counters{Received: s.received.Load(), Dropped: s.flood.total.Load(), Writes: s.writes.Load(), DroppedBy: s.flood.droppedBy()}
 }
 
 // New makes the server for cfg, or nil when [dhcp] is off. Saved leases are read now.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -22,6 +23,17 @@ const (
 	dropNew      = "new devices over new_devices_per_hour"
 	dropDecline  = "DECLINEs of addresses the device was not given"
 )
+
+// dropReasons are the short, stable names of why a packet was not served, for
+// Counters.DroppedBy and /metrics.
+var dropReasons = map[string]string{
+	dropMAC:      "per_device_limit",
+	dropNewcomer: "newcomer_limit",
+	dropGlobal:   "global_limit",
+	dropQueue:    "queue_full",
+	dropNew:      "new_devices_limit",
+	dropDecline:  "decline",
+}
 
 const (
 	// summaryEvery is how often dropped packets are summed up in one log line.
@@ -47,10 +59,12 @@ type floodLog struct {
 	quiet uint64
 
 	total atomic.Uint64 // packets dropped since the start
+	// since counts the drops since the start by short reason (dropReasons); under mu.
+	since map[string]uint64
 }
 
 func newFloodLog(log *slog.Logger) *floodLog {
-	return &floodLog{log: log, lines: rate.NewLimiter(lineRate, lineBurst), drops: map[string]uint64{}, macs: map[[6]byte]struct{}{}}
+	return &floodLog{log: log, lines: rate.NewLimiter(lineRate, lineBurst), drops: map[string]uint64{}, since: map[string]uint64{}, macs: map[[6]byte]struct{}{}}
 }
 
 // drop counts one packet from mac not served for reason.
@@ -58,10 +72,22 @@ func (f *floodLog) drop(reason string, mac [6]byte) {
 	f.total.Add(1)
 	f.mu.Lock()
 	f.drops[reason]++
+	if r, ok := dropReasons[reason]; ok {
+		f.since[r]++
+	} else {
+		f.since["other"]++
+	}
 	if len(f.macs) < maxDropMACs {
 		f.macs[mac] = struct{}{}
 	}
 	f.mu.Unlock()
+}
+
+// droppedBy is a copy of the drops since the start by short reason.
+func (f *floodLog) droppedBy() map[string]uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.since)
 }
 
 // logf logs one line about one packet, unless too many were logged lately.

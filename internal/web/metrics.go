@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -48,11 +49,25 @@ var (
 	mCheckOK      = prometheus.NewDesc("appliance_checklist_ok", "1 if the readiness check passes (also with a warning), 0 if it fails, -1 if unknown.", []string{"check"}, nil)
 	mTrunkUp      = prometheus.NewDesc("appliance_trunk_up", "1 if the SIP trunk is up.", []string{"trunk"}, nil)
 	boolGauge     = map[bool]float64{true: 1, false: 0}
+
+	mDHCPReceived = prometheus.NewDesc("appliance_dhcp_received_total", "DHCP packets the server read since it started.", nil, nil)
+	mDHCPDropped  = prometheus.NewDesc("appliance_dhcp_dropped_total", "DHCP packets not served, by reason (per_device_limit, newcomer_limit, global_limit, queue_full, new_devices_limit, decline).", []string{"reason"}, nil)
+	mDHCPWrites   = prometheus.NewDesc("appliance_dhcp_lease_file_writes_total", "Writes of the DHCP lease file since the server started.", nil, nil)
+	mDNSQueries   = prometheus.NewDesc("appliance_dns_queries_total", "DNS queries the forwarder received since it started.", nil, nil)
+	mDNSRefused   = prometheus.NewDesc("appliance_dns_refused_total", "DNS queries answered REFUSED, by reason (rate_limit: the client asked too fast; not_served: not from the LAN or a VPN phone, or not a query).", []string{"reason"}, nil)
+	mDNSBusy      = prometheus.NewDesc("appliance_dns_busy_total", "DNS queries answered SERVFAIL at once: too many queries were waiting on resolvers.", nil, nil)
+	mDNSCoalesced = prometheus.NewDesc("appliance_dns_coalesced_total", "DNS queries that waited on the same question already asked of a resolver.", nil, nil)
+	mDNSFailed    = prometheus.NewDesc("appliance_dns_failed_total", "Questions asked of resolvers that none answered (answered SERVFAIL).", nil, nil)
 )
+
+// dhcpDropReasons are appliance_dhcp_dropped_total's reasons, each sent (0 until it happens)
+// so that a rate over them starts from the start.
+var dhcpDropReasons = []string{"per_device_limit", "newcomer_limit", "global_limit", "queue_full", "new_devices_limit", "decline"}
 
 func allDescs() []*prometheus.Desc {
 	out := []*prometheus.Desc{mInfo, mUp, mActive, mRTT, mLoss, mForced, mBlocked, mSet, mFeed, mFeedLoaded, mRepairs, mGuardSources,
-		mLoaded, mPackets, mBytes, mDroppedSeen, mDetections, mEvents, mAlerts, mAlertsActive, mLED, mMailQ, mCheckOK, mTrunkUp}
+		mLoaded, mPackets, mBytes, mDroppedSeen, mDetections, mEvents, mAlerts, mAlertsActive, mLED, mMailQ, mCheckOK, mTrunkUp,
+		mDHCPReceived, mDHCPDropped, mDHCPWrites, mDNSQueries, mDNSRefused, mDNSBusy, mDNSCoalesced, mDNSFailed}
 	out = append(out, backupDescs...)
 	out = append(out, crowdSecDescs...)
 	out = append(out, clockDescs...)
@@ -90,6 +105,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	c.s.collectClock(g)
 	c.s.collectVPN(g, k)
 	c.s.collectBudgets(g)
+	c.s.collectDHCP(k)
+	c.s.collectDNS(k)
 	g(mLoaded, boolGauge[st.Firewall.Loaded])
 	for _, c := range st.Firewall.Chains {
 		for _, r := range c.Groups {
@@ -169,6 +186,44 @@ func collectGuard(st Status, g, k metric) {
 	for d, n := range s.Detections {
 		k(mDetections, float64(n), d)
 	}
+}
+
+// collectDHCP sends the DHCP server's counters: what floods cost it.
+func (s *Server) collectDHCP(k metric) {
+	if s.o.DHCPCounters == nil {
+		return
+	}
+	c, ok := s.o.DHCPCounters()
+	if !ok {
+		return
+	}
+	k(mDHCPReceived, float64(c.Received))
+	k(mDHCPWrites, float64(c.Writes))
+	for _, r := range dhcpDropReasons {
+		k(mDHCPDropped, float64(c.DroppedBy[r]), r)
+	}
+	for r, n := range c.DroppedBy {
+		if !slices.Contains(dhcpDropReasons, r) { // a reason newer than this list
+			k(mDHCPDropped, float64(n), r)
+		}
+	}
+}
+
+// collectDNS sends the DNS forwarder's counters: what floods cost it.
+func (s *Server) collectDNS(k metric) {
+	if s.o.DNS == nil {
+		return
+	}
+	st, ok := s.o.DNS()
+	if !ok {
+		return
+	}
+	k(mDNSQueries, float64(st.Queries))
+	k(mDNSRefused, float64(st.Limited), "rate_limit")
+	k(mDNSRefused, float64(st.Refused), "not_served")
+	k(mDNSBusy, float64(st.Busy))
+	k(mDNSCoalesced, float64(st.Coalesced))
+	k(mDNSFailed, float64(st.Failed))
 }
 
 func (s *Server) metricsHandler() http.Handler {

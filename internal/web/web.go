@@ -26,6 +26,7 @@ import (
 	"github.com/officeedge/appliance/internal/crowdsec"
 	"github.com/officeedge/appliance/internal/dhcpd"
 	"github.com/officeedge/appliance/internal/diag"
+	"github.com/officeedge/appliance/internal/dnsfwd"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/history"
 	"github.com/officeedge/appliance/internal/notify"
@@ -76,6 +77,10 @@ type Options struct {
 
 	// DHCP is the DHCP server's state and leases; false when it is off.
 	DHCP func() (dhcpd.Status, bool)
+	// DHCPCounters are the DHCP server's counters since it started (/metrics); false when it is off.
+	DHCPCounters func() (dhcpd.Counters, bool)
+	// DNS is the DNS forwarder's counters since it started (/metrics); false when it is off.
+	DNS func() (dnsfwd.Stats, bool)
 	// Clock is the box's clock (trusted yet, offset, last sync); false when it is not running.
 	Clock func() (clock.State, bool)
 	// VPN is the WireGuard part in force; false when [vpn] is off.
