@@ -13,10 +13,11 @@ import (
 )
 
 // ActiveMetric is the metric of the default route the wan part points at the active uplink.
-// It sits below both uplinks' own default routes (100 primary, 200 backup, set by netcfg),
-// which stay for the probes bound to each device. Switching is one atomic route replace, in
-// the main table, so it works without policy routing in the kernel; a config reload that
-// rewrites the uplinks' own routes never undoes it.
+// It sits below both uplinks' own default routes (100 primary, 200 backup: netcfg sets a
+// static uplink's, wan/dhcp.go a DHCP uplink's), which stay for the probes bound to each
+// device. Switching is one atomic route replace, in the main table, so it works without
+// policy routing in the kernel; a config reload that rewrites the uplinks' own routes never
+// undoes it.
 const ActiveMetric = 50
 
 // gateway is where one uplink's traffic goes.

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,7 +22,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/officeedge/appliance/integration/sitelab"
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/internal/web"
@@ -66,15 +66,14 @@ func siteAlive(s *sitelab.Site) bool {
 
 func blocklistState(t *testing.T, s *sitelab.Site) netcfg.BlockState {
 	t.Helper()
-	b, err := daemon.Call(s.Control, "GET", "/blocklist", nil)
+	v, err := s.Client().Blocklist()
 	if err != nil {
 		t.Fatalf("GET /blocklist: %v", err)
 	}
-	var v struct{ State netcfg.BlockState }
-	if err := json.Unmarshal(b, &v); err != nil {
-		t.Fatal(err)
+	if v.State == nil {
+		t.Fatal("GET /blocklist: no state")
 	}
-	return v.State
+	return *v.State
 }
 
 func cliIn(t *testing.T, s *sitelab.Site, args ...string) (string, error) {
@@ -478,9 +477,9 @@ func TestPartsFailAlone(t *testing.T) {
 	labtest.WaitFor(t, "the hal part restarted after failing", 30*time.Second, func() bool {
 		return strings.Count(s.Log(), `part failed; restarting it" part=hal`) >= 2
 	})
-	b, err := daemon.Call(s.Control, "GET", "/alerts", nil)
-	if err != nil || !strings.Contains(string(b), "part.hal") {
-		t.Fatalf("the alerts do not show the hal part's failure: %v %s", err, b)
+	as, err := s.Client().Alerts()
+	if err != nil || !slices.ContainsFunc(as, func(a alerts.Alert) bool { return a.Key == "part.hal" }) {
+		t.Fatalf("the alerts do not show the hal part's failure: %v %+v", err, as)
 	}
 	if err := s.Carrier(wan.Primary, false); err != nil {
 		t.Fatal(err)

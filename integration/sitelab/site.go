@@ -3,7 +3,6 @@ package sitelab
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/wan"
 )
@@ -171,13 +170,11 @@ func (s *Site) WaitOutput(want string, d time.Duration) error {
 
 // Status asks the daemon over its control socket.
 func (s *Site) Status() (wan.Status, error) {
-	var st wan.Status
-	b, err := daemon.Call(s.Control, "GET", "/wan/status", nil)
-	if err != nil {
-		return st, err
-	}
-	return st, json.Unmarshal(b, &st)
+	return s.Client().WANStatus()
 }
+
+// Client is the control API's client on the site's socket.
+func (s *Site) Client() control.Client { return control.Client{Socket: s.Control} }
 
 // WaitStatus polls the status until ok holds.
 func (s *Site) WaitStatus(d time.Duration, what string, ok func(wan.Status) bool) (wan.Status, error) {
@@ -213,7 +210,7 @@ func Uplink(st wan.Status, r wan.Role) wan.UplinkStatus {
 
 // Force sets the manual override through the control API.
 func (s *Site) Force(m wan.Mode) error {
-	_, err := daemon.Call(s.Control, "POST", "/wan/force", strings.NewReader(string(m)))
+	_, err := s.Client().Force(control.ForceRequest{Mode: m})
 	return err
 }
 

@@ -1,7 +1,6 @@
 package crowdsec_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -16,9 +15,9 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/officeedge/appliance/integration/sitelab"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/crowdsec"
 	"github.com/officeedge/appliance/internal/crowdsec/lapitest"
-	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/netcfg"
@@ -355,27 +354,22 @@ func BenchmarkFleetPropagation(b *testing.B) {
 
 func blockState(tb testing.TB, s *sitelab.Site) *netcfg.BlockState {
 	tb.Helper()
-	body, err := daemon.Call(s.Control, "GET", "/blocklist", nil)
+	v, err := s.Client().Blocklist()
 	if err != nil {
 		tb.Fatalf("GET /blocklist: %v", err)
 	}
-	var v struct{ State netcfg.BlockState }
-	if err := json.Unmarshal(body, &v); err != nil {
-		tb.Fatal(err)
+	if v.State == nil {
+		tb.Fatal("GET /blocklist: no state")
 	}
-	return &v.State
+	return v.State
 }
 
 // sipguardSeen is how many SIP messages site s's sipguard has decoded.
 func sipguardSeen(tb testing.TB, s *sitelab.Site) uint64 {
 	tb.Helper()
-	body, err := daemon.Call(s.Control, "GET", "/sipguard/status", nil)
-	if err != nil {
-		tb.Fatalf("GET /sipguard/status: %v", err)
-	}
 	var v struct{ Stats sipguard.Stats }
-	if err := json.Unmarshal(body, &v); err != nil {
-		tb.Fatal(err)
+	if err := s.Client().GetJSON(control.PathSIPGuardStatus, &v); err != nil {
+		tb.Fatalf("GET /sipguard/status: %v", err)
 	}
 	return v.Stats.SIP
 }
@@ -383,13 +377,9 @@ func sipguardSeen(tb testing.TB, s *sitelab.Site) uint64 {
 // crowdsecStatus is site s's fleet-sharing status.
 func crowdsecStatus(tb testing.TB, s *sitelab.Site) crowdsec.Status {
 	tb.Helper()
-	body, err := daemon.Call(s.Control, "GET", "/crowdsec/status", nil)
-	if err != nil {
-		tb.Fatalf("GET /crowdsec/status: %v", err)
-	}
 	var st crowdsec.Status
-	if err := json.Unmarshal(body, &st); err != nil {
-		tb.Fatal(err)
+	if err := s.Client().GetJSON(control.PathCrowdSecStatus, &st); err != nil {
+		tb.Fatalf("GET /crowdsec/status: %v", err)
 	}
 	return st
 }

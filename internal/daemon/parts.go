@@ -235,10 +235,15 @@ func (p *wanPart) Run(ctx context.Context) error {
 
 func (p *wanPart) Reload(cfg *config.Config) error { return p.s.Reload(cfg) }
 
+// protectGateways follows wan's state (its watch) and retries every 2 s while the owner
+// refuses the update.
 func (p *wanPart) protectGateways(ctx context.Context) {
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
+	changed, stop := p.s.Watch()
+	defer stop()
+	retry := time.NewTicker(2 * time.Second)
+	defer retry.Stop()
 	var last []netcfg.Protection
+	synced := false
 	for {
 		var now []netcfg.Protection
 		for _, u := range p.s.Status().Uplinks {
@@ -247,15 +252,20 @@ func (p *wanPart) protectGateways(ctx context.Context) {
 			}
 			now = append(now, netcfg.LearnedResolvers(u.Name, u.DNS)...)
 		}
-		if !slices.Equal(now, last) {
+		synced = synced && slices.Equal(now, last)
+		if !synced {
 			if err := p.app.Owner.SetProtected("wan", now); err == nil {
-				last = now
+				last, synced = now, true
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-changed:
+		case <-retry.C:
+			if synced {
+				continue
+			}
 		}
 	}
 }

@@ -2,9 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
-	"strings"
 
 	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/control"
@@ -87,22 +85,11 @@ func actionError(w http.ResponseWriter, err error, fallback int) {
 	http.Error(w, err.Error(), control.StatusCode(err, fallback))
 }
 
-// wanForce serves POST /wan/force: a control.ForceRequest, or (as the labs send it) the
-// mode alone as plain text.
+// wanForce serves POST /wan/force: a control.ForceRequest.
 func (a *App) wanForce(w http.ResponseWriter, r *http.Request) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
 	var req control.ForceRequest
-	if t := strings.TrimSpace(string(b)); strings.HasPrefix(t, "{") {
-		if err := json.Unmarshal(b, &req); err != nil {
-			http.Error(w, "bad force request: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-	} else {
-		req.Mode = wan.Mode(t)
+	if !readRequest(w, r, "force", &req) {
+		return
 	}
 	m, err := wan.ParseMode(string(req.Mode))
 	if err != nil {

@@ -1,7 +1,6 @@
 package peers_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,8 +10,7 @@ import (
 	"time"
 
 	"github.com/officeedge/appliance/integration/sitelab"
-	"github.com/officeedge/appliance/internal/alerts"
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/internal/peers"
@@ -141,9 +139,8 @@ func TestPeerByNameFollowsDNS(t *testing.T) {
 	// DNS goes away: the last address stays trusted, and an alert says so.
 	dnsmasq.Kill()
 	labtest.WaitFor(t, "an alert that the name does not resolve", peers.MinTTL+15*time.Second, func() bool {
-		body, err := daemon.Call(s.Control, "GET", "/alerts", nil)
-		var list []alerts.Alert
-		if err != nil || json.Unmarshal(body, &list) != nil {
+		list, err := s.Client().Alerts()
+		if err != nil {
 			return false
 		}
 		for _, a := range list {
@@ -154,14 +151,11 @@ func TestPeerByNameFollowsDNS(t *testing.T) {
 		return false
 	})
 	passes("SIP from the last good address while DNS is down", second, 10*time.Second)
-	body, err := daemon.Call(s.Control, "GET", "/peers/status", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var names []peers.Name
-	if err := json.Unmarshal(body, &names); err != nil || len(names) != 1 || names[0].Host != host ||
+	err = s.Client().GetJSON(control.PathPeersStatus, &names)
+	if err != nil || len(names) != 1 || names[0].Host != host ||
 		len(names[0].Addrs) != 1 || names[0].Addrs[0].String() != second || names[0].Error == "" {
-		t.Errorf("/peers/status: %s (%v), want %s at %s with the lookup's error", body, err, host, second)
+		t.Errorf("/peers/status: %+v (%v), want %s at %s with the lookup's error", names, err, host, second)
 	}
 	out, err := s.Lab.Run(lab.HostBox, bin, "check", "--config", filepath.Join(siteDir, "appliance.toml"), "--control", s.Control)
 	if err != nil || !strings.Contains(out, host+" (sip_peers.home): "+second) {

@@ -22,11 +22,12 @@ import (
 
 	"github.com/officeedge/appliance/integration/build"
 	"github.com/officeedge/appliance/internal/audit"
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 	"github.com/officeedge/appliance/internal/notify/notifytest"
 	"github.com/officeedge/appliance/internal/web"
+	"github.com/officeedge/appliance/wan"
 )
 
 // withSettings puts settings into a section of a config: under its header if the file has
@@ -89,7 +90,7 @@ func TestBrowserInLab(t *testing.T) {
 	bin := buildAppliance(t)
 	l := labtest.New(t)
 	dir := t.TempDir()
-	conf, state, control := filepath.Join(dir, "appliance.toml"), filepath.Join(dir, "state"), filepath.Join(dir, "control.sock")
+	conf, state, sock := filepath.Join(dir, "appliance.toml"), filepath.Join(dir, "state"), filepath.Join(dir, "control.sock")
 	// Health checks to the lab's probe target (answered by the internet core) and a short
 	// stability time, so failback after "automatic" comes within the test's patience.
 	cfg := withSettings(string(lab.Config), "wan", `targets = ["icmp:`+lab.Probe4+`", "tcp:`+lab.Probe4+`:80"]`, `stability = "2s"`)
@@ -107,12 +108,12 @@ func TestBrowserInLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	const password = "lab password 1"
-	pw := exec.Command(bin, "web", "passwd", "--state", state, "--control", control)
+	pw := exec.Command(bin, "web", "passwd", "--state", state, "--control", sock)
 	pw.Stdin = strings.NewReader(password + "\n")
 	if out, err := pw.CombinedOutput(); err != nil {
 		t.Fatalf("appliance web passwd: %v\n%s", err, out)
 	}
-	d, err := l.Start(lab.HostBox, bin, "run", "--config", conf, "--state", state, "--control", control)
+	d, err := l.Start(lab.HostBox, bin, "run", "--config", conf, "--state", state, "--control", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestBrowserInLab(t *testing.T) {
 
 	// Force the failover through the control API: the page follows by itself.
 	labtest.WaitFor(t, "the wan part to accept forcing the backup", 30*time.Second, func() bool {
-		_, err := daemon.Call(control, "POST", "/wan/force", strings.NewReader("backup"))
+		_, err := control.Client{Socket: sock}.Force(control.ForceRequest{Mode: wan.ForceBackup})
 		return err == nil
 	})
 	labtest.WaitFor(t, "the page to show the modem (LTE) carrying traffic", 30*time.Second, func() bool {
@@ -244,7 +245,7 @@ func TestBrowserInLab(t *testing.T) {
 	labtest.WaitFor(t, "failback to the fixed line on the page", 60*time.Second, func() bool { return c.text("#active-uplink") == "FTTC" })
 
 	// The CLI presses the same button: back to forced backup, seen on the page.
-	out, err := exec.Command(bin, "button", "press", "--control", control).CombinedOutput()
+	out, err := exec.Command(bin, "button", "press", "--control", sock).CombinedOutput()
 	if err != nil {
 		t.Fatalf("appliance button press: %v\n%s", err, out)
 	}
@@ -314,7 +315,7 @@ func TestBrowserInLab(t *testing.T) {
 	t.Logf("%d alert email(s) received; the first:\n%s", len(mail.Mails()), mail.Mails()[0].Body)
 
 	// The audit log exports as CSV from the CLI, through the daemon and, with it stopped, from the file.
-	csv, err := exec.Command(bin, "audit", "export", "--control", control).Output()
+	csv, err := exec.Command(bin, "audit", "export", "--control", sock).Output()
 	if err != nil || !strings.HasPrefix(string(csv), "time,who,from,via,what,before,after\n") || !strings.Contains(string(csv), "button.press") {
 		t.Errorf("appliance audit export: %v\n%s", err, csv)
 	}

@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -26,7 +25,7 @@ import (
 	"github.com/officeedge/appliance/integration/build"
 	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/config"
-	"github.com/officeedge/appliance/internal/daemon"
+	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/netcfg"
 )
@@ -232,14 +231,7 @@ func runDaemon(list []netip.Prefix, nBlocks int) error {
 		return err
 	}
 	defer s.Close()
-	total := func() int {
-		body, err := daemon.Call(s.Control, "GET", "/blocklist", nil)
-		var v struct{ State netcfg.BlockState }
-		if err != nil || json.Unmarshal(body, &v) != nil {
-			return -1
-		}
-		return v.State.Kernel.Total()
-	}
+	total := func() int { return kernelTotal(s) }
 	if err := waitFor(60*time.Second, func() bool { return total() == len(list) }); err != nil {
 		return fmt.Errorf("the daemon's list in the kernel: %w", err)
 	}
@@ -256,9 +248,10 @@ func runDaemon(list []netip.Prefix, nBlocks int) error {
 	fmt.Printf("daemon_reload_ms %.1f\n", ms(time.Since(t0)))
 	var lat []time.Duration
 	for i := range nBlocks {
-		req := fmt.Sprintf(`{"prefix":"100.65.%d.%d","for":3600000000000,"by":"bench"}`, i>>8, i&255)
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 65, byte(i >> 8), byte(i)}), 32)
+		req := control.BlockRequest{Prefix: config.Prefix{Prefix: p}, For: time.Hour, By: "bench"}
 		t0 := time.Now()
-		if _, err := daemon.Call(s.Control, "POST", "/blocklist/block", strings.NewReader(req)); err != nil {
+		if _, err := s.Client().Block(req); err != nil {
 			return err
 		}
 		lat = append(lat, time.Since(t0))
@@ -266,6 +259,15 @@ func runDaemon(list []netip.Prefix, nBlocks int) error {
 	fmt.Printf("daemon_block_ms %s\n", pct(lat))
 	fmt.Printf("daemon_rss_after_mb %.1f\n", procRSS(s.Daemon.Process.Pid))
 	return afterKill(s, bin, dir, len(list)+nBlocks)
+}
+
+// kernelTotal is how many entries the daemon's blocklist has in the kernel (-1: no answer).
+func kernelTotal(s *sitelab.Site) int {
+	v, err := s.Client().Blocklist()
+	if err != nil || v.State == nil {
+		return -1
+	}
+	return v.State.Kernel.Total()
 }
 
 // afterKill kills the daemon (-9: no save, the kernel keeps the sets) and starts it again
@@ -284,14 +286,7 @@ func afterKill(s *sitelab.Site, bin, dir string, want int) error {
 	}
 	s.Daemon = cmd
 	pid := cmd.Process.Pid
-	total := func() int {
-		body, err := daemon.Call(s.Control, "GET", "/blocklist", nil)
-		var v struct{ State netcfg.BlockState }
-		if err != nil || json.Unmarshal(body, &v) != nil {
-			return -1
-		}
-		return v.State.Kernel.Total()
-	}
+	total := func() int { return kernelTotal(s) }
 	if err := waitFor(120*time.Second, func() bool { return total() == want }); err != nil {
 		return fmt.Errorf("the list in the kernel after kill -9 and a restart: %w", err)
 	}
