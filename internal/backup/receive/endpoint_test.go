@@ -153,25 +153,13 @@ func TestEndpointLockout(t *testing.T) {
 		t.Fatalf("the PBX's key: %v", err)
 	}
 	c.Close()
-	waitUntil(t, "the lockout logged", func() bool {
+	labtest.WaitFor(t, "the lockout logged", 30*time.Second, func() bool {
 		return strings.Contains(e.logText(), "127.0.0.3 locked out for 1h0m0s after 3 wrong passwords")
 	})
 }
 
 func (e *endpoint) logText() string {
 	return e.logs.String()
-}
-
-// waitUntil polls cond for up to 30 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // idle opens a TCP connection from and says whether the endpoint greets it (an SSH
@@ -232,7 +220,7 @@ func TestEndpointIdleCap(t *testing.T) {
 			t.Fatalf("an idle connection was not closed by the endpoint: %v", err)
 		}
 	}
-	waitUntil(t, "the PBX to log in again", func() bool { return e.canLogin("127.0.0.2", rightPassword) == nil })
+	labtest.WaitFor(t, "the PBX to log in again", 30*time.Second, func() bool { return e.canLogin("127.0.0.2", rightPassword) == nil })
 	// Refusals are logged in one line per period, not one per connection.
 	e.srv.guard.summarize(summaryEvery)
 	if log := e.logText(); strings.Count(log, "refused in the last") != 1 || !strings.Contains(log, "1 over 4 connections logging in at once from one source") ||
@@ -320,7 +308,7 @@ func TestEndpointCutPush(t *testing.T) {
 	}
 	c.Close() // the PBX loses power
 	folder := filepath.Join(e.medium, "pbx", "pbx")
-	waitUntil(t, "the cut transfer to be cleaned up", func() bool {
+	labtest.WaitFor(t, "the cut transfer to be cleaned up", 30*time.Second, func() bool {
 		es, err := os.ReadDir(folder)
 		return err == nil && len(es) == 0
 	})
