@@ -3,8 +3,6 @@ package clock_test
 import (
 	"context"
 	"log/slog"
-	"net"
-	"net/netip"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -16,7 +14,6 @@ import (
 	"github.com/beevik/ntp"
 
 	"github.com/officeedge/appliance/internal/clock"
-	"github.com/officeedge/appliance/internal/dnsfwd"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/lab/labtest"
 )
@@ -24,46 +21,19 @@ import (
 // An SNTP flood from one LAN device costs the server no goroutine and no log line per
 // packet, and the PBX still gets the time meanwhile (beevik/ntp from the PBX's namespace).
 func TestSNTPFlood(t *testing.T) {
-	labtest.RequireRoot(t)
-	l, err := lab.New(lab.Unique(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	if err := l.ConfigureBox(); err != nil {
-		t.Fatal(err)
-	}
 	// A clock synced from a real NTP server (chronyd on the internet) through the FTTC line.
-	labtest.RequireRoot(t, "chronyd")
-	startChrony(t, l, lab.Probe4)
+	l := timeLab(t)
 	var logBuf labtest.LogBuffer
-	via := &dnsfwd.Upstream{Uplink: "FTTC", Interface: lab.BoxWANIf, Source: netip.MustParseAddr(lab.BoxWAN4)}
 	c := clock.New(clock.Options{Servers: []string{lab.Probe4}, Interval: time.Hour, StateFile: filepath.Join(t.TempDir(), "clock"),
-		Set: func(time.Time) error { return nil }, Log: slog.New(slog.NewTextHandler(&logBuf, nil)),
-		Dial: func(ctx context.Context, addr string) (conn net.Conn, err error) {
-			err = l.Do(lab.HostBox, func() error { conn, err = via.DialContext(ctx, "udp", addr); return err })
-			return conn, err
-		}})
-	pc, err := l.ListenUDP(lab.HostBox, lab.BoxLAN4+":123")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- c.Serve(ctx, pc, []netip.Prefix{netip.MustParsePrefix(lab.LANNet4)}) }()
-	var running sync.WaitGroup
-	running.Add(1)
-	go func() { defer running.Done(); _ = c.Run(ctx) }()
-	defer func() { cancel(); <-served; running.Wait() }()
+		Set: func(time.Time) error { return nil }, Log: slog.New(slog.NewTextHandler(&logBuf, nil)), Dial: dialFTTC(l)})
+	ctx, run := serveLAN(t, l, c)
+	run()
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
 	if err := c.WaitTrusted(wctx); err != nil {
 		t.Fatalf("clock not synced: %v; state %+v", err, c.State())
 	}
-	pbxQuery := func() (*ntp.Response, error) {
-		return ntp.QueryWithOptions(lab.BoxLAN4+":123", ntp.QueryOptions{Timeout: 500 * time.Millisecond,
-			Dialer: func(_, remote string) (net.Conn, error) { return l.DialUDP(lab.HostPBX, "", remote) }})
-	}
+	pbxQuery := func() (*ntp.Response, error) { return sntpQuery(l, lab.HostPBX, 500*time.Millisecond) }
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		r, err := pbxQuery()
 		if err == nil && r.Validate() == nil {

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/officeedge/appliance/internal/dnsfwd"
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/lab"
+	"github.com/officeedge/appliance/internal/lab/labtest"
 )
 
 // fakeClock is the box's system clock as a Pi without a clock battery has it after a power
@@ -76,9 +76,51 @@ func startChrony(t *testing.T, l *lab.Lab, addr string) {
 }
 
 // phoneQuery asks the box's SNTP server from the phone on the LAN.
-func phoneQuery(l *lab.Lab) (*ntp.Response, error) {
-	return ntp.QueryWithOptions(lab.BoxLAN4+":123", ntp.QueryOptions{Timeout: time.Second,
-		Dialer: func(_, remote string) (net.Conn, error) { return l.DialUDP(lab.HostPhone, "", remote) }})
+func phoneQuery(l *lab.Lab) (*ntp.Response, error) { return sntpQuery(l, lab.HostPhone, time.Second) }
+
+// sntpQuery asks the box's SNTP server from host on the LAN.
+func sntpQuery(l *lab.Lab, host string, timeout time.Duration) (*ntp.Response, error) {
+	return ntp.QueryWithOptions(lab.BoxLAN4+":123", ntp.QueryOptions{Timeout: timeout,
+		Dialer: func(_, remote string) (net.Conn, error) { return l.DialUDP(host, "", remote) }})
+}
+
+// timeLab is a lab of the test's own with the box configured and a real NTP server
+// (chronyd) on the internet.
+func timeLab(t *testing.T) *lab.Lab {
+	l := labtest.New(t, "chronyd")
+	if err := l.ConfigureBox(); err != nil {
+		t.Fatal(err)
+	}
+	startChrony(t, l, lab.Probe4)
+	return l
+}
+
+// dialFTTC is the clock's way out as the daemon gives it: bound to the active uplink (FTTC
+// here), in the box's namespace.
+func dialFTTC(l *lab.Lab) func(ctx context.Context, addr string) (net.Conn, error) {
+	via := &dnsfwd.Upstream{Uplink: "FTTC", Interface: lab.BoxWANIf, Source: netip.MustParseAddr(lab.BoxWAN4)}
+	return func(ctx context.Context, addr string) (conn net.Conn, err error) {
+		err = l.Do(lab.HostBox, func() error { conn, err = via.DialContext(ctx, "udp", addr); return err })
+		return conn, err
+	}
+}
+
+// serveLAN serves c's SNTP on the box's LAN address until the test ends (before its
+// temporary folders go); run starts c syncing. ctx ends with the test.
+func serveLAN(t *testing.T, l *lab.Lab, c *clock.Clock) (ctx context.Context, run func()) {
+	pc, err := l.ListenUDP(lab.HostBox, lab.BoxLAN4+":123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- c.Serve(ctx, pc, []netip.Prefix{netip.MustParsePrefix(lab.LANNet4)}) }()
+	var running sync.WaitGroup
+	t.Cleanup(func() { cancel(); <-served; running.Wait() })
+	return ctx, func() {
+		running.Add(1)
+		go func() { defer running.Done(); _ = c.Run(ctx) }()
+	}
 }
 
 // A box whose clock reads 1970 (and is before the saved last-known time) is untrusted and
@@ -86,18 +128,7 @@ func phoneQuery(l *lab.Lab) (*ntp.Response, error) {
 // line, it turns trusted, steps its (injected) clock once, and then serves the LAN at
 // stratum 9. Nothing else happened because of the 56-year jump.
 func TestClockFrom1970(t *testing.T) {
-	if _, err := exec.LookPath("chronyd"); err != nil {
-		t.Fatal("chronyd is needed (apt-get install chrony): ", err)
-	}
-	l, err := lab.New(lab.Unique(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	if err := l.ConfigureBox(); err != nil {
-		t.Fatal(err)
-	}
-	startChrony(t, l, lab.Probe4)
+	l := timeLab(t)
 
 	state := filepath.Join(t.TempDir(), "clock")
 	lastGood := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano) + "\n"
@@ -108,25 +139,12 @@ func TestClockFrom1970(t *testing.T) {
 	bus := events.New(100)
 	sub, unsub := bus.Subscribe(100)
 	defer unsub()
-	// The daemon's way out: bound to the active uplink (FTTC here), in the box's namespace.
-	via := &dnsfwd.Upstream{Uplink: "FTTC", Interface: lab.BoxWANIf, Source: netip.MustParseAddr(lab.BoxWAN4)}
 	c := clock.New(clock.Options{Servers: []string{lab.Probe4}, Interval: time.Hour, Now: fc.Now, Set: fc.Set, StateFile: state,
-		Bus: bus, Dial: func(ctx context.Context, addr string) (conn net.Conn, err error) {
-			err = l.Do(lab.HostBox, func() error { conn, err = via.DialContext(ctx, "udp", addr); return err })
-			return conn, err
-		}})
+		Bus: bus, Dial: dialFTTC(l)})
 	if c.Trusted() {
 		t.Fatalf("a clock reading %s, before the saved %s, is trusted: %+v", fc.Now(), lastGood, c.State())
 	}
-	pc, err := l.ListenUDP(lab.HostBox, lab.BoxLAN4+":123")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- c.Serve(ctx, pc, []netip.Prefix{netip.MustParsePrefix(lab.LANNet4)}) }()
-	var running sync.WaitGroup
-	t.Cleanup(func() { cancel(); <-served; running.Wait() }) // before the state directory goes
+	ctx, run := serveLAN(t, l, c)
 
 	// Untrusted: the LAN gets a kiss-o'-death, never 1970.
 	r, err := phoneQuery(l)
@@ -137,8 +155,7 @@ func TestClockFrom1970(t *testing.T) {
 		t.Fatalf("untrusted box answered stratum %d kiss %q leap %d time %s; want a kiss-o'-death INIT", r.Stratum, r.KissCode, r.Leap, r.Time)
 	}
 
-	running.Add(1)
-	go func() { defer running.Done(); _ = c.Run(ctx) }()
+	run()
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
 	if err := c.WaitTrusted(wctx); err != nil {
