@@ -2,6 +2,7 @@ package sipguard
 
 import (
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"time"
 )
@@ -53,17 +54,16 @@ const (
 	nonceSlots = 3
 )
 
-// hash64 is FNV-1a of b: a nonce is kept as its hash (fixed size, no copy of hostile bytes).
+// nonceSeed keys the nonces' hashes: an attacker who can't know it can't make a nonce of
+// its own collide with one the PBX sent.
+var nonceSeed = maphash.MakeSeed()
+
+// hash64 is b's hash: a nonce is kept as its hash (fixed size, no copy of hostile bytes).
 func hash64(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
+	if h := maphash.Bytes(nonceSeed, b); h != 0 {
+		return h
 	}
-	if h == 0 {
-		h = 1 // 0 marks an empty slot
-	}
-	return h
+	return 1 // 0 marks an empty slot
 }
 
 // challenged records a nonce the PBX sent to s.
