@@ -94,6 +94,8 @@ func Build(c *config.Config) *Table {
 	sipguardRules(c, t)   // netcfg/sipguard.go
 	replyRouteRules(c, t) // netcfg/replyroute.go
 	vpnRules(c, t)        // netcfg/vpn.go
+	relayRules(c, t)      // netcfg/relay.go
+	voiceRules(c, t)      // netcfg/voice.go
 	return t
 }
 

@@ -40,6 +40,8 @@ type Config struct {
 	DHCP      DHCP                `toml:"dhcp"`
 	RA        RA                  `toml:"ra"`
 	VPN       VPN                 `toml:"vpn"`
+	Relay     Relay               `toml:"relay"` // relay.go: the voice relay (issue 22)
+	Voice     Voice               `toml:"voice"` // voice.go: shaping and call quality (issue 23)
 
 	// Warnings are said on every start: things that are allowed but risky.
 	Warnings []string `toml:"-"`
@@ -161,7 +163,7 @@ type section interface {
 }
 
 func (c *Config) sections() []section {
-	return []section{&c.WAN, &c.SIPGuard, &c.Notify, &c.HAL, &c.Web, &c.Blocklist, &c.Backup, &c.CrowdSec, &c.DNS, &c.Time, &c.DHCP, &c.RA, &c.VPN}
+	return []section{&c.WAN, &c.SIPGuard, &c.Notify, &c.HAL, &c.Web, &c.Blocklist, &c.Backup, &c.CrowdSec, &c.DNS, &c.Time, &c.DHCP, &c.RA, &c.VPN, &c.Relay, &c.Voice}
 }
 
 //go:embed example.toml

@@ -20,16 +20,17 @@ const (
 	HostRemote   = "remote"   // remote office
 	HostAttacker = "attacker" // hostile internet host
 	HostAdmin    = "admin"    // an admin's home IP
+	HostRelay    = "relay"    // the office's voice relay, a small public host (issue 22)
 )
 
 // Hosts lists every host of a lab, in creation order.
 var Hosts = []string{
 	HostPBX, HostPhone, HostSwitch, HostBox, HostFTTC, HostLTE,
-	HostNet, HostTrunk, HostRemote, HostAttacker, HostAdmin,
+	HostNet, HostTrunk, HostRemote, HostAttacker, HostAdmin, HostRelay,
 }
 
 // Interface names of the box (the same in every lab, since names are per namespace).
-// Every other end host (pbx, phone, trunk, remote, attacker, admin) has a single
+// Every other end host (pbx, phone, trunk, remote, attacker, admin, relay) has a single
 // interface named eth0.
 const (
 	BoxLANIf = "lan0" // to the LAN switch
@@ -94,6 +95,8 @@ const (
 	Admin6       = "2001:db8:1::30"
 	Attacker4    = "192.0.2.66"
 	Attacker6    = "2001:db8:1::66"
+	Relay4       = "192.0.2.40" // the relay's public address
+	Relay6       = "2001:db8:1::40"
 
 	// Health-check probe targets, host routes on net's lo.
 	Probe4    = "192.0.2.53"
@@ -122,12 +125,13 @@ var links = []link{
 	{HostRemote, "eth0", HostNet, "remote0"},
 	{HostAdmin, "eth0", HostNet, "admin0"},
 	{HostAttacker, "eth0", HostNet, "attacker0"},
+	{HostRelay, "eth0", HostNet, "relay0"},
 }
 
 // bridges maps a host to the ports of its br0.
 var bridges = map[string][]string{
 	HostSwitch: {"pbx0", "phone0", "box0"},
-	HostNet:    {"trunk0", "remote0", "admin0", "attacker0"},
+	HostNet:    {"trunk0", "remote0", "admin0", "attacker0", "relay0"},
 }
 
 // routers forward v4 and v6.
@@ -175,6 +179,8 @@ var addrSteps = []step{
 	{HostAdmin, "addr replace " + Admin6 + "/64 dev eth0 nodad"},
 	{HostAttacker, "addr replace " + Attacker4 + "/24 dev eth0"},
 	{HostAttacker, "addr replace " + Attacker6 + "/64 dev eth0 nodad"},
+	{HostRelay, "addr replace " + Relay4 + "/24 dev eth0"},
+	{HostRelay, "addr replace " + Relay6 + "/64 dev eth0 nodad"},
 }
 
 // routeSteps run after all links are up. The ISPs deliberately have no route
@@ -209,6 +215,8 @@ var routeSteps = []step{
 	{HostAdmin, "-6 route replace default via " + NetGW6},
 	{HostAttacker, "route replace default via " + NetGW4},
 	{HostAttacker, "-6 route replace default via " + NetGW6},
+	{HostRelay, "route replace default via " + NetGW4},
+	{HostRelay, "-6 route replace default via " + NetGW6},
 }
 
 // boxSteps is what the appliance daemon would configure itself.
