@@ -50,9 +50,10 @@ func specs() []partSpec {
 			}
 			return &wanPart{app: a, s: a.WAN}, nil
 		}},
-		relaySpec(),  // relay.go
-		shaperSpec(), // shaper.go
-		callsSpec(),  // calls.go
+		relaySpec(),     // relay.go
+		shaperSpec(),    // shaper.go
+		callsSpec(),     // calls.go
+		voiceMoveSpec(), // voicemove.go
 		{name: "dns", make: func(a *App) (runner, error) { return orNil(newDNSPart(a)) }, startKey: dnsStartKey},
 		{name: "clock", make: func(a *App) (runner, error) { return orNil(newClockPart(a)) }, startKey: clockStartKey},
 		{name: "hal", make: func(a *App) (runner, error) {
