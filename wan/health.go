@@ -48,6 +48,7 @@ type TargetStats struct {
 	ConsecLost int           `json:"consec_lost"`
 	LastOK     time.Time     `json:"last_ok,omitzero"`
 	LastError  string        `json:"last_error,omitempty"` // why the last lost probe was lost
+	LastRTT    time.Duration `json:"last_rtt_ns"`          // the last answer's (at LastOK): the shaper's autorate follows each one
 }
 
 type target struct {
@@ -77,6 +78,7 @@ func (t *target) stats() TargetStats {
 	for _, r := range t.results {
 		if r.ok {
 			rtts = append(rtts, r.rtt)
+			s.LastRTT = r.rtt
 		} else {
 			s.Lost++
 		}

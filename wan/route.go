@@ -123,18 +123,50 @@ func flushFlows(addr netip.Addr) (uint, error) {
 	if addr.Is6() {
 		family = unix.AF_INET6
 	}
-	var reply, orig netlink.ConntrackFilter
-	if err := reply.AddIP(netlink.ConntrackReplyDstIP, addr.AsSlice()); err != nil {
-		return 0, err
-	}
-	if err := orig.AddIP(netlink.ConntrackOrigDstIP, addr.AsSlice()); err != nil {
-		return 0, err
-	}
-	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, &reply, &orig)
+	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, addrFilters(addr)...)
 	if err != nil {
 		return n, fmt.Errorf("wan: delete conntrack entries of %s: %w", addr, err)
 	}
 	return n, nil
+}
+
+// addrFilters match the flows of address addr (see flushFlows).
+func addrFilters(addr netip.Addr) []netlink.CustomConntrackFilter {
+	var reply, orig netlink.ConntrackFilter
+	// AddIP fails only for a filter type given twice.
+	_ = reply.AddIP(netlink.ConntrackReplyDstIP, addr.AsSlice())
+	_ = orig.AddIP(netlink.ConntrackOrigDstIP, addr.AsSlice())
+	return []netlink.CustomConntrackFilter{&reply, &orig}
+}
+
+// flushLine deletes the conntrack entries of the flows through uplink i, whose address is
+// addr: those with its reply-routing mark (they came in on it, over IPv4 or IPv6, DNATed to
+// the LAN or not) and those of its address (flushFlows).
+func flushLine(i int, addr netip.Addr) (uint, error) {
+	var total uint
+	var errs []error
+	for _, family := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+		filters := []netlink.CustomConntrackFilter{replyMarked(netcfg.ReplyMark(i))}
+		if addr.IsValid() && addr.Is4() == (family == unix.AF_INET) {
+			filters = append(filters, addrFilters(addr)...)
+		}
+		n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, family, filters...)
+		total += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return total, fmt.Errorf("wan: delete conntrack entries of uplink %d (%s): %w", i, addr, err)
+	}
+	return total, nil
+}
+
+// replyMarked matches the flows whose reply-routing mark is m.
+type replyMarked uint32
+
+func (m replyMarked) MatchConntrackFlow(f *netlink.ConntrackFlow) bool {
+	return f.Mark&netcfg.ReplyMarkMask == uint32(m)
 }
 
 // Reply routing (the kernel half; the nft half, which marks connections by the uplink they
@@ -149,6 +181,11 @@ const (
 
 func replyTable(i int) int { return replyTableBase + 1 + i }
 func replyPrio(i int) int  { return replyRuleBase + 1 + i }
+
+// ReplyTable is the routing table holding uplink i's own default routes (i in the config's
+// Uplink.All()), kept while the wan part runs with policy routing: the voice move routes
+// voice into the backup's.
+func ReplyTable(i int) int { return replyTable(i) }
 
 // replyRule is uplink i's ip rule for one family.
 func replyRule(family, i int) *netlink.Rule {

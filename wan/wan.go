@@ -657,6 +657,9 @@ func (s *Service) uplinkChanged(u *uplink, now time.Time) {
 	}
 	f := map[string]string{"uplink": string(u.role), "name": u.cfg.Name, "interface": u.cfg.Interface,
 		"state": string(st), "reason": reason, "carrier": strconv.FormatBool(u.carrier)}
+	if st == Down {
+		f["flows_removed"] = strconv.Itoa(int(s.flushDeadLine(u)))
+	}
 	for _, ts := range u.health.Stats() {
 		f["loss:"+ts.Target] = fmt.Sprintf("%d%% (%d/%d)", ts.LossPct, ts.Lost, ts.Sent)
 		f["rtt:"+ts.Target] = ts.RTT.Round(time.Microsecond).String()
