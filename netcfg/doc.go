@@ -46,9 +46,22 @@
 //	  link, its MTU, address and peers                       gone ends the part, whose supervisor makes it
 //	                                                         again (internal/vpn; kernelfeat makes and
 //	                                                         deletes a probe link once at start)
-//	qdiscs                               none                the box sets none
+//	relay tunnel [relay] interface (TUN, relay               every 5 s; removed when it stops
+//	  wireguard-go), table 110 and its                       (internal/relay/box); the rules and the
+//	  ip rules (priority 90 fwmark                           table exist only while the relay answers
+//	  VoiceMark; 1009/1010 all_traffic)                      on a line (voice goes direct otherwise)
+//	ip rule priority 95 fwmark           voicemove           every 2 s while voice is moved off a flooded
+//	  VoiceMark/0x7f00 lookup 102 (the                       line; removed when voice comes back and when
+//	  backup's table)                                        the part starts or stops (internal/voicemove)
+//	qdiscs of each uplink with an upload  the shaper part     every 2 s compared with the kernel's and put
+//	  rate: HTB root 1: and classes 1:1,  (internal/shaper)  back (tc qdisc del, a changed class, a
+//	  1:10, 1:20, 1:30, their pfifo (or                      modem's interface that comes back); autorate
+//	  fq_codel) leaves 10:, 20:, 30:                         changes the classes' rates; removed when the
+//	                                                         part stops or the uplink loses its rate
+//	qdiscs of the other links            none                the box sets none
 //
 // Links, addresses and routes are the Owner's only with OwnerOptions.Links (the daemon sets
 // it). Conntrack entries are nobody's state: wan deletes an old uplink's flows at failover
-// and sipguard a blocked source's.
+// and a dead line's when it goes down, voicemove the voice flows when voice moves, and
+// sipguard a blocked source's.
 package netcfg

@@ -129,6 +129,8 @@ func matchWords(m Match, sets map[string]string) string {
 			return fmt.Sprintf("%s from port %s to port %s", p, portText(m.sport), portText(m.dport))
 		case m.dport[0] != 0:
 			return fmt.Sprintf("%s port %s", p, portText(m.dport))
+		case m.sport[0] != 0:
+			return fmt.Sprintf("%s from port %s", p, portText(m.sport))
 		}
 		return p
 	case nfproto:
@@ -150,9 +152,14 @@ func matchWords(m Match, sets map[string]string) string {
 			return fmt.Sprintf("payload not starting %q", m.data)
 		}
 		return fmt.Sprintf("payload %q", m.data)
+	case worded: // voice.go's
+		return m.words()
 	}
 	return m.text()
 }
+
+// worded is a match or verdict that says itself in words.
+type worded interface{ words() string }
 
 func verdictWords(v Verdict) string {
 	switch v {
@@ -172,6 +179,9 @@ func verdictWords(v Verdict) string {
 		return "the connection remembers its uplink"
 	case markFromCt:
 		return "sent back through that uplink"
+	}
+	if w, ok := v.(worded); ok { // voice.go's
+		return w.words()
 	}
 	if d, ok := v.(dnat); ok {
 		if d.port != 0 {

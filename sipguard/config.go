@@ -32,3 +32,22 @@ func ThresholdsFrom(c *config.Config) Thresholds {
 	}
 	return t
 }
+
+// OptionsFrom is what a config gives a Guard ([sipguard] and the site): the box's daemon and
+// the relay (package relay) add their blocker, bus, log, state directory and alerts.
+func OptionsFrom(c *config.Config) Options {
+	o := Options{
+		Thresholds:    ThresholdsFrom(c),
+		ForgetFlows:   ForgetFlows(nil),
+		BlockTimes:    c.SIPGuard.BlockTimes,
+		EvidenceAfter: c.SIPGuard.EvidenceAfter,
+		// Not on reload: a change applies at the guard's next start.
+		UnprovenBlockTime: c.SIPGuard.UnprovenBlockTime,
+		Site:              c.Site,
+		TLSPort:           uint16(c.PBX.SIPTLSPort),
+	}
+	if c.SIPGuard.AbuseLookup {
+		o.Abuse = &AbuseLookup{}
+	}
+	return o
+}

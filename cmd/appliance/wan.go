@@ -11,7 +11,7 @@ import (
 )
 
 func init() {
-	commands["wan"] = command{"status [--json] | force backup|primary|auto: uplink health and manual override", wanCmd}
+	commands["wan"] = command{"status [--json] | force backup|primary|auto | speedtest NAME: uplink health, manual override, a line's measured rates", wanCmd}
 }
 
 func wanCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
@@ -27,6 +27,8 @@ func wanCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 	switch {
 	case len(pos) == 1 && pos[0] == "status":
 		st, err = c.WANStatus()
+	case len(pos) == 2 && pos[0] == "speedtest":
+		return speedtestCmd(c, pos[1], *asJSON, stdout) // speedtest.go
 	case len(pos) == 2 && pos[0] == "force":
 		m, perr := wan.ParseMode(pos[1])
 		if perr != nil {
@@ -34,7 +36,7 @@ func wanCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 		}
 		st, err = c.Force(control.ForceRequest{Mode: m, By: cliUser()})
 	default:
-		return fmt.Errorf("wan: use `wan status [--json]` or `wan force backup|primary|auto`")
+		return fmt.Errorf("wan: use `wan status [--json]`, `wan force backup|primary|auto` or `wan speedtest NAME`")
 	}
 	if err != nil {
 		return fmt.Errorf("wan: %w", err)

@@ -23,6 +23,9 @@ var advice = []struct{ prefix, text string }{
 	{"crowdsec.refused", "The shared blocklist asked to block an address the box never blocks (a trusted peer, an admin or office network). Nothing was blocked; check the fleet's decision."},
 	{"peers.resolve.", "A trusted name does not resolve. Check the name in [sip_peers] or [admin] and the box's DNS; its last addresses stay trusted for a while."},
 	{"backup.stale.", "No verified backup copy is recent enough. Check that the destination is reachable and has space, then run `appliance backup now`."},
+	{"calls.oneway", "A call had sound one way only: the media of one side did not reach the other. Usually NAT or a firewall on the media path: check the PBX's external (public) address in its SIP settings, that its RTP ports match [pbx] rtp_ports, and that the trunk sends media to the address in the PBX's SDP."},
+	{"calls.mos", "A call sounded poor (estimated from its loss and jitter at the box). If it is the line, the calls card shows which direction; turn on upload shaping for that uplink ([uplink.*] upload) or move voice to the other line; if calls are poor on both lines, ask the trunk provider."},
+	{"voice.moved", "The fixed line's download is being flooded by traffic the office did not ask for, so the calls were moved to the modem; the rest of the office stays on the fixed line. Nothing to do while it lasts (voice comes back by itself once the flood has been over for [voice.flood] calm, 10 s by default); if it lasts, ask the line's ISP to filter the flood and watch the modem's data budget."},
 }
 
 // Advice says, in plain words, what to do about the alert with this key.

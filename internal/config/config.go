@@ -95,6 +95,12 @@ type Uplink struct {
 	// interface's bytes in and out and renewed on BillingDay (1-31; the last day in shorter months).
 	DataBudget Bytes `toml:"data_budget"`
 	BillingDay int   `toml:"billing_day"`
+	// Upload is the line's upload rate for the shaper (rate.go, package shaper): the box
+	// shapes its egress just under it so the queue forms in the box, voice first. "auto"
+	// follows the line between UploadMin and UploadMax.
+	Upload    Rate `toml:"upload"`
+	UploadMin Rate `toml:"upload_min"`
+	UploadMax Rate `toml:"upload_max"`
 }
 
 // PBX is the office's IP-PBX on the LAN and the services forwarded to it.
@@ -163,7 +169,7 @@ type section interface {
 }
 
 func (c *Config) sections() []section {
-	return []section{&c.WAN, &c.SIPGuard, &c.Notify, &c.HAL, &c.Web, &c.Blocklist, &c.Backup, &c.CrowdSec, &c.DNS, &c.Time, &c.DHCP, &c.RA, &c.VPN, &c.Relay, &c.Voice}
+	return []section{&c.WAN, &c.SIPGuard, &c.Notify, &c.HAL, &c.Web, &c.Blocklist, &c.Backup, &c.CrowdSec, &c.DNS, &c.Time, &c.DHCP, &c.RA, &c.VPN, &c.Relay, &c.Voice, &c.Voice.Calls, &c.Voice.Flood}
 }
 
 //go:embed example.toml
@@ -231,22 +237,60 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, decodeErr(name, err, &v)
 	}
 	v.md = &md
-	// A typo must not silently open or close a door: unknown keys are errors. An unknown
-	// section is reported once, not once more for each key in it.
-	unknown := map[string]bool{}
-	for _, k := range md.Undecoded() {
-		unknown[k.String()] = true
-		if len(k) > 1 && unknown[k[:len(k)-1].String()] {
-			continue
-		}
-		v.errf(k.String(), "unknown setting %q", k[len(k)-1])
-	}
+	v.unknownKeys()
 	c.applyDefaults(&md)
 	c.validate(&v)
 	if len(v.errs) > 0 {
 		return nil, v.errs
 	}
 	return &c, nil
+}
+
+// unknownKeys reports every key the file has and the target does not: a typo must not
+// silently open or close a door. An unknown section is reported once, not once more for
+// each key in it.
+func (v *validator) unknownKeys() {
+	unknown := map[string]bool{}
+	for _, k := range v.md.Undecoded() {
+		unknown[k.String()] = true
+		if len(k) > 1 && unknown[k[:len(k)-1].String()] {
+			continue
+		}
+		v.errf(k.String(), "unknown setting %q", k[len(k)-1])
+	}
+}
+
+// File is another TOML file read by this package's rules (the relay's relay.toml, package
+// relay): its own checks report through Errf, each problem with file, line, column and field.
+type File struct{ v validator }
+
+// DecodeFile decodes data into into: a file over MaxFileSize, a syntax or type error is the
+// error; unknown keys are reported in File.Err with the checks that follow.
+func DecodeFile(name string, data []byte, into any) (*File, error) {
+	if len(data) > MaxFileSize {
+		return nil, tooBig(name, int64(len(data)))
+	}
+	md, err := toml.Decode(string(data), into)
+	if err != nil {
+		return nil, decodeErr(name, err, nil)
+	}
+	f := &File{v: validator{file: name, md: &md, data: string(data)}}
+	f.v.unknownKeys()
+	return f, nil
+}
+
+// Errf records a problem with the field at path (dotted, as written in the file).
+func (f *File) Errf(path, format string, args ...any) { f.v.errf(path, format, args...) }
+
+// IsDefined reports whether the file sets key.
+func (f *File) IsDefined(key ...string) bool { return f.v.md.IsDefined(key...) }
+
+// Err is every problem recorded, in file order (Errors), or nil.
+func (f *File) Err() error {
+	if len(f.v.errs) == 0 {
+		return nil
+	}
+	return f.v.errs
 }
 
 // decodeErr turns the library's error into this package's form. Type errors are caught by

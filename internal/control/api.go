@@ -33,6 +33,7 @@ const (
 	PathPeersStatus    = "/peers/status"      // GET: []peers.Name
 	PathKernelFeatures = "/kernel-features"   // GET: []kernelfeat.Feature
 	PathVPNRotate      = "/vpn/rotate"        // POST ?name=&who=: the peer's new config
+	PathRelayStatus    = "/relay/status"      // GET: box.Status (503 when [relay] is off)
 	PathBackupStatus   = "/backup/status"     // GET: backup.Status
 	PathBackupNow      = "/backup/now"        // POST ?who=
 	PathBackupList     = "/backup/list"       // GET: map[string]*backup.Manifest

@@ -15,6 +15,7 @@ import (
 
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/audit"
+	"github.com/officeedge/appliance/internal/relay/box"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
 )
@@ -107,6 +108,12 @@ func (c Client) do(method, path string, in, out any) error {
 func (c Client) WANStatus() (wan.Status, error) {
 	var st wan.Status
 	return st, c.do(http.MethodGet, PathWANStatus, nil, &st)
+}
+
+// RelayStatus is the voice relay's box side (`appliance relay status`).
+func (c Client) RelayStatus() (box.Status, error) {
+	var st box.Status
+	return st, c.do(http.MethodGet, PathRelayStatus, nil, &st)
 }
 
 // Force sets the uplink override; the answer is the status after it.

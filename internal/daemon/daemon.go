@@ -22,6 +22,7 @@ import (
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/backup"
+	"github.com/officeedge/appliance/internal/calls"
 	"github.com/officeedge/appliance/internal/cfgedit"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/control"
@@ -31,6 +32,9 @@ import (
 	"github.com/officeedge/appliance/internal/kernelfeat"
 	"github.com/officeedge/appliance/internal/notify"
 	"github.com/officeedge/appliance/internal/peers"
+	"github.com/officeedge/appliance/internal/relay/box"
+	"github.com/officeedge/appliance/internal/shaper"
+	"github.com/officeedge/appliance/internal/voicemove"
 	"github.com/officeedge/appliance/internal/vpn"
 	"github.com/officeedge/appliance/netcfg"
 	"github.com/officeedge/appliance/wan"
@@ -69,8 +73,17 @@ type App struct {
 	// Backup is the backups' part in force (nil when [backup] is off).
 	Backup atomic.Pointer[backup.Service]
 	// VPN is the WireGuard part in force (nil when [vpn] is off).
-	VPN    atomic.Pointer[vpn.Service]
-	Kernel []kernelfeat.Feature // what the kernel was found to have at start
+	VPN atomic.Pointer[vpn.Service]
+	// Calls is the call-quality part in force (nil when [voice.calls] is off): calls.go.
+	Calls atomic.Pointer[calls.Service]
+	// Shaper is the uplinks' shaper in force (nil when no uplink has an upload rate): shaper.go.
+	Shaper atomic.Pointer[shaper.Shaper]
+	// Relay is the voice relay's box side in force (nil when [relay] is off); the voice-move
+	// part moves the tunnel with its SetVoiceLine.
+	Relay atomic.Pointer[box.Part]
+	// VoiceMove is the part moving voice off a flooded line in force (nil when off): voicemove.go.
+	VoiceMove atomic.Pointer[voicemove.Service]
+	Kernel    []kernelfeat.Feature // what the kernel was found to have at start
 	// Control is the local control API (a unix socket, root only).
 	Control *http.ServeMux
 	// Actions are force, block, unblock, acknowledge and press: one implementation the page,

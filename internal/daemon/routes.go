@@ -52,7 +52,11 @@ func (a *App) routes() {
 	m.HandleFunc("GET "+control.PathPeersStatus, a.peersStatus)
 	m.HandleFunc("GET "+control.PathKernelFeatures, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, a.Kernel) })
 	m.HandleFunc("POST "+control.PathVPNRotate, a.vpnRotate)
+	m.HandleFunc("GET "+control.PathRelayStatus, a.relayStatus) // relay.go
 	a.backupRoutes()
+	a.callsRoutes() // calls.go
+	a.voiceMoveRoutes()
+	a.shaperRoutes() // shaper.go
 }
 
 // withGuard serves a sipguard route, or says sipguard is off.

@@ -34,24 +34,8 @@ func newSIPGuardPart(app *App) (*sipGuardService, error) {
 	if app.StateDir != "" {
 		dir = filepath.Join(app.StateDir, "sipguard")
 	}
-	o := sipguard.Options{
-		Thresholds:    sipguard.ThresholdsFrom(cfg),
-		Blocker:       app.Owner,
-		ForgetFlows:   sipguard.ForgetFlows(nil),
-		Bus:           app.Bus,
-		Log:           app.Log,
-		StateDir:      dir,
-		BlockTimes:    cfg.SIPGuard.BlockTimes,
-		EvidenceAfter: cfg.SIPGuard.EvidenceAfter,
-		// Not on reload: a change applies at the part's next start.
-		UnprovenBlockTime: cfg.SIPGuard.UnprovenBlockTime,
-		Site:              cfg.Site,
-		TLSPort:           uint16(cfg.PBX.SIPTLSPort),
-		Alerts:            app.Alerts,
-	}
-	if cfg.SIPGuard.AbuseLookup {
-		o.Abuse = &sipguard.AbuseLookup{}
-	}
+	o := sipguard.OptionsFrom(cfg)
+	o.Blocker, o.Bus, o.Log, o.StateDir, o.Alerts = app.Owner, app.Bus, app.Log, dir, app.Alerts
 	g, err := sipguard.New(o)
 	if err != nil {
 		return nil, err

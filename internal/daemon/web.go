@@ -16,6 +16,7 @@ import (
 	"github.com/officeedge/appliance/hal"
 	"github.com/officeedge/appliance/internal/backup"
 	"github.com/officeedge/appliance/internal/bind"
+	"github.com/officeedge/appliance/internal/calls"
 	"github.com/officeedge/appliance/internal/clock"
 	"github.com/officeedge/appliance/internal/config"
 	"github.com/officeedge/appliance/internal/crowdsec"
@@ -23,6 +24,7 @@ import (
 	"github.com/officeedge/appliance/internal/events"
 	"github.com/officeedge/appliance/internal/history"
 	"github.com/officeedge/appliance/internal/peers"
+	"github.com/officeedge/appliance/internal/shaper"
 	"github.com/officeedge/appliance/internal/web"
 	"github.com/officeedge/appliance/sipguard"
 	"github.com/officeedge/appliance/wan"
@@ -92,6 +94,10 @@ func webOptions(app *App) web.Options {
 	}
 	o.DHCP, o.DHCPCounters, o.DNS = app.dhcpStatus, app.dhcpCounters, app.dnsStats
 	o.VPN = func() (web.VPN, bool) { return vpnWeb(app) }
+	o.Calls = func() (calls.Status, bool) { return callsStatus(app) }
+	o.Relay = func() (web.Relay, bool) { return relayWeb(app) }            // relay.go
+	o.Shaper = func() ([]shaper.Status, bool) { return shaperStatus(app) } // shaper.go
+	o.Collectors = append(o.Collectors, voiceMoveCollector(app))           // voicemove.go
 	o.ConfigEdit, o.ConfigPath = app.Edits, app.ConfigPath
 	o.Uplinks = func() []diag.Uplink { return diagUplinks(app) }
 	if app.Owner != nil {

@@ -58,6 +58,11 @@ func Detect() []Feature {
 		probePacket())
 	add("wireguard", "no kernel WireGuard: the VPN ([vpn]) runs on the user-space implementation (wireguard-go on TUN), which works but costs more CPU",
 		probeWireGuard())
+	qerrs, ifbErr := probeAllQdiscs() // qdisc.go: the shaper's
+	for i, err := range qerrs {
+		add(qdiscProbes[i].name, qdiscProbes[i].consequence, err)
+	}
+	add("ifb", "no ifb interfaces: the download cannot be shaped (only the upload)", ifbErr)
 	return fs
 }
 

@@ -46,6 +46,10 @@ func newKey(path string) (wgtypes.Key, error) {
 	return k, nil
 }
 
+// LoadKey reads a private key saved by an earlier start, or makes and saves one (0600,
+// crash-safe); the relay part keeps its key the same way.
+func LoadKey(path string) (wgtypes.Key, error) { return loadKey(path) }
+
 // loadKey reads a private key saved by an earlier start, or makes and saves one.
 func loadKey(path string) (wgtypes.Key, error) {
 	k, err := readKey(path)

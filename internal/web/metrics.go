@@ -72,7 +72,10 @@ func allDescs() []*prometheus.Desc {
 	out = append(out, crowdSecDescs...)
 	out = append(out, clockDescs...)
 	out = append(out, vpnDescs...)
+	out = append(out, callsDescs...)
+	out = append(out, relayDescs...)
 	out = append(out, budgetDescs...)
+	out = append(out, shaperDescs...) // shaper.go
 	for _, d := range mGuard {
 		out = append(out, d)
 	}
@@ -104,7 +107,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	c.s.collectCrowdSec(g, k)
 	c.s.collectClock(g)
 	c.s.collectVPN(g, k)
+	c.s.collectCalls(g, k)
+	c.s.collectRelay(g, k)
 	c.s.collectBudgets(g)
+	c.s.collectShaper(g, k) // shaper.go
 	c.s.collectDHCP(k)
 	c.s.collectDNS(k)
 	g(mLoaded, boolGauge[st.Firewall.Loaded])
@@ -229,5 +235,8 @@ func (s *Server) collectDNS(k metric) {
 func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{s})
+	for _, c := range s.o.Collectors {
+		reg.MustRegister(c)
+	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -16,10 +16,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/officeedge/appliance/hal"
 	"github.com/officeedge/appliance/internal/alerts"
 	"github.com/officeedge/appliance/internal/audit"
 	"github.com/officeedge/appliance/internal/backup"
+	"github.com/officeedge/appliance/internal/calls"
 	"github.com/officeedge/appliance/internal/cfgedit"
 	"github.com/officeedge/appliance/internal/clock"
 	"github.com/officeedge/appliance/internal/config"
@@ -85,6 +88,13 @@ type Options struct {
 	Clock func() (clock.State, bool)
 	// VPN is the WireGuard part in force; false when [vpn] is off.
 	VPN func() (VPN, bool)
+	// Calls is the calls' measured quality (calls.go); false when [voice.calls] is off.
+	Calls func() (calls.Status, bool)
+	// Relay is the voice relay's box side in force; false when [relay] is off (relay.go).
+	Relay func() (Relay, bool)
+
+	// Shaper is each shaped uplink's state (shaper.go); false when none is shaped.
+	Shaper shaperStatus
 
 	// ReadDropped reads who the firewall turned away (default: netcfg.New(0).Dropped, in
 	// the current namespace); read at most every droppedEvery (web/nft.go).
@@ -101,6 +111,9 @@ type Options struct {
 	// uplink's data use.
 	History func() *history.Store
 	Budgets func() []history.UplinkUsage
+
+	// Collectors are more /metrics from parts that describe their own (the voice move's).
+	Collectors []prometheus.Collector
 }
 
 // Server is the status page and its API.
@@ -236,9 +249,11 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/peers", s.loggedIn(s.handlePeers))
 	s.mux.HandleFunc("GET /api/crowdsec", s.loggedIn(s.handleCrowdSec))
 	s.mux.HandleFunc("GET /api/vpn", s.loggedIn(s.handleVPN))
+	s.mux.HandleFunc("GET /api/calls", s.loggedIn(s.handleCalls)) // calls.go
 	s.mux.HandleFunc("GET /api/vpn/peer/{file}", s.loggedIn(s.handleVPNConf))
 	s.mux.HandleFunc("GET /api/vpn/peer/{name}/qr.png", s.loggedIn(s.handleVPNQR))
 	s.mux.HandleFunc("POST /api/vpn/peer/{name}/rotate", s.action(s.handleVPNRotate))
+	s.mux.HandleFunc("GET /api/relay", s.loggedIn(s.handleRelay))
 	s.mux.HandleFunc("GET /api/leds", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.leds()) })
 	s.mux.Handle("GET /metrics", s.metricsHandler())
 	s.mux.HandleFunc("POST /api/login", s.handleLogin)

@@ -14,6 +14,8 @@ firewall, so it waits for you.
   3. Start it:  systemctl enable --now appliance
 Logs: journalctl -u appliance    State: /var/lib/appliance
 Upgrades keep your /etc/appliance/appliance.toml.
+On a public host serving as the offices' voice relay, run appliance-relay instead
+(/etc/appliance/relay.toml; see docs/relay.md).
 
 NOTE
 fi

@@ -59,6 +59,10 @@ func New(cfg *config.Config, st *backup.Status, now time.Time) Sheet {
 	if len(tr.Rows) == 1 {
 		tr.Items = []string{"No trunk in [sip_peers] (kind = \"trunk\")."}
 	}
+	if r := cfg.Relay; r.Enabled() { // the voice relay (issue 22): the trunks see only its address
+		tr.Intro = "Calls go through the voice relay " + r.Endpoint + ": the trunk provider must allow " + r.PublicAddress +
+			" (the office's voice address at the relay) and send calls there. If the relay is down, calls go from the lines' own addresses."
+	}
 	s.Sections = append(s.Sections, tr)
 	if len(cfg.Backup.DR.Contacts) > 0 {
 		s.Sections = append(s.Sections, Section{Title: "Other contacts", Items: cfg.Backup.DR.Contacts})
