@@ -183,6 +183,7 @@ func TestRelayEdges(t *testing.T) {
 			return strings.Contains(out, lab.PBX4+":5060")
 		})
 		must(t, s.Silent(wan.Primary, true))
+		t.Cleanup(func() { _ = s.Silent(wan.Primary, false) }) // the next subtests start whole even if this one fails
 		waitActive(t, s, wan.Backup)
 		time.Sleep(time.Second) // the scenario: the call comes 1 s after the failover
 		// The trunk's SIP port is its OPTIONS responder's; its call leaves from 5070.
@@ -200,6 +201,7 @@ func TestRelayEdges(t *testing.T) {
 	t.Run("relay unreachable on both lines", func(t *testing.T) {
 		c := call(t, s, lab.Relay4, 10)
 		must(t, r.Unreachable(true))
+		t.Cleanup(func() { _ = r.Unreachable(false) })
 		waitRelayDirect(t, s, true)
 		// The office's media now leaves from the fixed line's own address, as without a relay.
 		m := c.Mark()

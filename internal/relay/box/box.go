@@ -62,6 +62,8 @@ type Part struct {
 	voiceLine atomic.Int64 // the voice-move override: the line index + 1, 0 for none
 	lineWake  chan struct{}
 
+	sweepUntil time.Time // the loop's: the voice flows are flushed again until then (checkRelay)
+
 	mu      sync.Mutex
 	bind    *wire.BoxBind
 	dev     *device.Device
@@ -222,6 +224,10 @@ const (
 	resolveRetry   = 5 * time.Second
 )
 
+// sweepFor is how long after a switch between relay and direct the voice flows are flushed
+// again at every check.
+const sweepFor = 3 * time.Second
+
 func checkEvery(probe time.Duration) time.Duration {
 	return min(max(probe/4, 50*time.Millisecond), 250*time.Millisecond)
 }
@@ -332,6 +338,15 @@ func (p *Part) checkRelay(start time.Time) {
 	was := p.using
 	p.mu.Unlock()
 	if want == was {
+		if time.Now().Before(p.sweepUntil) {
+			// A voice packet routed the old way just before the switch can make its
+			// conntrack entry after the flush, with the old path's NAT; left alone, every
+			// later packet of the call keeps that source address on the new path. The
+			// sweeps of the next seconds take it away (the next packet makes it anew).
+			if _, err := flushStaleVoice(c, want == UsingRelay); err != nil {
+				p.log.Error("relay: flush the voice flows", "err", err)
+			}
+		}
 		// A relay that never answered since the start is alerted on after a grace (the
 		// first probes' round trip).
 		if want == UsingDirect && time.Since(start) > 3*c.Relay.ProbeInterval+2*time.Second {
@@ -348,6 +363,7 @@ func (p *Part) checkRelay(start time.Time) {
 	if err != nil {
 		p.log.Error("relay: flush the voice flows", "err", err)
 	}
+	p.sweepUntil = time.Now().Add(sweepFor)
 	p.mu.Lock()
 	p.using, p.since = want, time.Now()
 	p.mu.Unlock()

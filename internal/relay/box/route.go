@@ -165,6 +165,10 @@ type voiceFlows struct {
 	pbx   netip.Addr
 	ports []config.PortRange
 	local []netip.Prefix // the LAN and the VPN: the PBX's own phones are not trunk flows
+	// stale, when set, keeps only the flows whose path address (the address the far end
+	// sees: NATed to, or DNATed from) it calls stale: the re-sweeps after a switch leave
+	// the flows already on the new path alone.
+	stale func(path netip.Addr) bool
 }
 
 func newVoiceFlows(c *config.Config) voiceFlows {
@@ -188,14 +192,18 @@ func (v voiceFlows) MatchConntrackFlow(f *netlink.ConntrackFlow) bool {
 	src, _ := netip.AddrFromSlice(f.Forward.SrcIP)
 	dst, _ := netip.AddrFromSlice(f.Forward.DstIP)
 	rsrc, _ := netip.AddrFromSlice(f.Reverse.SrcIP)
+	rdst, _ := netip.AddrFromSlice(f.Reverse.DstIP)
 	var port uint16
-	var other netip.Addr
+	var other, path netip.Addr
 	switch {
 	case src.Unmap() == v.pbx: // the PBX opened it
-		port, other = f.Forward.SrcPort, dst.Unmap()
+		port, other, path = f.Forward.SrcPort, dst.Unmap(), rdst.Unmap()
 	case rsrc.Unmap() == v.pbx && dst.Unmap() != v.pbx: // DNATed to the PBX
-		port, other = f.Reverse.SrcPort, src.Unmap()
+		port, other, path = f.Reverse.SrcPort, src.Unmap(), dst.Unmap()
 	default:
+		return false
+	}
+	if v.stale != nil && !v.stale(path) {
 		return false
 	}
 	for _, l := range v.local {
@@ -212,11 +220,22 @@ func (v voiceFlows) MatchConntrackFlow(f *netlink.ConntrackFlow) bool {
 }
 
 // flushVoice deletes the voice flows' conntrack entries.
-func flushVoice(c *config.Config) (uint, error) {
-	if !c.PBX.Address.IsValid() {
+func flushVoice(c *config.Config) (uint, error) { return deleteVoice(newVoiceFlows(c)) }
+
+// flushStaleVoice deletes the voice flows still on the other path than the one in force:
+// through the tunnel (NATed to the box's tunnel address) while voice goes direct, or direct
+// while it goes through the relay.
+func flushStaleVoice(c *config.Config, usingRelay bool) (uint, error) {
+	v, tunnel := newVoiceFlows(c), c.Relay.BoxAddr()
+	v.stale = func(path netip.Addr) bool { return (path == tunnel) != usingRelay }
+	return deleteVoice(v)
+}
+
+func deleteVoice(v voiceFlows) (uint, error) {
+	if !v.pbx.IsValid() {
 		return 0, nil
 	}
-	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, newVoiceFlows(c))
+	n, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, v)
 	if err != nil {
 		return n, fmt.Errorf("relay: delete the voice flows' conntrack entries: %w", err)
 	}

@@ -145,3 +145,44 @@ func TestFlushVoice(t *testing.T) {
 		t.Errorf("flushed %d, want the 3 voice flows; left:\n%s", n, left)
 	}
 }
+
+// The sweeps after a switch to direct take only the voice flows still NATed to the tunnel's
+// address; those already on a line's address stay (and the other way round).
+func TestFlushStaleVoice(t *testing.T) {
+	labtest.RequireRoot(t, "conntrack")
+	name, ns := labtest.Netns(t, "rlyst")
+	ct := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("ip", append([]string{"netns", "exec", name, "conntrack"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("conntrack %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	pbx, trunk := lab.PBX4, lab.Trunk4
+	for _, a := range [][]string{
+		{"-s", pbx, "-d", trunk, "-p", "udp", "--sport", "9000", "--dport", "30000", // through the tunnel
+			"--reply-src", trunk, "--reply-dst", "10.254.0.2", "--reply-port-src", "30000", "--reply-port-dst", "9000"},
+		{"-s", pbx, "-d", trunk, "-p", "udp", "--sport", "9002", "--dport", "30002", // direct, from the fixed line's address
+			"--reply-src", trunk, "--reply-dst", lab.BoxWAN4, "--reply-port-src", "30002", "--reply-port-dst", "9002"},
+	} {
+		ct(append([]string{"-I", "-t", "120"}, a...)...)
+	}
+	c := parseCfg(t, routeCfg)
+	flush := func(usingRelay bool) uint {
+		var n uint
+		inNS(t, ns, func() {
+			var err error
+			if n, err = flushStaleVoice(c, usingRelay); err != nil {
+				t.Fatal(err)
+			}
+		})
+		return n
+	}
+	if n, left := flush(false), ct("-L"); n != 1 || strings.Contains(left, "dst=10.254.0.2") || !strings.Contains(left, "dport=30002") {
+		t.Errorf("direct: flushed %d, want the tunnel's flow only; left:\n%s", n, left)
+	}
+	if n, left := flush(true), ct("-L"); n != 1 || strings.Contains(left, "dport=30002") {
+		t.Errorf("relay: flushed %d, want the direct flow; left:\n%s", n, left)
+	}
+}
