@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/officeedge/appliance/internal/capture"
 	"github.com/officeedge/appliance/internal/events"
 )
 
@@ -124,81 +125,46 @@ func decodeIP(b []byte, tlsPort uint16) (ipInfo, bool) {
 // kernel copies nothing else to user space; IPv6 packets with extension headers all pass
 // (Capturer checks their ports once decodeIP has skipped the headers).
 func Filter(ports []uint16) ([]bpf.RawInstruction, error) {
-	type jmp struct {
-		at    int
-		label string
-		true_ bool
-	}
-	var prog []bpf.Instruction
-	var fix []jmp
-	labels := map[string]int{}
-	emit := func(i bpf.Instruction) int { prog = append(prog, i); return len(prog) - 1 }
-	jeq := func(v uint32, ifTrue string) {
-		fix = append(fix, jmp{emit(bpf.JumpIf{Cond: bpf.JumpEqual, Val: v}), ifTrue, true})
-	}
-	ja := func(l string) { fix = append(fix, jmp{emit(bpf.Jump{}), l, false}) }
-	label := func(l string) { labels[l] = len(prog) }
+	var p capture.Prog
 	portChecks := func(load func(off uint32) bpf.Instruction) {
 		for _, off := range []uint32{0, 2} {
-			emit(load(off))
-			for _, p := range ports {
-				jeq(uint32(p), "accept")
+			p.Emit(load(off))
+			for _, port := range ports {
+				p.JEq(uint32(port), "accept")
 			}
 		}
-		ja("drop")
+		p.JA("drop")
 	}
-	emit(bpf.LoadAbsolute{Off: 0, Size: 1})
-	emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf0})
-	jeq(0x40, "v4")
-	jeq(0x60, "v6")
-	ja("drop")
-	label("v4")
-	emit(bpf.LoadAbsolute{Off: 6, Size: 2})
-	emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0x1fff})
-	jeq(0, "v4proto")
-	ja("drop")
-	label("v4proto")
-	emit(bpf.LoadAbsolute{Off: 9, Size: 1})
-	jeq(unix.IPPROTO_UDP, "v4ports")
-	jeq(unix.IPPROTO_TCP, "v4ports")
-	ja("drop")
-	label("v4ports")
-	emit(bpf.LoadMemShift{Off: 0})
+	p.IPStart()
+	p.JEq(unix.IPPROTO_UDP, "v4ports")
+	p.JEq(unix.IPPROTO_TCP, "v4ports")
+	p.JA("drop")
+	p.Label("v4ports")
+	p.Emit(bpf.LoadMemShift{Off: 0})
 	portChecks(func(off uint32) bpf.Instruction { return bpf.LoadIndirect{Off: off, Size: 2} })
-	label("v6")
-	emit(bpf.LoadAbsolute{Off: 6, Size: 1})
-	jeq(unix.IPPROTO_UDP, "v6ports")
-	jeq(unix.IPPROTO_TCP, "v6ports")
+	p.Label("v6")
+	p.Emit(bpf.LoadAbsolute{Off: 6, Size: 1})
+	p.JEq(unix.IPPROTO_UDP, "v6ports")
+	p.JEq(unix.IPPROTO_TCP, "v6ports")
 	// Extension headers have no fixed length for classic BPF to skip: user space does.
 	for _, h := range []uint32{0, 43, 60, 44} {
-		jeq(h, "accept")
+		p.JEq(h, "accept")
 	}
-	ja("drop")
-	label("v6ports")
+	p.JA("drop")
+	p.Label("v6ports")
 	portChecks(func(off uint32) bpf.Instruction { return bpf.LoadAbsolute{Off: 40 + off, Size: 2} })
-	label("drop")
-	emit(bpf.RetConstant{Val: 0})
-	label("accept")
-	emit(bpf.RetConstant{Val: 65535})
-	for _, f := range fix {
-		to, ok := labels[f.label]
-		if !ok {
-			return nil, fmt.Errorf("sipguard: bpf label %s", f.label)
-		}
-		skip := to - f.at - 1
-		if skip < 0 || skip > 255 && f.true_ {
-			return nil, fmt.Errorf("sipguard: bpf program too long for %d ports", len(ports))
-		}
-		switch i := prog[f.at].(type) {
-		case bpf.JumpIf:
-			i.SkipTrue = uint8(skip)
-			prog[f.at] = i
-		case bpf.Jump:
-			i.Skip = uint32(skip)
-			prog[f.at] = i
-		}
+	p.Label("drop")
+	p.Emit(bpf.RetConstant{Val: 0})
+	p.Label("accept")
+	p.Emit(bpf.RetConstant{Val: 65535})
+	raw, err := p.Assemble()
+	if errors.Is(err, capture.ErrTooLong) {
+		return nil, fmt.Errorf("sipguard: bpf program too long for %d ports", len(ports))
 	}
-	return bpf.Assemble(prog)
+	if err != nil {
+		return nil, fmt.Errorf("sipguard: %w", err)
+	}
+	return raw, nil
 }
 
 // Capturer is a packet socket on one interface with the SIP filter attached.
@@ -238,17 +204,9 @@ func Listen(ifname string, ports []uint16) (*Capturer, error) {
 
 // openPacket opens a cooked packet socket on ifname, in the calling thread's namespace.
 func openPacket(ifname string, prog []bpf.RawInstruction) (*packet.Conn, error) {
-	ifi, err := net.InterfaceByName(ifname)
+	c, err := capture.Open(ifname, prog)
 	if err != nil {
-		return nil, fmt.Errorf("sipguard: capture on %s: %w", ifname, err)
-	}
-	c, err := packet.Listen(ifi, packet.Datagram, unix.ETH_P_ALL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("sipguard: capture on %s: %w", ifname, err)
-	}
-	if err := c.SetBPF(prog); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("sipguard: capture on %s: filter: %w", ifname, err)
+		return nil, fmt.Errorf("sipguard: %w", err)
 	}
 	return c, nil
 }
@@ -296,7 +254,7 @@ func (cp *Capturer) Serve(ctx context.Context, g *Guard) error {
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
-		why, down := linkGone(err)
+		why, down := capture.LinkGone(err)
 		if !down {
 			return fmt.Errorf("sipguard: capture on %s: %w", cp.name, err)
 		}
@@ -313,64 +271,29 @@ func (cp *Capturer) Serve(ctx context.Context, g *Guard) error {
 // read serves packets from the current socket until ctx ends (nil) or reading fails.
 func (cp *Capturer) read(ctx context.Context, g *Guard, buf []byte) error {
 	c := cp.c
-	stop := context.AfterFunc(ctx, func() { _ = c.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
 	defer cp.pollDrops(c, g)
-	polled := time.Now()
-	for {
-		n, _, err := c.ReadFrom(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
+	return capture.Read(ctx, c, buf, func(now time.Time, b []byte) {
+		if sipPorts(b, cp.ports) {
+			g.Handle(now, b)
 		}
-		now := time.Now()
-		if now.Sub(polled) >= statsPoll {
-			polled = now
-			cp.pollDrops(c, g)
-		}
-		if !sipPorts(buf[:n], cp.ports) {
-			continue
-		}
-		g.Handle(now, buf[:n])
+	}, func(n uint64) { g.addDrops(n) })
+}
+
+// pollDrops adds the packets the kernel dropped on the socket since the last poll to g's
+// Stats: a full socket buffer under a flood means detection missed packets, and that must show.
+func (cp *Capturer) pollDrops(c *packet.Conn, g *Guard) {
+	if n := capture.Drops(c); n > 0 {
+		g.addDrops(n)
 	}
 }
 
-// statsPoll is how often the socket's drop counter is read while packets arrive.
-const statsPoll = time.Second
-
-// pollDrops adds the packets the kernel dropped on the socket since the last poll (its
-// PACKET_STATISTICS, which reading resets) to g's Stats: a full socket buffer under a
-// flood means detection missed packets, and that must show.
-func (cp *Capturer) pollDrops(c *packet.Conn, g *Guard) {
-	st, err := c.Stats()
-	if err != nil || st.Drops == 0 {
-		return
-	}
+// addDrops counts n packets the kernel dropped on a capture socket.
+func (g *Guard) addDrops(n uint64) {
 	g.mu.Lock()
-	g.Stats.CaptureDrops += uint64(st.Drops)
-	g.Stats.Dropped += uint64(st.Drops)
+	g.Stats.CaptureDrops += n
+	g.Stats.Dropped += n
 	g.mu.Unlock()
 }
-
-// linkGone says whether a read error means the interface went down or away, and which.
-func linkGone(err error) (string, bool) {
-	switch {
-	case errors.Is(err, unix.ENETDOWN):
-		return "link down", true
-	case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
-		return "interface gone", true
-	}
-	return "", false
-}
-
-// linkPoll is how often a paused capture looks at its interface.
-const linkPoll = 200 * time.Millisecond
 
 // resume waits until the interface exists and is up, then opens a new socket on it. It
 // returns nil with no socket when ctx ends.
@@ -380,7 +303,7 @@ func (cp *Capturer) resume(ctx context.Context) error {
 		return err
 	}
 	defer h.Close()
-	tick := time.NewTicker(linkPoll)
+	tick := time.NewTicker(capture.LinkPoll)
 	defer tick.Stop()
 	for {
 		// The first look comes one poll later too: a link that flaps cannot spin this loop.

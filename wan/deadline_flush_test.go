@@ -32,18 +32,7 @@ func TestStandbyLineDeathFlushesItsFlows(t *testing.T) {
 		echo, err = s.Lab.ListenUDP(lab.HostPBX, lab.PBX4+":"+strconv.Itoa(deadPBXPort))
 		return err
 	})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 256)
-		for {
-			n, from, err := echo.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			_, _ = echo.WriteToUDP(buf[:n], from)
-		}
-	}()
+	done := sitelab.ReadUDP(echo, 256, func(b []byte, from *net.UDPAddr) { _, _ = echo.WriteToUDP(b, from) })
 	t.Cleanup(func() { echo.Close(); <-done })
 	// Each ISP drops what leaves the box with another line's address: an answer that comes
 	// back came through the line of its source.
@@ -60,36 +49,15 @@ func TestStandbyLineDeathFlushesItsFlows(t *testing.T) {
 	to.Store(lab.BoxWAN4)
 	var mu sync.Mutex
 	answers := map[string]int{}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 256)
-		for {
-			_, from, err := trunk.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			answers[from.IP.String()]++
-			mu.Unlock()
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				_, _ = trunk.WriteToUDP([]byte("rtp-ish"), &net.UDPAddr{IP: net.ParseIP(to.Load().(string)), Port: deadPBXPort})
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); trunk.Close(); wg.Wait() })
+	read := sitelab.ReadUDP(trunk, 256, func(_ []byte, from *net.UDPAddr) {
+		mu.Lock()
+		answers[from.IP.String()]++
+		mu.Unlock()
+	})
+	stop := sitelab.Every(20*time.Millisecond, 0, func() {
+		_, _ = trunk.WriteToUDP([]byte("rtp-ish"), &net.UDPAddr{IP: net.ParseIP(to.Load().(string)), Port: deadPBXPort})
+	})
+	t.Cleanup(func() { stop(); trunk.Close(); <-read })
 	answered := func(from string) int {
 		mu.Lock()
 		defer mu.Unlock()

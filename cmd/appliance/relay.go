@@ -73,13 +73,7 @@ func relayShow(args []string, stdout io.Writer) error {
 		}
 		return fmt.Errorf("relay show: %w", err)
 	}
-	if *asJSON {
-		e := json.NewEncoder(stdout)
-		e.SetIndent("", "  ")
-		return e.Encode(st)
-	}
-	st.WriteText(stdout)
-	return nil
+	return printStatus(stdout, *asJSON, st)
 }
 
 // relayStatus asks the box's daemon for its tunnel to the relay.
@@ -102,7 +96,12 @@ func relayStatus(args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("relay status: %w", err)
 	}
-	if *asJSON {
+	return printStatus(stdout, *asJSON, st)
+}
+
+// printStatus prints a relay or tunnel status as indented JSON or as text for people.
+func printStatus(stdout io.Writer, asJSON bool, st interface{ WriteText(io.Writer) }) error {
+	if asJSON {
 		e := json.NewEncoder(stdout)
 		e.SetIndent("", "  ")
 		return e.Encode(st)

@@ -171,43 +171,20 @@ func (c *Call) Close() {
 }
 
 // The PBX answers with its media at PBXPORT, then waits for the BYE.
-const uasXML = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+var uasXML = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="lab PBX answers">
   <recv request="INVITE" crlf="true"/>
   <send><![CDATA[
 
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]pbx[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:EXT@[local_ip]:[local_port]>
-Content-Length: 0
+` + pbxReply("180 Ringing") + `Content-Length: 0
 
 ]]></send>
   <send retrans="500"><![CDATA[
 
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]pbx[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:EXT@[local_ip]:[local_port]>
-Content-Type: application/sdp
+` + pbxReply("200 OK") + `Content-Type: application/sdp
 Content-Length: [len]
 
-v=0
-o=pbx 1 1 IN IP4 [local_ip]
-s=-
-c=IN IP4 [local_ip]
-t=0 0
-m=audio PBXPORT RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=sendrecv
-
+` + sdp("pbx", "PBXPORT") + `
 ]]></send>
   <recv request="ACK" optional="true" crlf="true"/>
   <recv request="BYE"/>
@@ -226,62 +203,68 @@ Content-Length: 0
 `
 
 // The trunk calls EXT from CALLER with its media at TRUNKPORT, holds HOLDMS and hangs up.
-const uacXML = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+var uacXML = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="lab trunk calls">
   <send retrans="500"><![CDATA[
 
-INVITE sip:EXT@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:CALLER@[local_ip]:[local_port]>;tag=[pid]trunk[call_number]
-To: <sip:EXT@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:CALLER@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
+` + trunkRequest("INVITE", 1, "") + `Content-Type: application/sdp
 Content-Length: [len]
 
-v=0
-o=trunk 1 1 IN IP4 [local_ip]
-s=-
-c=IN IP4 [local_ip]
-t=0 0
-m=audio TRUNKPORT RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=sendrecv
-
+` + sdp("trunk", "TRUNKPORT") + `
 ]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="200" rrs="true"/>
   <send><![CDATA[
 
-ACK sip:EXT@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:CALLER@[local_ip]:[local_port]>;tag=[pid]trunk[call_number]
-To: <sip:EXT@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: <sip:CALLER@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
+` + trunkRequest("ACK", 1, "[peer_tag_param]") + `Content-Length: 0
 
 ]]></send>
   <pause milliseconds="HOLDMS"/>
   <send retrans="500"><![CDATA[
 
-BYE sip:EXT@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:CALLER@[local_ip]:[local_port]>;tag=[pid]trunk[call_number]
-To: <sip:EXT@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Contact: <sip:CALLER@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
+` + trunkRequest("BYE", 2, "[peer_tag_param]") + `Content-Length: 0
 
 ]]></send>
   <recv response="200" crlf="true"/>
 </scenario>
 `
+
+// pbxReply is the PBX's answer to the INVITE, up to its body's headers.
+func pbxReply(status string) string {
+	return "SIP/2.0 " + status + `
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]pbx[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:EXT@[local_ip]:[local_port]>
+`
+}
+
+// trunkRequest is a request of the trunk's call, up to its body's headers; toTag follows To.
+func trunkRequest(method string, cseq int, toTag string) string {
+	return method + ` sip:EXT@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:CALLER@[local_ip]:[local_port]>;tag=[pid]trunk[call_number]
+To: <sip:EXT@[remote_ip]:[remote_port]>` + toTag + `
+Call-ID: [call_id]
+CSeq: ` + strconv.Itoa(cseq) + " " + method + `
+Contact: <sip:CALLER@[local_ip]:[local_port]>
+Max-Forwards: 70
+`
+}
+
+// sdp is either end's offer or answer: PCMU and DTMF events at port.
+func sdp(origin, port string) string {
+	return `v=0
+o=` + origin + ` 1 1 IN IP4 [local_ip]
+s=-
+c=IN IP4 [local_ip]
+t=0 0
+m=audio ` + port + ` RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=sendrecv
+`
+}

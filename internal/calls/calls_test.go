@@ -108,12 +108,20 @@ func TestLossAcrossWrap(t *testing.T) {
 	}
 }
 
-// udp4 builds an IPv4 UDP packet.
-func udp4(t testing.TB, src, dst string, payload []byte) []byte {
+// udp builds an IPv4 or IPv6 UDP packet, by the addresses' family.
+func udp(t testing.TB, src, dst string, payload []byte) []byte {
 	t.Helper()
 	sa, _ := netip.ParseAddrPort(src)
 	da, _ := netip.ParseAddrPort(dst)
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP(sa.Addr().AsSlice()), DstIP: net.IP(da.Addr().AsSlice())}
+	var ip interface {
+		gopacket.SerializableLayer
+		gopacket.NetworkLayer
+	}
+	if sa.Addr().Is4() {
+		ip = &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP(sa.Addr().AsSlice()), DstIP: net.IP(da.Addr().AsSlice())}
+	} else {
+		ip = &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: net.IP(sa.Addr().AsSlice()), DstIP: net.IP(da.Addr().AsSlice())}
+	}
 	udp := &layers.UDP{SrcPort: layers.UDPPort(sa.Port()), DstPort: layers.UDPPort(da.Port())}
 	_ = udp.SetNetworkLayerForChecksum(ip)
 	buf := gopacket.NewSerializeBuffer()
@@ -154,21 +162,21 @@ func rtpPacket(seq uint16, ts uint32, ssrc uint32) []byte {
 func TestTrackerFollowsACall(t *testing.T) {
 	tr := NewTracker(Settings{PBX: []netip.Addr{netip.MustParseAddr(pbx)}, SIPPort: 5060, MaxCalls: 2, OneWayAfter: 2 * time.Second, MOSAlert: 3.5})
 	now := time.Unix(1_700_000_000, 0)
-	tr.Handle(now, udp4(t, trunk+":5060", pbx+":5060", sipMsg("INVITE sip:201@"+pbx+" SIP/2.0", "abc@trunk", "+441234", "201", "1 INVITE", sdpOf(trunk, 6000))))
-	tr.Handle(now, udp4(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 180 Ringing", "abc@trunk", "+441234", "201", "1 INVITE", "")))
+	tr.Handle(now, udp(t, trunk+":5060", pbx+":5060", sipMsg("INVITE sip:201@"+pbx+" SIP/2.0", "abc@trunk", "+441234", "201", "1 INVITE", sdpOf(trunk, 6000))))
+	tr.Handle(now, udp(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 180 Ringing", "abc@trunk", "+441234", "201", "1 INVITE", "")))
 	if st := tr.Status(now); len(st.Active) != 0 {
 		t.Fatalf("a ringing call is listed as a call: %+v", st.Active)
 	}
 	now = now.Add(time.Second)
-	tr.Handle(now, udp4(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 200 OK", "abc@trunk", "+441234", "201", "1 INVITE", sdpOf(pbx, 9100))))
+	tr.Handle(now, udp(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 200 OK", "abc@trunk", "+441234", "201", "1 INVITE", sdpOf(pbx, 9100))))
 	// Stray RTP to a port no SDP named is ignored.
-	tr.Handle(now, udp4(t, trunk+":7000", pbx+":9200", rtpPacket(1, 160, 9)))
+	tr.Handle(now, udp(t, trunk+":7000", pbx+":9200", rtpPacket(1, 160, 9)))
 	for i := 0; i < 500; i++ { // 10 s of media
 		at := now.Add(time.Duration(i) * 20 * time.Millisecond)
 		if i%20 != 5 {
-			tr.Handle(at, udp4(t, trunk+":6000", pbx+":9100", rtpPacket(uint16(1000+i), uint32(i*160), 0xaaaa)))
+			tr.Handle(at, udp(t, trunk+":6000", pbx+":9100", rtpPacket(uint16(1000+i), uint32(i*160), 0xaaaa)))
 		}
-		tr.Handle(at, udp4(t, pbx+":9100", trunk+":6000", rtpPacket(uint16(50000+i), uint32(i*160), 0xbbbb)))
+		tr.Handle(at, udp(t, pbx+":9100", trunk+":6000", rtpPacket(uint16(50000+i), uint32(i*160), 0xbbbb)))
 		if i%50 == 0 {
 			tr.Tick(at, "FTTC")
 		}
@@ -198,7 +206,7 @@ func TestTrackerFollowsACall(t *testing.T) {
 	var acts []Action
 	for i := 500; i < 700 && len(acts) == 0; i++ {
 		at := now.Add(time.Duration(i-500) * 20 * time.Millisecond)
-		tr.Handle(at, udp4(t, pbx+":9100", trunk+":6000", rtpPacket(uint16(50000+i), uint32(i*160), 0xbbbb)))
+		tr.Handle(at, udp(t, pbx+":9100", trunk+":6000", rtpPacket(uint16(50000+i), uint32(i*160), 0xbbbb)))
 		if i%50 == 0 {
 			acts = tr.Tick(at, "LTE")
 		}
@@ -207,7 +215,7 @@ func TestTrackerFollowsACall(t *testing.T) {
 		t.Fatalf("one-way audio alert: %+v", acts)
 	}
 	now = now.Add(4 * time.Second)
-	tr.Handle(now, udp4(t, trunk+":5060", pbx+":5060", sipMsg("BYE sip:201@"+pbx+" SIP/2.0", "abc@trunk", "+441234", "201", "2 BYE", "")))
+	tr.Handle(now, udp(t, trunk+":5060", pbx+":5060", sipMsg("BYE sip:201@"+pbx+" SIP/2.0", "abc@trunk", "+441234", "201", "2 BYE", "")))
 	acts = tr.Tick(now, "LTE")
 	if len(acts) != 1 || acts[0].Raise || acts[0].Key != "calls.oneway/201" {
 		t.Errorf("the alert is not cleared at the call's end: %+v", acts)
@@ -227,9 +235,9 @@ func TestTrackerBounds(t *testing.T) {
 	tr := NewTracker(Settings{PBX: []netip.Addr{netip.MustParseAddr(pbx)}, SIPPort: 5060, MaxCalls: 2})
 	now := time.Unix(1_700_000_000, 0)
 	for i := 0; i < 5; i++ {
-		tr.Handle(now, udp4(t, trunk+":5060", pbx+":5060", sipMsg("INVITE sip:201@"+pbx+" SIP/2.0", fmt.Sprintf("c%d", i), "1", "201", "1 INVITE", sdpOf(trunk, 6000+2*i))))
+		tr.Handle(now, udp(t, trunk+":5060", pbx+":5060", sipMsg("INVITE sip:201@"+pbx+" SIP/2.0", fmt.Sprintf("c%d", i), "1", "201", "1 INVITE", sdpOf(trunk, 6000+2*i))))
 	}
-	tr.Handle(now, udp4(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 486 Busy Here", "c0", "1", "201", "1 INVITE", "")))
+	tr.Handle(now, udp(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 486 Busy Here", "c0", "1", "201", "1 INVITE", "")))
 	if n, u := len(tr.calls), tr.c.Untracked; n != 1 || u != 3 {
 		t.Errorf("%d calls followed, %d untracked; want 1 and 3", n, u)
 	}
@@ -270,30 +278,11 @@ func TestFilter(t *testing.T) {
 		{"[2001:db8:50::10]:9100", "[2001:db8:1::10]:6000", true},
 		{"[2001:db8:1::10]:6000", "[2001:db8:50::20]:9100", false},
 	} {
-		var pkt []byte
-		if strings.HasPrefix(c.src, "[") {
-			pkt = packet6(t, c.src, c.dst)
-		} else {
-			pkt = udp4(t, c.src, c.dst, []byte("x"))
-		}
-		n, err := vm.Run(pkt)
+		n, err := vm.Run(udp(t, c.src, c.dst, []byte("x")))
 		if err != nil || (n > 0) != c.pass {
 			t.Errorf("%s -> %s: passed %v (%v), want %v", c.src, c.dst, n > 0, err, c.pass)
 		}
 	}
-}
-
-func packet6(t testing.TB, src, dst string) []byte {
-	sa, _ := netip.ParseAddrPort(src)
-	da, _ := netip.ParseAddrPort(dst)
-	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: net.IP(sa.Addr().AsSlice()), DstIP: net.IP(da.Addr().AsSlice())}
-	udp := &layers.UDP{SrcPort: layers.UDPPort(sa.Port()), DstPort: layers.UDPPort(da.Port())}
-	_ = udp.SetNetworkLayerForChecksum(ip)
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ip, udp, gopacket.Payload([]byte("x"))); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // TestSDP reads the audio stream's address, port, codec and hold state.
@@ -313,13 +302,13 @@ func TestSDP(t *testing.T) {
 func TestRTCPRoundTrip(t *testing.T) {
 	tr := NewTracker(Settings{PBX: []netip.Addr{netip.MustParseAddr(pbx)}, SIPPort: 5060})
 	now := time.Unix(1_700_000_000, 0)
-	tr.Handle(now, udp4(t, trunk+":5060", pbx+":5060", sipMsg("INVITE sip:201@"+pbx+" SIP/2.0", "rtt", "1", "201", "1 INVITE", sdpOf(trunk, 6000))))
-	tr.Handle(now, udp4(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 200 OK", "rtt", "1", "201", "1 INVITE", sdpOf(pbx, 9100))))
+	tr.Handle(now, udp(t, trunk+":5060", pbx+":5060", sipMsg("INVITE sip:201@"+pbx+" SIP/2.0", "rtt", "1", "201", "1 INVITE", sdpOf(trunk, 6000))))
+	tr.Handle(now, udp(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 200 OK", "rtt", "1", "201", "1 INVITE", sdpOf(pbx, 9100))))
 	ntp := uint64(0x83aa7e80_12345678)
 	sr, _ := (&rtcp.SenderReport{SSRC: 0xbbbb, NTPTime: ntp}).Marshal()
-	tr.Handle(now, udp4(t, pbx+":9101", trunk+":6001", sr))
+	tr.Handle(now, udp(t, pbx+":9101", trunk+":6001", sr))
 	rr, _ := (&rtcp.ReceiverReport{SSRC: 0xaaaa, Reports: []rtcp.ReceptionReport{{SSRC: 0xbbbb, LastSenderReport: uint32(ntp >> 16), Delay: 65536 / 2}}}).Marshal()
-	tr.Handle(now.Add(560*time.Millisecond), udp4(t, trunk+":6001", pbx+":9101", rr))
+	tr.Handle(now.Add(560*time.Millisecond), udp(t, trunk+":6001", pbx+":9101", rr))
 	st := tr.Status(now.Add(time.Second))
 	if len(st.Active) != 1 || math.Abs(st.Active[0].RTTMs-60) > 0.01 {
 		t.Errorf("round trip: %+v", st.Active)
@@ -331,11 +320,11 @@ func TestRTCPRoundTrip(t *testing.T) {
 func TestRTPPathDoesNotAllocate(t *testing.T) {
 	tr := NewTracker(Settings{PBX: []netip.Addr{netip.MustParseAddr(pbx)}, SIPPort: 5060})
 	now := time.Unix(1_700_000_000, 0)
-	tr.Handle(now, udp4(t, trunk+":5060", pbx+":5060", sipMsg("INVITE sip:201@"+pbx+" SIP/2.0", "fast", "1", "201", "1 INVITE", sdpOf(trunk, 6000))))
-	tr.Handle(now, udp4(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 200 OK", "fast", "1", "201", "1 INVITE", sdpOf(pbx, 9100))))
+	tr.Handle(now, udp(t, trunk+":5060", pbx+":5060", sipMsg("INVITE sip:201@"+pbx+" SIP/2.0", "fast", "1", "201", "1 INVITE", sdpOf(trunk, 6000))))
+	tr.Handle(now, udp(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 200 OK", "fast", "1", "201", "1 INVITE", sdpOf(pbx, 9100))))
 	pkts := make([][]byte, 100)
 	for i := range pkts {
-		pkts[i] = udp4(t, trunk+":6000", pbx+":9100", rtpPacket(uint16(i), uint32(i*160), 0xaaaa))
+		pkts[i] = udp(t, trunk+":6000", pbx+":9100", rtpPacket(uint16(i), uint32(i*160), 0xaaaa))
 	}
 	i := 0
 	if n := testing.AllocsPerRun(200, func() {
@@ -362,9 +351,9 @@ func TestEndedCallsSurviveARestart(t *testing.T) {
 	p := cfg.PBX.Address.String()
 	now := time.Now()
 	tr := s.Tracker()
-	tr.Handle(now, udp4(t, trunk+":5060", p+":5060", sipMsg("INVITE sip:201@"+p+" SIP/2.0", "saved", "1", "201", "1 INVITE", sdpOf(trunk, 6000))))
-	tr.Handle(now, udp4(t, p+":5060", trunk+":5060", sipMsg("SIP/2.0 200 OK", "saved", "1", "201", "1 INVITE", sdpOf(p, 9100))))
-	tr.Handle(now.Add(time.Second), udp4(t, p+":5060", trunk+":5060", sipMsg("BYE sip:1@"+trunk+" SIP/2.0", "saved", "201", "1", "2 BYE", "")))
+	tr.Handle(now, udp(t, trunk+":5060", p+":5060", sipMsg("INVITE sip:201@"+p+" SIP/2.0", "saved", "1", "201", "1 INVITE", sdpOf(trunk, 6000))))
+	tr.Handle(now, udp(t, p+":5060", trunk+":5060", sipMsg("SIP/2.0 200 OK", "saved", "1", "201", "1 INVITE", sdpOf(p, 9100))))
+	tr.Handle(now.Add(time.Second), udp(t, p+":5060", trunk+":5060", sipMsg("BYE sip:1@"+trunk+" SIP/2.0", "saved", "201", "1", "2 BYE", "")))
 	if err := s.save(); err != nil {
 		t.Fatal(err)
 	}
@@ -387,12 +376,12 @@ func TestEndedCallsSurviveARestart(t *testing.T) {
 func TestHoldIsNotOneWay(t *testing.T) {
 	tr := NewTracker(Settings{PBX: []netip.Addr{netip.MustParseAddr(pbx)}, SIPPort: 5060, MOSAlert: 3.5})
 	now := time.Unix(1_700_000_000, 0)
-	tr.Handle(now, udp4(t, trunk+":5060", pbx+":5060", sipMsg("INVITE sip:201@"+pbx+" SIP/2.0", "hold", "1", "201", "1 INVITE", sdpOf(trunk, 6000))))
+	tr.Handle(now, udp(t, trunk+":5060", pbx+":5060", sipMsg("INVITE sip:201@"+pbx+" SIP/2.0", "hold", "1", "201", "1 INVITE", sdpOf(trunk, 6000))))
 	held := strings.Replace(sdpOf(pbx, 9100), "a=sendrecv", "a=sendonly", 1)
-	tr.Handle(now, udp4(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 200 OK", "hold", "1", "201", "1 INVITE", held)))
+	tr.Handle(now, udp(t, pbx+":5060", trunk+":5060", sipMsg("SIP/2.0 200 OK", "hold", "1", "201", "1 INVITE", held)))
 	for i := 0; i < 300; i++ {
 		at := now.Add(time.Duration(i) * 20 * time.Millisecond)
-		tr.Handle(at, udp4(t, pbx+":9100", trunk+":6000", rtpPacket(uint16(i), uint32(i*160), 0xbbbb)))
+		tr.Handle(at, udp(t, pbx+":9100", trunk+":6000", rtpPacket(uint16(i), uint32(i*160), 0xbbbb)))
 		if acts := tr.Tick(at, "FTTC"); len(acts) != 0 {
 			t.Fatalf("alerts for a call on hold: %+v", acts)
 		}

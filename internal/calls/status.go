@@ -222,22 +222,19 @@ func (st Status) WriteText(w io.Writer, zone *time.Location) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.2f%% / %.2f%%\t%.1f / %.1f\t%s\t%s\t%s\n", when, c.Extension, c.Direction, c.Remote, orDash(c.Line), orDash(c.Codec),
 			c.ToPBX.LossPct, c.FromPBX.LossPct, c.ToPBX.JitterMs, c.FromPBX.JitterMs, mosText(c.MOS), worstText(c.Worst), flags(c))
 	}
-	if len(st.Active) > 0 {
-		fmt.Fprintln(w, "\nnow:")
-		fmt.Fprintln(tw, "answered\text\tdirection\tremote\tline\tcodec\tloss in/out\tjitter ms in/out\tMOS\tworst minute\t")
-		for _, c := range st.Active {
-			row(c, c.Answered.In(zone).Format("15:04:05"))
+	table := func(title, whenCol string, calls []Call, when func(Call) string) {
+		if len(calls) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\n%s:\n", title)
+		fmt.Fprintln(tw, whenCol+"\text\tdirection\tremote\tline\tcodec\tloss in/out\tjitter ms in/out\tMOS\tworst minute\t")
+		for _, c := range calls {
+			row(c, when(c))
 		}
 		tw.Flush()
 	}
-	if len(st.Recent) > 0 {
-		fmt.Fprintln(w, "\nlast 24 h:")
-		fmt.Fprintln(tw, "ended\text\tdirection\tremote\tline\tcodec\tloss in/out\tjitter ms in/out\tMOS\tworst minute\t")
-		for _, c := range st.Recent {
-			row(c, c.Ended.In(zone).Format("01-02 15:04"))
-		}
-		tw.Flush()
-	}
+	table("now", "answered", st.Active, func(c Call) string { return c.Answered.In(zone).Format("15:04:05") })
+	table("last 24 h", "ended", st.Recent, func(c Call) string { return c.Ended.In(zone).Format("01-02 15:04") })
 }
 
 func orDash(s string) string {

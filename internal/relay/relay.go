@@ -292,7 +292,7 @@ func (st Status) WriteText(w io.Writer) {
 			hs = time.Since(o.Peer.LastHandshake).Round(time.Second).String() + " ago"
 		}
 		fmt.Fprintf(w, "office %s: SIP %d, RTP %s -> box %s; handshake %s, from %s, in %d B, out %d B\n",
-			o.Name, o.SIPPort, o.RTPPorts, o.Box, hs, orDash(o.Peer.Endpoint), o.Peer.RxBytes, o.Peer.TxBytes)
+			o.Name, o.SIPPort, o.RTPPorts, o.Box, hs, OrDash(o.Peer.Endpoint), o.Peer.RxBytes, o.Peer.TxBytes)
 		for _, p := range o.Paths {
 			dup := ""
 			if p.Duplicate {
@@ -327,7 +327,8 @@ func (st Status) WriteText(w io.Writer) {
 	}
 }
 
-func orDash(s string) string {
+// OrDash is s, or "-" when it is empty: a blank cell in a status table.
+func OrDash(s string) string {
 	if s == "" {
 		return "-"
 	}

@@ -143,27 +143,14 @@ func flood(t *testing.T, l *lab.Lab, dst string, rate int) func() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	var once sync.Once
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1000)
-		per := rate / 8 / len(buf) / 100 // datagrams every 10 ms
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				for range per {
-					_, _ = c.Write(buf)
-				}
-			}
+	buf := make([]byte, 1000)
+	per := rate / 8 / len(buf) / 100 // datagrams every 10 ms
+	stop := sitelab.Every(10*time.Millisecond, 0, func() {
+		for range per {
+			_, _ = c.Write(buf)
 		}
-	}()
-	end := func() { once.Do(func() { close(stop); <-done; c.Close() }) }
+	})
+	end := sync.OnceFunc(func() { stop(); c.Close() })
 	t.Cleanup(end)
 	return end
 }
@@ -190,70 +177,47 @@ func startLatchingCall(t *testing.T, l *lab.Lab) *latchingCall {
 		t.Fatal(err)
 	}
 	c := &latchingCall{}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	t.Cleanup(func() { close(stop); pbx.Close(); trunk.Close(); wg.Wait() })
 	const most = 50 * 120 // two minutes of packets: the bound of the records
 	var latched *net.UDPAddr
-	wg.Add(3)
-	go func() { // the trunk hears the PBX and latches
-		defer wg.Done()
-		buf := make([]byte, 256)
-		for {
-			n, from, err := trunk.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			if n < 4 {
-				continue
-			}
-			c.mu.Lock()
-			if i := binary.BigEndian.Uint32(buf) - 1; i < uint32(len(c.from)) {
-				c.from[i] = from.IP.String()
-			}
-			latched = from
-			c.mu.Unlock()
+	// The trunk hears the PBX and latches.
+	trunkRead := sitelab.ReadUDP(trunk, 256, func(b []byte, from *net.UDPAddr) {
+		if len(b) < 4 {
+			return
 		}
-	}()
-	go func() { // the PBX hears the trunk
-		defer wg.Done()
-		buf := make([]byte, 256)
-		for {
-			n, _, err := pbx.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			c.mu.Lock()
-			if i := binary.BigEndian.Uint32(buf) - 1; n >= 4 && i < uint32(len(c.heard)) {
-				c.heard[i] = true
-			}
-			c.mu.Unlock()
+		c.mu.Lock()
+		if i := binary.BigEndian.Uint32(b) - 1; i < uint32(len(c.from)) {
+			c.from[i] = from.IP.String()
 		}
-	}()
-	go func() { // both send every 20 ms
-		defer wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		buf := make([]byte, 172) // an RTP header and a G.711 frame
-		to := &net.UDPAddr{IP: net.ParseIP(lab.Trunk4), Port: trunkMedia}
-		for range most {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			c.mu.Lock()
-			c.seq++
-			c.from, c.heard = append(c.from, ""), append(c.heard, false)
-			binary.BigEndian.PutUint32(buf, c.seq)
-			back := latched
-			c.mu.Unlock()
-			_, _ = pbx.WriteToUDP(buf, to)
-			if back != nil {
-				_, _ = trunk.WriteToUDP(buf, back)
-			}
+		latched = from
+		c.mu.Unlock()
+	})
+	// The PBX hears the trunk.
+	pbxRead := sitelab.ReadUDP(pbx, 256, func(b []byte, _ *net.UDPAddr) {
+		if len(b) < 4 {
+			return
 		}
-	}()
+		c.mu.Lock()
+		if i := binary.BigEndian.Uint32(b) - 1; i < uint32(len(c.heard)) {
+			c.heard[i] = true
+		}
+		c.mu.Unlock()
+	})
+	// Both send every 20 ms.
+	buf := make([]byte, 172) // an RTP header and a G.711 frame
+	to := &net.UDPAddr{IP: net.ParseIP(lab.Trunk4), Port: trunkMedia}
+	stop := sitelab.Every(20*time.Millisecond, most, func() {
+		c.mu.Lock()
+		c.seq++
+		c.from, c.heard = append(c.from, ""), append(c.heard, false)
+		binary.BigEndian.PutUint32(buf, c.seq)
+		back := latched
+		c.mu.Unlock()
+		_, _ = pbx.WriteToUDP(buf, to)
+		if back != nil {
+			_, _ = trunk.WriteToUDP(buf, back)
+		}
+	})
+	t.Cleanup(func() { stop(); pbx.Close(); trunk.Close(); <-trunkRead; <-pbxRead })
 	return c
 }
 

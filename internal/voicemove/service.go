@@ -302,20 +302,7 @@ func (s *Service) relay() Relay {
 // rule into its routing table, its flows removed so that they are masqueraded anew.
 func (s *Service) move(from, to *line, why string) {
 	now := time.Now()
-	tunnelled := false
-	if r := s.relay(); r != nil {
-		r.SetVoiceLine(to.index)
-		tunnelled = r.Tunnelled()
-	}
-	err := setRule(wan.ReplyTable(to.index))
-	var n uint
-	if !tunnelled {
-		var ferr error
-		n, ferr = flushVoice(newVoiceFlows(s.o.Config()))
-		if err == nil {
-			err = ferr
-		}
-	}
+	tunnelled, n, err := s.steer(to.index, func() error { return setRule(wan.ReplyTable(to.index)) })
 	if err != nil {
 		s.setError(err)
 	} else {
@@ -342,20 +329,7 @@ func (s *Service) move(from, to *line, why string) {
 // (the flood ended), not when the office itself moved or the modem failed.
 func (s *Service) back(why string, settle bool) {
 	now := time.Now()
-	tunnelled := false
-	if r := s.relay(); r != nil {
-		r.SetVoiceLine(-1)
-		tunnelled = r.Tunnelled()
-	}
-	err := removeRules()
-	var n uint
-	if !tunnelled {
-		var ferr error
-		n, ferr = flushVoice(newVoiceFlows(s.o.Config()))
-		if err == nil {
-			err = ferr
-		}
-	}
+	_, n, err := s.steer(-1, removeRules)
 	if err != nil {
 		s.setError(err)
 	}
@@ -373,6 +347,25 @@ func (s *Service) back(why string, settle bool) {
 	s.publish(events.Event{Time: now, Kind: "voice.returned", Severity: events.Info,
 		Message: fmt.Sprintf("voice back from %s on the active line: %s", to, why),
 		Fields:  map[string]string{"from": to, "to": from, "flows_removed": fmt.Sprint(n)}})
+}
+
+// steer points the relay's tunnel at line index (-1: the active line), changes the ip rule
+// for direct voice with rule, and, unless voice goes through the tunnel, removes the voice
+// flows so that they are masqueraded anew. It returns the first error.
+func (s *Service) steer(index int, rule func() error) (tunnelled bool, flushed uint, err error) {
+	if r := s.relay(); r != nil {
+		r.SetVoiceLine(index)
+		tunnelled = r.Tunnelled()
+	}
+	err = rule()
+	if !tunnelled {
+		var ferr error
+		flushed, ferr = flushVoice(newVoiceFlows(s.o.Config()))
+		if err == nil {
+			err = ferr
+		}
+	}
+	return tunnelled, flushed, err
 }
 
 // reconcile repairs the rule while voice is moved (someone removed it, or the first try

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/officeedge/appliance/integration/benchstat"
 	"github.com/officeedge/appliance/integration/dnslab"
 	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/lab"
@@ -153,8 +154,8 @@ func capacity(s *sitelab.Site, dir string, secs, rounds int) error {
 		}
 		lat[port] = p.latMs
 	}
-	fmt.Printf("dns_latency_ms_hits p50=%.3f p95=%.3f\n", pct(lat["53"], 50), pct(lat["53"], 95))
-	fmt.Printf("dns_latency_ms_hits_dnsmasq p50=%.3f p95=%.3f\n", pct(lat[dnsmasqPort], 50), pct(lat[dnsmasqPort], 95))
+	fmt.Printf("dns_latency_ms_hits p50=%.3f p95=%.3f\n", benchstat.Pct(lat["53"], 50), benchstat.Pct(lat["53"], 95))
+	fmt.Printf("dns_latency_ms_hits_dnsmasq p50=%.3f p95=%.3f\n", benchstat.Pct(lat[dnsmasqPort], 50), benchstat.Pct(lat[dnsmasqPort], 95))
 	// Misses: names nobody asked before (a file of its own per run), once each.
 	n := 0
 	for r := 0; r < rounds; r++ {

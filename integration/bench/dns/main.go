@@ -29,6 +29,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/officeedge/appliance/integration/benchstat"
 	"github.com/officeedge/appliance/integration/build"
 	"github.com/officeedge/appliance/integration/dnslab"
 	"github.com/officeedge/appliance/integration/sitelab"
@@ -106,8 +107,8 @@ func run(trials int, limit time.Duration, verbose bool, secs, rounds, flood int)
 		after, outage = append(after, a), append(outage, o)
 	}
 	if len(after) > 0 {
-		fmt.Printf("dns_after_failover_ms p50=%.1f p95=%.1f\n", pct(after, 50), pct(after, 95))
-		fmt.Printf("dns_outage_from_fault_ms p50=%.1f p95=%.1f\n", pct(outage, 50), pct(outage, 95))
+		fmt.Printf("dns_after_failover_ms p50=%.1f p95=%.1f\n", benchstat.Pct(after, 50), benchstat.Pct(after, 95))
+		fmt.Printf("dns_outage_from_fault_ms p50=%.1f p95=%.1f\n", benchstat.Pct(outage, 50), benchstat.Pct(outage, 95))
 	}
 	return nil
 }
@@ -239,12 +240,3 @@ func (q *querier) first(answer string, d time.Duration) (time.Time, bool) {
 func (q *querier) stop() { close(q.done); q.wg.Wait() }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func pct(v []float64, p int) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	return s[min(len(s)-1, (len(s)*p+99)/100-1)]
-}

@@ -16,10 +16,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/officeedge/appliance/integration/benchstat"
 	"github.com/officeedge/appliance/integration/build"
 	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/wan"
@@ -183,34 +183,15 @@ func run(trials, rate int, stability, limit time.Duration, verbose bool, soak so
 	}
 	fmt.Printf("# %d trials of each fault, stream %d packets/s, default probe settings, failback stability %s\n", trials, rate, stability)
 	fmt.Print(strings.Join(soakLines, ""))
-	line("carrier_loss_failover_ms", f.failover["carrier_loss"], 0)
-	line("silent_loss_failover_ms", f.failover["silent_loss"], 0)
-	line("sip_flow_recovered_ms", append(append([]float64(nil), f.sip["carrier_loss"]...), f.sip["silent_loss"]...), 0)
-	line("sip_flow_recovered_carrier_ms", f.sip["carrier_loss"], 0)
-	line("sip_flow_recovered_silent_ms", f.sip["silent_loss"], 0)
-	line("sip_flow_after_switch_ms", f.sipSwitch, 0)
-	line("failback_after_recovery_s", f.failback, 1)
+	benchstat.Line("carrier_loss_failover_ms", f.failover["carrier_loss"], 0)
+	benchstat.Line("silent_loss_failover_ms", f.failover["silent_loss"], 0)
+	benchstat.Line("sip_flow_recovered_ms", append(append([]float64(nil), f.sip["carrier_loss"]...), f.sip["silent_loss"]...), 0)
+	benchstat.Line("sip_flow_recovered_carrier_ms", f.sip["carrier_loss"], 0)
+	benchstat.Line("sip_flow_recovered_silent_ms", f.sip["silent_loss"], 0)
+	benchstat.Line("sip_flow_after_switch_ms", f.sipSwitch, 0)
+	benchstat.Line("failback_after_recovery_s", f.failback, 1)
 	fmt.Printf("stale_conntrack_after_failover max=%d\n", f.stale)
 	return nil
-}
-
-func line(name string, v []float64, decimals int) {
-	fmt.Printf("%s p50=%s p95=%s\n", name, format(pct(v, 50), decimals), format(pct(v, 95), decimals))
-}
-
-func format(x float64, decimals int) string {
-	return strings.TrimSpace(fmt.Sprintf("%.*f", decimals, x))
-}
-
-// pct is the nearest-rank percentile.
-func pct(v []float64, p int) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	k := (p*len(s) + 99) / 100
-	return s[max(k-1, 0)]
 }
 
 func waitFlow(st *sitelab.Stream, addr string, after uint32, n int, d time.Duration) error {
@@ -384,6 +365,6 @@ func runInbound(site *sitelab.Site, o inboundOpts, stability time.Duration, verb
 	}
 	return []string{
 		fmt.Sprintf("# inbound calls after a failover: the PBX registers every %s; seconds from each failover to the first inbound INVITE at the PBX: %s (worst below)\n", o.register, strings.Join(vals, ", ")),
-		fmt.Sprintf("inbound_call_after_failover_s=%.1f\n", pct(got, 100)),
+		fmt.Sprintf("inbound_call_after_failover_s=%.1f\n", benchstat.Pct(got, 100)),
 	}, nil
 }

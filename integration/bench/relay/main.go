@@ -20,10 +20,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/officeedge/appliance/integration/benchstat"
 	"github.com/officeedge/appliance/integration/build"
 	"github.com/officeedge/appliance/integration/sitelab"
 	"github.com/officeedge/appliance/internal/lab"
@@ -148,13 +148,13 @@ func (b *bench) run() (err error) {
 		for _, f := range faults {
 			for _, d := range []string{"to_pbx", "to_trunk"} {
 				name := fmt.Sprintf("fault=%s dir=%s duplicate=%s", f, d, dup)
-				fmt.Printf("call_media_gap_ms %s p50=%s p95=%s\n", name, format(pct(b.gaps[name], 50), 0), format(pct(b.gaps[name], 95), 0))
+				fmt.Printf("call_media_gap_ms %s p50=%.0f p95=%.0f\n", name, benchstat.Pct(b.gaps[name], 50), benchstat.Pct(b.gaps[name], 95))
 			}
 		}
 	}
-	line("inbound_call_after_failover_ms", b.inbound, 0)
-	fmt.Printf("# round trip PBX->trunk->PBX: through the tunnel p50=%s ms, direct p50=%s ms\n", format(pct(tunnel, 50), 2), format(pct(direct, 50), 2))
-	line("relay_added_latency_ms", added, 2)
+	benchstat.Line("inbound_call_after_failover_ms", b.inbound, 0)
+	fmt.Printf("# round trip PBX->trunk->PBX: through the tunnel p50=%.2f ms, direct p50=%.2f ms\n", benchstat.Pct(tunnel, 50), benchstat.Pct(direct, 50))
+	benchstat.Line("relay_added_latency_ms", added, 2)
 	fmt.Printf("duplicate_lte_bytes_per_call_minute %.0f\n", lteBytes)
 	return nil
 }
@@ -395,21 +395,4 @@ func waitFor(d time.Duration, what string, ok func() bool) error {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return nil
-}
-
-func line(name string, v []float64, decimals int) {
-	fmt.Printf("%s p50=%s p95=%s\n", name, format(pct(v, 50), decimals), format(pct(v, 95), decimals))
-}
-
-func format(x float64, decimals int) string { return fmt.Sprintf("%.*f", decimals, x) }
-
-// pct is the nearest-rank percentile (as bench-failover's).
-func pct(v []float64, p int) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	k := (p*len(s) + 99) / 100
-	return s[max(k-1, 0)]
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/officeedge/appliance/integration/benchstat"
 	"github.com/officeedge/appliance/integration/build"
 	"github.com/officeedge/appliance/integration/callslab"
 	"github.com/officeedge/appliance/integration/sitelab"
@@ -45,8 +46,8 @@ func benchCalls() error {
 		}
 		visible, alert = append(visible, v), append(alert, a)
 	}
-	fmt.Printf("call_quality_visible_s p50=%.2f p95=%.2f\n", pct(visible, 50), pct(visible, 95))
-	fmt.Printf("one_way_audio_alert_s p50=%.2f p95=%.2f\n", pct(alert, 50), pct(alert, 95))
+	fmt.Printf("call_quality_visible_s p50=%.2f p95=%.2f\n", benchstat.Pct(visible, 50), benchstat.Pct(visible, 95))
+	fmt.Printf("one_way_audio_alert_s p50=%.2f p95=%.2f\n", benchstat.Pct(alert, 50), benchstat.Pct(alert, 95))
 	return nil
 }
 

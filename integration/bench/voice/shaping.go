@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/officeedge/appliance/integration/benchstat"
 	"github.com/officeedge/appliance/integration/shaperlab"
 	"github.com/officeedge/appliance/internal/lab"
 	"github.com/officeedge/appliance/internal/shaper"
@@ -80,7 +81,7 @@ func benchShaping(o opts) error {
 		rec = append(rec, d.Seconds())
 	}
 	if len(rec) > 0 {
-		fmt.Printf("autorate_recovery_s p50=%.1f max=%.1f trials=%d\n", pct(rec, 50), pct(rec, 100), len(rec))
+		fmt.Printf("autorate_recovery_s p50=%.1f max=%.1f trials=%d\n", benchstat.Pct(rec, 50), benchstat.Pct(rec, 100), len(rec))
 	}
 	return cpuFigures(s, o.cpuLoad)
 }
@@ -234,16 +235,4 @@ func softirqds() []int {
 		}
 	}
 	return out
-}
-
-func pct(xs []float64, p float64) float64 {
-	s := append([]float64(nil), xs...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s[int(float64(len(s)-1)*p/100)]
 }

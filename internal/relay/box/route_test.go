@@ -111,14 +111,7 @@ func TestVoiceRoutes(t *testing.T) {
 func TestFlushVoice(t *testing.T) {
 	labtest.RequireRoot(t, "conntrack")
 	name, ns := labtest.Netns(t, "rlyct")
-	ct := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("ip", append([]string{"netns", "exec", name, "conntrack"}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("conntrack %v: %v: %s", args, err, out)
-		}
-		return string(out)
-	}
+	ct := conntrackIn(t, name)
 	pbx, trunk, phone, pc := lab.PBX4, lab.Trunk4, "192.168.50.20", "192.168.50.30"
 	insert := [][]string{
 		{"-s", pbx, "-d", trunk, "-p", "udp", "--sport", "5060", "--dport", "5060"},  // the PBX's SIP to the trunk
@@ -151,14 +144,7 @@ func TestFlushVoice(t *testing.T) {
 func TestFlushStaleVoice(t *testing.T) {
 	labtest.RequireRoot(t, "conntrack")
 	name, ns := labtest.Netns(t, "rlyst")
-	ct := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("ip", append([]string{"netns", "exec", name, "conntrack"}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("conntrack %v: %v: %s", args, err, out)
-		}
-		return string(out)
-	}
+	ct := conntrackIn(t, name)
 	pbx, trunk := lab.PBX4, lab.Trunk4
 	for _, a := range [][]string{
 		{"-s", pbx, "-d", trunk, "-p", "udp", "--sport", "9000", "--dport", "30000", // through the tunnel
@@ -184,5 +170,17 @@ func TestFlushStaleVoice(t *testing.T) {
 	}
 	if n, left := flush(true), ct("-L"); n != 1 || strings.Contains(left, "dport=30002") {
 		t.Errorf("relay: flushed %d, want the direct flow; left:\n%s", n, left)
+	}
+}
+
+// conntrackIn runs the conntrack tool in namespace name.
+func conntrackIn(t *testing.T, name string) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("ip", append([]string{"netns", "exec", name, "conntrack"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("conntrack %v: %v: %s", args, err, out)
+		}
+		return string(out)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/officeedge/appliance/internal/relay"
 	"github.com/officeedge/appliance/internal/relay/wire"
 )
 
@@ -144,13 +145,13 @@ func (st Status) WriteText(w io.Writer) {
 		fmt.Fprint(w, " (the relay answers on no line: calls go from the lines' own addresses)")
 	}
 	fmt.Fprintf(w, "\nrelay %s (%s), the office's voice address %s: the trunk provider must allow it\n",
-		st.Endpoint, orDash(st.EndpointAddress), st.PublicAddress)
+		st.Endpoint, relay.OrDash(st.EndpointAddress), st.PublicAddress)
 	fmt.Fprintf(w, "tunnel %s: box %s, relay %s; box public key %s\n", st.Interface, st.TunnelAddress, st.RelayTunnel, st.BoxPublicKey)
 	hs := "never"
 	if !st.LastHandshake.IsZero() {
 		hs = time.Since(st.LastHandshake).Round(time.Second).String() + " ago"
 	}
-	line := orDash(st.Line)
+	line := relay.OrDash(st.Line)
 	if st.VoiceMoved {
 		line += " (voice moved off a flooded line)"
 	}
@@ -188,11 +189,4 @@ func (st Status) WriteText(w io.Writer) {
 	if st.Error != "" {
 		fmt.Fprintf(w, "error: %s\n", st.Error)
 	}
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

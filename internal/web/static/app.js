@@ -18,6 +18,43 @@
   }
   function fill(tbody, rows) { tbody.replaceChildren(...rows); }
 
+  // What the cards' scripts (peers.js, calls.js, relay.js, vpn.js: deferred after this one)
+  // share. Set before anything here can fail, so a card still works if the status does not.
+  window.applianceCard = {
+    // cell appends a cell with text (never markup) and an optional class to tr, and returns it.
+    cell(tr, text, cls) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      if (cls) td.className = cls;
+      tr.appendChild(td);
+      return td;
+    },
+    // bytes writes a byte count in decimal units (kB, MB…).
+    bytes(n) {
+      const u = ["B", "kB", "MB", "GB", "TB"];
+      let i = 0;
+      while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
+      return (i ? n.toFixed(1) : n) + " " + u[i];
+    },
+    // follow gives path's JSON to render now and every `every` ms, and returns the function
+    // that fetches it again. With a card (its element id) the path is behind login: a 401
+    // hides the card, and logging in or out (this script's actions row showing or hiding)
+    // fetches at once.
+    follow(path, render, every, card) {
+      async function refresh() {
+        try {
+          const r = await fetch(path, { credentials: "same-origin" });
+          if (r.ok) render(await r.json());
+          else if (card && r.status === 401) $(card).classList.add("hidden");
+        } catch (e) { /* the next refresh will tell */ }
+      }
+      if (card) new MutationObserver(refresh).observe($("actions"), { attributes: true, attributeFilter: ["class"] });
+      refresh();
+      setInterval(refresh, every);
+      return refresh;
+    },
+  };
+
   // Times are written in the site's zone ([site] timezone, sent with every status), each
   // labelled with it, whatever the browser's own zone is. A browser that does not know the
   // zone's name gets the offset the box sent.

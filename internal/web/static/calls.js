@@ -3,13 +3,7 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  function cell(tr, text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    tr.appendChild(td);
-    return td;
-  }
+  const { cell } = window.applianceCard;
   function flow(f) {
     if (!f || !f.packets) return "no media";
     return f.loss_pct.toFixed(1) + " % loss, " + f.jitter_ms.toFixed(1) + " ms jitter, MOS " + f.mos.toFixed(2);
@@ -59,15 +53,5 @@
       return tr;
     }));
   }
-  async function refresh() {
-    try {
-      const r = await fetch("/api/calls", { credentials: "same-origin" });
-      if (r.ok) render(await r.json());
-      else if (r.status === 401) $("calls-card").classList.add("hidden");
-    } catch (e) { /* the next refresh will tell */ }
-  }
-  // The login form is app.js's: refresh as soon as its actions row shows or hides.
-  new MutationObserver(refresh).observe($("actions"), { attributes: true, attributeFilter: ["class"] });
-  refresh();
-  setInterval(refresh, 5000);
+  window.applianceCard.follow("/api/calls", render, 5000, "calls-card");
 })();

@@ -3,12 +3,7 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  function cell(tr, text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    tr.appendChild(td);
-  }
+  const { cell } = window.applianceCard;
   function render(list) {
     const card = $("peers-card"), body = $("peers");
     card.classList.toggle("hidden", list.length === 0);
@@ -23,12 +18,5 @@
       body.appendChild(tr);
     }
   }
-  async function refresh() {
-    try {
-      const r = await fetch("/api/peers", { credentials: "same-origin" });
-      if (r.ok) render(await r.json());
-    } catch (e) { /* the next refresh will tell */ }
-  }
-  refresh();
-  setInterval(refresh, 10000);
+  window.applianceCard.follow("/api/peers", render, 10000);
 })();

@@ -4,18 +4,7 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  function cell(tr, text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    tr.appendChild(td);
-  }
-  function bytes(n) {
-    const u = ["B", "kB", "MB", "GB", "TB"];
-    let i = 0;
-    while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
-    return (i ? n.toFixed(1) : n) + " " + u[i];
-  }
+  const { cell, bytes } = window.applianceCard;
   function render(v) {
     const card = $("relay-card");
     card.classList.toggle("hidden", !v.enabled);
@@ -41,15 +30,5 @@
       return tr;
     }));
   }
-  async function refresh() {
-    try {
-      const r = await fetch("/api/relay", { credentials: "same-origin" });
-      if (r.ok) render(await r.json());
-      else if (r.status === 401) $("relay-card").classList.add("hidden");
-    } catch (e) { /* the next refresh will tell */ }
-  }
-  // The login form is app.js's: refresh as soon as its actions row shows or hides.
-  new MutationObserver(refresh).observe($("actions"), { attributes: true, attributeFilter: ["class"] });
-  refresh();
-  setInterval(refresh, 5000);
+  window.applianceCard.follow("/api/relay", render, 5000, "relay-card");
 })();

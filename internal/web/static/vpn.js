@@ -3,19 +3,7 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  function cell(tr, text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    tr.appendChild(td);
-    return td;
-  }
-  function bytes(n) {
-    const u = ["B", "kB", "MB", "GB", "TB"];
-    let i = 0;
-    while (n >= 1000 && i < u.length - 1) { n /= 1000; i++; }
-    return (i ? n.toFixed(1) : n) + " " + u[i];
-  }
+  const { cell, bytes } = window.applianceCard;
   function ago(t) {
     if (!t) return "never";
     const s = Math.round((Date.now() - new Date(t)) / 1000);
@@ -98,15 +86,6 @@
       return tr;
     }));
   }
-  async function refresh() {
-    try {
-      const r = await fetch("/api/vpn", { credentials: "same-origin" });
-      if (r.ok) render(await r.json());
-      else if (r.status === 401) $("vpn-card").classList.add("hidden");
-    } catch (e) { /* the next refresh will tell */ }
-  }
-  // The login form is app.js's: refresh as soon as its actions row shows or hides.
-  new MutationObserver(refresh).observe($("actions"), { attributes: true, attributeFilter: ["class"] });
-  refresh();
-  setInterval(refresh, 10000);
+  // rotate fetches again at once after a new key.
+  const refresh = window.applianceCard.follow("/api/vpn", render, 10000, "vpn-card");
 })();
