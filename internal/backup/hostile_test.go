@@ -226,7 +226,14 @@ func TestPullHostile(t *testing.T) {
 		if err := os.WriteFile(f, []byte("a real backup"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		at := now.Add(-time.Duration(i)*24*time.Hour - time.Hour)
+		// The newest an hour ago, but never before today's midnight (UTC, as retention's
+		// buckets): the pulled files land now, and a newest generation in yesterday's bucket
+		// (or last week's, last month's) would rightly lose its slot to them after midnight.
+		first := now.Add(-time.Hour)
+		if today := now.UTC().Truncate(24 * time.Hour); first.Before(today) {
+			first = today
+		}
+		at := first.AddDate(0, 0, -i)
 		if err := os.Chtimes(f, at, at); err != nil {
 			t.Fatal(err)
 		}
