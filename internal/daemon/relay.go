@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/officeedge/appliance/internal/config"
+	"github.com/officeedge/appliance/internal/kernelfeat"
 	"github.com/officeedge/appliance/internal/relay/box"
 	"github.com/officeedge/appliance/internal/web"
 )
@@ -25,6 +26,17 @@ func newRelayPart(a *App) (*relayPart, error) {
 	c := a.Config()
 	if !c.Relay.Enabled() {
 		a.Relay.Store(nil)
+		return nil, nil
+	}
+	if !kernelfeat.Has(a.Kernel, "policy routing") {
+		// The voice route is an ip rule into the tunnel's table: without it the part would
+		// only fail at every check. Said once, and on the page until the kernel has it.
+		a.Relay.Store(nil)
+		a.Log.Warn("relay: off: the kernel has no policy routing (IP_MULTIPLE_TABLES), so voice cannot be routed into the relay's tunnel")
+		if a.Alerts != nil {
+			a.Alerts.Raise(box.AlertKey, "relay", "the voice relay is configured but this kernel has no policy routing (IP_MULTIPLE_TABLES): "+
+				"calls go direct, from the lines' own addresses (docs/kernels.md)")
+		}
 		return nil, nil
 	}
 	// The owner protects the relay's address (resolved by the part) from every block; a nil

@@ -355,10 +355,17 @@ func (p *Part) checkRelay(start time.Time) {
 		return
 	}
 	if err := p.setRoutes(want == UsingRelay); err != nil {
-		p.log.Error("relay: voice routes", "err", err)
+		// Tried again at every check: said when it changes, not four times a second.
+		p.mu.Lock()
+		same := p.errText == err.Error()
+		p.mu.Unlock()
+		if !same {
+			p.log.Error("relay: voice routes", "err", err)
+		}
 		p.setErr(err)
 		return
 	}
+	p.setErr(nil)
 	n, err := flushVoice(c)
 	if err != nil {
 		p.log.Error("relay: flush the voice flows", "err", err)
