@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -321,3 +323,25 @@ func (u *Upload) Stop() {
 
 // Pids are the iperf3 client's and server's process ids (`ip netns exec` execs them).
 func (u *Upload) Pids() []int { return []int{u.cli.Process.Pid, u.srv.Process.Pid} }
+
+// SpeedServer is the other end of shaper.Speedtest in the lab: GET sends zeros for up to
+// max, POST reads and discards up to 10 GiB and answers how many bytes it took.
+func SpeedServer(max time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+			buf := make([]byte, 64<<10)
+			end := time.Now().Add(max)
+			for time.Now().Before(end) && r.Context().Err() == nil {
+				if _, err := w.Write(buf); err != nil {
+					return
+				}
+			}
+		case http.MethodPost:
+			n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, 10<<30))
+			fmt.Fprintf(w, "%d\n", n)
+		default:
+			http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
+		}
+	})
+}

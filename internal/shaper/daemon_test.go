@@ -39,7 +39,7 @@ func TestDaemonShapes(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		srv = &http.Server{Handler: shaper.SpeedServer(3 * time.Second), ReadHeaderTimeout: 5 * time.Second}
+		srv = &http.Server{Handler: shaperlab.SpeedServer(3 * time.Second), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		return (&shaperlab.Site{L: s.Lab}).Bottleneck("4mbit")
 	})

@@ -170,7 +170,7 @@ func TestSpeedtestMeasuresTheLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: shaper.SpeedServer(5 * time.Second), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: shaperlab.SpeedServer(5 * time.Second), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	startShaper(t, s, shaper.Options{Links: []shaper.Link{{Name: "FTTC", Interface: lab.BoxWANIf, Rate: 1_000_000}}})

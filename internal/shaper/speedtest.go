@@ -158,25 +158,3 @@ func (z *timedZeros) Read(p []byte) (int, error) {
 	z.n.Add(int64(len(p)))
 	return len(p), nil
 }
-
-// SpeedServer is the other end of Speedtest (a lab's, or one an IT provider runs): GET sends
-// zeros for up to max, POST reads and discards for up to max.
-func SpeedServer(max time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet:
-			buf := make([]byte, 64<<10)
-			end := time.Now().Add(max)
-			for time.Now().Before(end) && r.Context().Err() == nil {
-				if _, err := w.Write(buf); err != nil {
-					return
-				}
-			}
-		case http.MethodPost:
-			n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, 10<<30))
-			fmt.Fprintf(w, "%d\n", n)
-		default:
-			http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
-		}
-	})
-}
