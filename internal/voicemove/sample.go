@@ -1,16 +1,11 @@
 package voicemove
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
-	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
-	"github.com/google/nftables/userdata"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/officeedge/appliance/netcfg"
 )
@@ -33,40 +28,25 @@ type Counters struct {
 	RX      map[string]uint64 // bytes received, by uplink interface (0: no such link now)
 }
 
-// reader reads Counters over netlink; it keeps one nftables socket.
-type reader struct{ nft *nftables.Conn }
+// reader reads Counters: the firewall's over its own lasting netlink socket (one goroutine
+// uses it), the links' over rtnetlink.
+type reader struct{ fw *netcfg.Firewall }
 
-func newReader() (*reader, error) {
-	c, err := nftables.New(nftables.AsLasting())
-	if err != nil {
-		return nil, fmt.Errorf("voicemove: nftables: %w", err)
-	}
-	return &reader{nft: c}, nil
-}
+func newReader() *reader { return &reader{fw: netcfg.New(0).Lasting()} }
 
-func (r *reader) close() { _ = r.nft.CloseLasting() }
+func (r *reader) close() { r.fw.Close() }
 
 // read takes the counters now; a table not (yet) in the kernel counts nothing dropped.
 func (r *reader) read(ifaces []string, now time.Time) (Counters, error) {
 	c := Counters{At: now, RX: make(map[string]uint64, len(ifaces))}
-	tbl := &nftables.Table{Name: netcfg.TableName, Family: nftables.TableFamilyINet}
 	for chain, comments := range droppedRules {
-		rules, err := r.nft.GetRules(tbl, &nftables.Chain{Name: chain, Table: tbl})
+		rules, err := r.fw.RuleCounters(chain)
 		if err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue
-			}
-			return c, fmt.Errorf("voicemove: read the %s chain's counters: %w", chain, err)
+			return c, fmt.Errorf("voicemove: %w", err)
 		}
-		for _, rule := range rules {
-			comment, _ := userdata.GetString(rule.UserData, userdata.TypeComment)
-			if !slices.Contains(comments, comment) {
-				continue
-			}
-			for _, e := range rule.Exprs {
-				if cn, ok := e.(*expr.Counter); ok {
-					c.Dropped += cn.Bytes
-				}
+		for _, rc := range rules {
+			if slices.Contains(comments, rc.Comment) {
+				c.Dropped += rc.Bytes
 			}
 		}
 	}

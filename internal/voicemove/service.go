@@ -116,10 +116,7 @@ func (s *Service) Reload(*config.Config) error { return nil }
 
 // Run looks every Every until ctx ends, then puts voice back on the active line.
 func (s *Service) Run(ctx context.Context) error {
-	r, err := newReader()
-	if err != nil {
-		return err
-	}
+	r := newReader()
 	defer r.close()
 	// A rule left by a run that crashed: voice starts on the active line.
 	if err := removeRules(); err != nil {
