@@ -10,6 +10,7 @@ import (
 	"periph.io/x/conn/v3/gpio/gpioreg"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 	"periph.io/x/host/v3"
+	"periph.io/x/host/v3/gpioioctl"
 )
 
 // Board is the box's hardware: three LEDs and a button.
@@ -19,7 +20,31 @@ type Board interface {
 	Button() gpio.PinIn          // nil: no button
 }
 
-// Pins names the GPIO lines of a real board, as periph.io names them ("GPIO17").
+// headerChips are the labels of the gpiochips that carry the 40-pin header's GPIOn as line n:
+// the Pi 5's RP1 and the Pi 4's SoC under mainline kernels (ours, image/kernel).
+var headerChips = []string{"pinctrl-rp1", "pinctrl-bcm2711", "pinctrl-bcm2835"}
+
+// headerLine finds "GPIOn" by number on a header chip, for kernels whose device tree leaves the
+// header's lines unnamed (mainline's Pi 5 names none of RP1's, so periph.io registers none).
+func headerLine(name string) gpio.PinIO {
+	var n int
+	if _, err := fmt.Sscanf(name, "GPIO%d", &n); err != nil || fmt.Sprintf("GPIO%d", n) != name {
+		return nil
+	}
+	for _, label := range headerChips {
+		for _, chip := range gpioioctl.Chips {
+			if chip.Label() == label && n < chip.LineCount() {
+				if l := chip.ByNumber(n); l != nil {
+					return l
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Pins names the GPIO lines of a real board, as periph.io names them ("GPIO17"; on a header
+// chip whose lines have no names, "GPIOn" is line n).
 type Pins struct {
 	Health, Uplink, Alert, Button string
 	ActiveLow                     bool // LEDs wired from 3.3 V to the pin: Low lights them
@@ -44,6 +69,9 @@ func OpenGPIO(p Pins) (Board, error) {
 	b := &gpioBoard{leds: map[string]gpio.PinOut{}}
 	open := func(name string) (gpio.PinIO, error) {
 		pin := gpioreg.ByName(name)
+		if pin == nil {
+			pin = headerLine(name)
+		}
 		if pin == nil {
 			return nil, fmt.Errorf("hal: GPIO pin %q not found (is there a /dev/gpiochip*? known pins: %d)", name, len(gpioreg.All()))
 		}
