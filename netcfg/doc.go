@@ -21,6 +21,9 @@
 //	  chains and the config's sets                           after a foreign change the table is compared
 //	  (uplinks, lan, sip_peers4/6,                           (Verify) and applied again in one batch
 //	  admin4/6, fwd_*, vpn)                                  (reconcile.go); also at each config apply
+//	the same table in the setup state    internal/setup      written once as the setup state starts (no
+//	  (the box has no config yet)        (Serve)             config: LAN-only, setup.Firewall); the Owner
+//	                                                         replaces it in one batch when the daemon starts
 //	block sets block4, block6,           netcfg Owner        the same check: their elements are compared,
 //	  blocknet4, blocknet6                                   or past 20,000 all written again; kept across
 //	                                                         re-applies. With no daemon running, the CLI's

@@ -18,6 +18,7 @@ import (
 	"github.com/officeedge/appliance/internal/control"
 	"github.com/officeedge/appliance/internal/daemon"
 	"github.com/officeedge/appliance/internal/peers"
+	"github.com/officeedge/appliance/internal/setup"
 	"github.com/officeedge/appliance/internal/version"
 	"github.com/officeedge/appliance/netcfg"
 )
@@ -173,19 +174,119 @@ func runDaemon(args []string, _ io.Reader, _, stderr io.Writer) error {
 	socket := controlFlag(fs)
 	confirm := fs.Duration("confirm-window", 0, "time to confirm a config change made on the status page before it is put back (default 2m)")
 	writable := fs.String("writable-config", "", "run from a writable copy of --config at this path (on the image: /perm/appliance/appliance.toml), made again when --config changes")
+	setupMode := fs.Bool("setup", false, "the box may have to set itself up: take appliance.toml from the boot partition, and without any config serve the setup page on the LAN (docs/setup.md); needs --writable-config")
+	bootDir := fs.String("boot-dir", "", "with --setup: the boot partition, already mounted (default: find and mount it at "+setup.BootMount+")")
+	setupLAN := fs.String("setup-lan", "eth0", "with --setup: the LAN interface of the setup state")
+	console := fs.String("setup-console", "/dev/console", "with --setup: where the setup code is printed besides the log (\"\": the log only)")
 	if _, err := parse(fs, args); err != nil {
 		return err
-	}
-	if *writable != "" {
-		var err error
-		if *path, err = cfgedit.Seed(*path, *writable); err != nil {
-			return err
-		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	return daemon.Run(ctx, daemon.Options{ConfigPath: *path, StateDir: *state, ControlSocket: *socket, Log: log, ConfirmWindow: *confirm})
+	if !*setupMode {
+		if *writable != "" {
+			var err error
+			if *path, err = cfgedit.Seed(*path, *writable); err != nil {
+				return err
+			}
+		}
+		return daemon.Run(ctx, daemon.Options{ConfigPath: *path, StateDir: *state, ControlSocket: *socket, Log: log, ConfirmWindow: *confirm})
+	}
+	if *writable == "" {
+		return errors.New("run: --setup needs --writable-config (where the box keeps the config it is given)")
+	}
+	if _, err := os.Stat(*path); errors.Is(err, os.ErrNotExist) {
+		// A generic image (no config baked in): its update password is every box's.
+		rebooting, err := setup.GokrazyUpdatePassword(log).Ensure(ctx)
+		if err != nil {
+			log.Error("setup", "err", err)
+		} else if rebooting {
+			<-ctx.Done() // gokrazy stops the process for the reboot
+			return nil
+		}
+	}
+	// The setup loop: a config from the boot partition, else the one there is, else the setup
+	// state until one is written; a first config not confirmed in time brings it back.
+	var con io.Writer
+	for {
+		bootErrs := importBoot(*bootDir, *path, *writable, *state, log)
+		cfgPath, err := chooseConfig(*path, *writable)
+		if err != nil {
+			return err
+		}
+		if cfgPath == "" {
+			if con == nil {
+				con = openConsole(*console, log)
+			}
+			err := setup.Serve(ctx, setup.Options{LAN: *setupLAN, ConfigPath: *writable, StateDir: *state, ConfirmWindow: *confirm,
+				BootErrors: bootErrs, Version: version.String(), Log: log, Console: con})
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		err = daemon.Run(ctx, daemon.Options{ConfigPath: cfgPath, StateDir: *state, ControlSocket: *socket, Log: log, ConfirmWindow: *confirm})
+		if !errors.Is(err, daemon.ErrSetup) {
+			return err
+		}
+	}
+}
+
+// importBoot takes what the person put on the boot partition (setup.Import) and returns the
+// errors of a config rejected there, for the setup page. The partition is found and mounted
+// unless dir is given; a box without one (a .deb install) just has nothing to import.
+func importBoot(dir, baked, writable, state string, log *slog.Logger) []string {
+	if dir == "" {
+		unmount, err := setup.MountBoot(setup.BootMount)
+		if err != nil {
+			log.Info("no boot partition to take a config from", "err", err)
+			return nil
+		}
+		defer func() {
+			if err := unmount(); err != nil {
+				log.Error("boot partition", "err", err)
+			}
+		}()
+		dir = setup.BootMount
+	}
+	im, err := setup.Import(setup.ImportOptions{Dir: dir, Baked: baked, Writable: writable, StateDir: state, Log: log})
+	if err != nil {
+		log.Error("boot partition", "err", err)
+	}
+	return im.Errors
+}
+
+// chooseConfig is the config to run from: with one baked into the image, its writable copy
+// (cfgedit.Seed: the page's edits stand while the image's config is unchanged); else the
+// writable config; else "" (the setup state).
+func chooseConfig(baked, writable string) (string, error) {
+	if _, err := os.Stat(baked); err == nil {
+		return cfgedit.Seed(baked, writable)
+	}
+	if _, err := os.Stat(writable); err == nil {
+		return writable, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("run: %w", err)
+	}
+	return "", nil
+}
+
+// openConsole opens the console for the setup code's line, once for the process; io.Discard
+// (the log only) if it can't.
+func openConsole(path string, log *slog.Logger) io.Writer {
+	if path == "" {
+		return io.Discard
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOCTTY, 0)
+	if err != nil {
+		log.Warn("setup: the console cannot be written: the setup code is in the log only", "console", path, "err", err)
+		return io.Discard
+	}
+	return f
 }
 
 // controlFlag is the --control flag of commands that talk to the running daemon.

@@ -41,6 +41,10 @@ type Options struct {
 	Audit func(who, what, before, after string)
 	// Alert says a change was put back ("" once one is confirmed or made again).
 	Alert func(msg string)
+	// Unset is called once a first config (First) that was not confirmed in time has been
+	// moved into the history and removed: the daemon has no config and goes back to the
+	// setup state. It must not call the Editor.
+	Unset func()
 	Log   *slog.Logger
 	Now   func() time.Time
 }
@@ -112,6 +116,9 @@ func New(o Options) (*Editor, error) {
 	}
 	if o.Alert == nil {
 		o.Alert = func(string) {}
+	}
+	if o.Unset == nil {
+		o.Unset = func() {}
 	}
 	e := &Editor{o: o, kick: make(chan struct{}, 1)}
 	b, err := os.ReadFile(filepath.Join(o.Dir, pendingFile))
@@ -288,11 +295,29 @@ func (e *Editor) apply(candidate []byte, by, what string, force bool) (Pending, 
 
 // expire puts back the waiting change if its deadline has passed.
 func (e *Editor) expire() {
+	if e.expireLocked() {
+		e.o.Unset()
+	}
+}
+
+// expireLocked is expire under the lock; unset says a first config was removed.
+func (e *Editor) expireLocked() (unset bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := e.pend
 	if p == nil || e.o.Now().Before(p.Deadline) {
-		return
+		return false
+	}
+	if p.Previous == "" {
+		err := e.unsetFirst(p)
+		if err != nil {
+			// The file stays in force: a box running is better than one stuck in between.
+			msg := fmt.Sprintf("the first config by %s was not confirmed, and could not be removed: %v", p.By, err)
+			e.o.Log.Error(msg)
+			e.o.Alert(msg)
+			_ = e.setPending(nil)
+		}
+		return err == nil
 	}
 	old, err := e.Version(p.Previous)
 	if err == nil {
@@ -304,7 +329,7 @@ func (e *Editor) expire() {
 		e.o.Log.Error(msg)
 		e.o.Alert(msg)
 		_ = e.setPending(nil)
-		return
+		return false
 	}
 	who := fmt.Sprintf("box (not confirmed within %s: put back)", e.o.Window)
 	rerr := e.o.Reload(who)
@@ -316,6 +341,7 @@ func (e *Editor) expire() {
 	e.o.Log.Warn(msg)
 	e.o.Alert(msg)
 	e.o.Audit("box", "config.reverted", p.What+" by "+p.By, "version "+p.Previous)
+	return false
 }
 
 func (e *Editor) write(b []byte) error {

@@ -25,6 +25,11 @@ func newEditPart(a *App) (*editPart, error) {
 	if a.Edits == nil {
 		e, err := cfgedit.New(cfgedit.Options{Path: a.ConfigPath, Window: a.ConfirmWindow, Log: a.Log,
 			Reload: a.reloadAs,
+			Unset: func() { // Run returns ErrSetup
+				if a.unset != nil {
+					a.unsetOnce.Do(func() { close(a.unset) })
+				}
+			},
 			Audit: func(who, what, before, after string) {
 				if err := a.Audit.Record(audit.Entry{Who: who, From: "box", Via: "web", What: what, Before: before, After: after}); err != nil {
 					a.Log.Error("audit", "err", err)

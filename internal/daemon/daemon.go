@@ -93,6 +93,10 @@ type App struct {
 	Edits *cfgedit.Editor
 
 	reloading sync.Mutex // one reload at a time: SIGHUP and the page's changes
+	// unset is closed when the first config (written by the setup state) was not confirmed
+	// and removed: Run returns ErrSetup.
+	unset     chan struct{}
+	unsetOnce sync.Once
 
 	mu    sync.RWMutex
 	cfg   *config.Config
@@ -112,6 +116,10 @@ func (a *App) guard() *sipGuardService {
 	defer a.mu.RUnlock()
 	return a.Guard
 }
+
+// ErrSetup is Run's return when the box's first config, written by the setup state, was not
+// confirmed in time and removed: the caller goes back to the setup state.
+var ErrSetup = errors.New("daemon: the first config was not confirmed and was removed: back to the setup state")
 
 // Run applies the configuration and serves until ctx ends. The firewall stays in the kernel
 // when it returns, or if the process dies: the box fails closed. SIGHUP reloads the file; a
@@ -135,7 +143,7 @@ func Run(ctx context.Context, o Options) error {
 	for _, w := range cfg.Warnings {
 		o.Log.Warn(w)
 	}
-	app := &App{Options: o, Bus: events.New(1000), Alerts: alerts.New(nil), Control: http.NewServeMux(), cfg: cfg}
+	app := &App{Options: o, Bus: events.New(1000), Alerts: alerts.New(nil), Control: http.NewServeMux(), cfg: cfg, unset: make(chan struct{})}
 	// The box's own lookups go through the DNS part from here on (before any part dials).
 	dnsfwd.UseBoxResolver()
 	ctx, cancel := context.WithCancel(ctx)
@@ -188,6 +196,9 @@ func Run(ctx context.Context, o Options) error {
 			return nil
 		case <-hup:
 			app.reload()
+		case <-app.unset:
+			o.Log.Warn("the first config was not confirmed: back to the setup state")
+			return ErrSetup
 		}
 	}
 }

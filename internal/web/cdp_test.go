@@ -1,183 +1,43 @@
 package web_test
 
 import (
-	"bufio"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/officeedge/appliance/internal/web/cdptest"
 )
 
-// chromiumArgs are the flags of a headless Chromium the tests drive over the DevTools pipe
-// (the page is opened with cdp.open).
-var chromiumArgs = []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-	"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-	"--remote-debugging-pipe"}
+// The DevTools driver is internal/web/cdptest (shared with the setup page's browser test);
+// these are its names in this package's tests.
+
+// chromiumArgs are the flags of a headless Chromium the tests drive over the DevTools pipe.
+var chromiumArgs = cdptest.ChromiumArgs
+
+type cdp struct{ *cdptest.Browser }
 
 // launch starts br (chromium with chromiumArgs, its last argument the first page) with the
-// DevTools pipe on its fd 3 and 4, and kills its process group when the test ends.
+// DevTools pipe, and kills it when the test ends.
 func launch(t testing.TB, br *exec.Cmd) *cdp {
 	t.Helper()
-	toR, toW, _ := os.Pipe()
-	fromR, fromW, _ := os.Pipe()
-	br.ExtraFiles = []*os.File{toR, fromW} // fd 3: commands in, fd 4: answers out
-	br.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := br.Start(); err != nil {
-		t.Fatal(err)
-	}
-	toR.Close()
-	fromW.Close()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-br.Process.Pid, syscall.SIGKILL) // the browser's own process group
-		_ = br.Wait()
-	})
-	return newCDP(toW, fromR)
+	return &cdp{cdptest.Launch(t, br)}
 }
 
-// cdp is a minimal Chrome DevTools Protocol client over --remote-debugging-pipe: Chromium
-// reads NUL-terminated JSON commands on its fd 3 and writes replies and events on its fd 4.
-// A pipe needs no port in the namespace and no websocket library; the few commands the
-// browser test needs do not justify chromedp and its dependencies.
-type cdp struct {
-	w       io.WriteCloser
-	mu      sync.Mutex
-	next    int
-	pending map[int]chan cdpReply
-	session string
-	err     error
+func (c *cdp) call(method string, params, result any) error { return c.Call(method, params, result) }
+func (c *cdp) open(url string) error                        { return c.Open(url) }
+func (c *cdp) eval(expr string) (json.RawMessage, error)    { return c.Eval(expr) }
+func (c *cdp) text(selector string) string                  { return c.Text(selector) }
+func (c *cdp) click(selector string) error                  { return c.Click(selector) }
+func (c *cdp) typeText(s string) error                      { return c.TypeText(s) }
+func (c *cdp) screenshot() ([]byte, error)                  { return c.Screenshot() }
+
+// shoot saves a screenshot of one element in the test's artifact directory
+// (go test -artifacts -outputdir DIR keeps them).
+func shoot(t *testing.T, c *cdp, sel, name string) {
+	t.Helper()
+	cdptest.Shoot(t, c.Browser, sel, name)
 }
 
-type cdpReply struct {
-	Result json.RawMessage `json:"result"`
-	Error  *struct {
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-func newCDP(toBrowser io.WriteCloser, fromBrowser *os.File) *cdp {
-	c := &cdp{w: toBrowser, pending: map[int]chan cdpReply{}}
-	go func() {
-		r := bufio.NewReader(fromBrowser)
-		for {
-			msg, err := r.ReadBytes(0)
-			if err != nil {
-				c.mu.Lock()
-				c.err = fmt.Errorf("devtools pipe: %w", err)
-				for id, ch := range c.pending {
-					close(ch)
-					delete(c.pending, id)
-				}
-				c.mu.Unlock()
-				return
-			}
-			var m struct {
-				ID int `json:"id"`
-				cdpReply
-			}
-			if json.Unmarshal(msg[:len(msg)-1], &m) != nil || m.ID == 0 {
-				continue // an event: not needed, the test polls the page
-			}
-			c.mu.Lock()
-			ch := c.pending[m.ID]
-			delete(c.pending, m.ID)
-			c.mu.Unlock()
-			if ch != nil {
-				ch <- m.cdpReply
-			}
-		}
-	}()
-	return c
-}
-
-// call sends a command (to the attached page once attach has run) and decodes its result.
-func (c *cdp) call(method string, params any, result any) error {
-	c.mu.Lock()
-	if c.err != nil {
-		c.mu.Unlock()
-		return c.err
-	}
-	c.next++
-	id := c.next
-	ch := make(chan cdpReply, 1)
-	c.pending[id] = ch
-	msg := map[string]any{"id": id, "method": method, "params": params}
-	if c.session != "" && method[:7] != "Target." {
-		msg["sessionId"] = c.session
-	}
-	b, _ := json.Marshal(msg)
-	_, err := c.w.Write(append(b, 0))
-	c.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	select {
-	case r, ok := <-ch:
-		if !ok {
-			return c.err
-		}
-		if r.Error != nil {
-			return fmt.Errorf("%s: %s", method, r.Error.Message)
-		}
-		if result != nil {
-			return json.Unmarshal(r.Result, result)
-		}
-		return nil
-	case <-time.After(60 * time.Second):
-		return fmt.Errorf("%s: no answer from the browser in 60 s", method)
-	}
-}
-
-// open makes a new page and attaches to it.
-func (c *cdp) open(url string) error {
-	var t struct{ TargetID string }
-	if err := c.call("Target.createTarget", map[string]any{"url": url}, &t); err != nil {
-		return err
-	}
-	var a struct{ SessionID string }
-	if err := c.call("Target.attachToTarget", map[string]any{"targetId": t.TargetID, "flatten": true}, &a); err != nil {
-		return err
-	}
-	c.session = a.SessionID
-	return c.call("Emulation.setDeviceMetricsOverride", map[string]any{"width": 1280, "height": 1700, "deviceScaleFactor": 1, "mobile": false}, nil)
-}
-
-// eval runs JavaScript in the page and returns its value as JSON.
-func (c *cdp) eval(expr string) (json.RawMessage, error) {
-	var r struct {
-		Result struct {
-			Value json.RawMessage `json:"value"`
-		} `json:"result"`
-		ExceptionDetails *struct {
-			Text string `json:"text"`
-		} `json:"exceptionDetails"`
-	}
-	if err := c.call("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true}, &r); err != nil {
-		return nil, err
-	}
-	if r.ExceptionDetails != nil {
-		return nil, errors.New("javascript: " + r.ExceptionDetails.Text)
-	}
-	return r.Result.Value, nil
-}
-
-func (c *cdp) text(selector string) string {
-	v, err := c.eval(fmt.Sprintf(`(document.querySelector(%q) || {}).textContent || ""`, selector))
-	if err != nil {
-		return ""
-	}
-	var s string
-	_ = json.Unmarshal(v, &s)
-	return s
-}
-
-// click presses the mouse on the middle of the element, as a person would.
 // logIn types the password into the page's login form and submits it, as a person would.
 func (c *cdp) logIn(t *testing.T, password string) {
 	t.Helper()
@@ -190,55 +50,4 @@ func (c *cdp) logIn(t *testing.T, password string) {
 	if err := c.click("#login"); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func (c *cdp) click(selector string) error {
-	v, err := c.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return null;
-		e.scrollIntoView({block: "center"}); const r = e.getBoundingClientRect(); return [r.x + r.width/2, r.y + r.height/2]; })()`, selector))
-	if err != nil {
-		return err
-	}
-	var xy []float64
-	if json.Unmarshal(v, &xy) != nil || len(xy) != 2 {
-		return fmt.Errorf("click: no element %s", selector)
-	}
-	for _, typ := range []string{"mouseMoved", "mousePressed", "mouseReleased"} {
-		if err := c.call("Input.dispatchMouseEvent", map[string]any{"type": typ, "x": xy[0], "y": xy[1], "button": "left", "clickCount": 1}, nil); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// typeText types into the focused element.
-func (c *cdp) typeText(s string) error {
-	return c.call("Input.insertText", map[string]any{"text": s}, nil)
-}
-
-func (c *cdp) screenshot() ([]byte, error) {
-	var r struct{ Data []byte }
-	err := c.call("Page.captureScreenshot", map[string]any{"format": "png"}, &r)
-	return r.Data, err
-}
-
-// shoot saves a screenshot of one element in the test's artifact directory
-// (go test -artifacts -outputdir DIR keeps them).
-func shoot(t *testing.T, c *cdp, sel, name string) {
-	t.Helper()
-	v, err := c.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.scrollIntoView(); const r = e.getBoundingClientRect();
-		return [r.x + window.scrollX, r.y + window.scrollY, r.width, r.height]; })()`, sel))
-	var r []float64
-	if err != nil || json.Unmarshal(v, &r) != nil || len(r) != 4 {
-		t.Fatalf("screenshot of %s: %v", sel, err)
-	}
-	var out struct{ Data []byte }
-	if err := c.call("Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true,
-		"clip": map[string]any{"x": r[0], "y": r[1], "width": r[2], "height": r[3], "scale": 1}}, &out); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.ArtifactDir(), name)
-	if err := os.WriteFile(path, out.Data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", path)
 }

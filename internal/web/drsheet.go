@@ -6,6 +6,7 @@ import (
 
 	"github.com/officeedge/appliance/internal/backup"
 	"github.com/officeedge/appliance/internal/backup/drsheet"
+	"github.com/officeedge/appliance/internal/setupcode"
 )
 
 // drSheetHTML is the sheet's page; drSheetCSS makes it print on plain A4 (served from the box:
@@ -54,7 +55,7 @@ func (s *Server) handleDRSheet(w http.ResponseWriter, r *http.Request) {
 	if st, ok := s.backups(); ok {
 		stp = &st
 	}
-	sheet := drsheet.New(s.o.Config(), stp, s.o.Now())
+	sheet := s.withSetupCode(r, drsheet.New(s.o.Config(), stp, s.o.Now()))
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	if err := drSheetTmpl.Execute(w, sheet); err != nil {
@@ -70,7 +71,40 @@ func (s *Server) handleDRSheetText(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	_ = drsheet.New(s.o.Config(), stp, s.o.Now()).WriteText(w)
+	_ = s.withSetupCode(r, drsheet.New(s.o.Config(), stp, s.o.Now())).WriteText(w)
+}
+
+// withSetupCode adds the box's setup code and its own update password, if it has them (it
+// was set up from a generic image), to the sheet of a logged-in person: the sheet is open to
+// the whole LAN, and the code lets whoever holds it set the box up should it ever go back to
+// setup, the password push an image to it.
+func (s *Server) withSetupCode(r *http.Request, sh drsheet.Sheet) drsheet.Sheet {
+	var items []string
+	if s.o.StateDir != "" {
+		if code := setupcode.Stored(s.o.StateDir); code != "" {
+			items = append(items, "Setup code (if the box is ever reset to setup): "+code)
+		}
+	}
+	if pw := setupcode.StoredUpdatePassword(s.updatePasswordFile()); pw != "" {
+		items = append(items, "Update password (gokrazy, LAN port 8080; scripts/update-box --password-file): "+pw)
+	}
+	if len(items) == 0 {
+		return sh
+	}
+	if s.auth.session(r) == nil {
+		items = []string{"Setup code and update password: log in on the status page, then print this sheet again to have them here."}
+	}
+	sh.Sections = append(sh.Sections, drsheet.Section{Title: "Setup code", Items: items})
+	return sh
+}
+
+// updatePasswordFile is the box's own update password file (Options.UpdatePasswordFile, for
+// tests; default setupcode.UpdatePasswordFile).
+func (s *Server) updatePasswordFile() string {
+	if s.o.UpdatePasswordFile != "" {
+		return s.o.UpdatePasswordFile
+	}
+	return setupcode.UpdatePasswordFile
 }
 
 func handleDRSheetCSS(w http.ResponseWriter, r *http.Request) {

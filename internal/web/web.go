@@ -75,8 +75,11 @@ type Options struct {
 	Certs        *Certs                       // the HTTPS certificate, shown on the page; nil: none shown
 	Backups      func() (backup.Status, bool) // the backups' status; false when off
 	StateDir     string
-	Log          *slog.Logger
-	Now          func() time.Time
+	// UpdatePasswordFile is the box's own update password, shown on the DR sheet (default
+	// setupcode.UpdatePasswordFile; tests point it elsewhere).
+	UpdatePasswordFile string
+	Log                *slog.Logger
+	Now                func() time.Time
 
 	// DHCP is the DHCP server's state and leases; false when it is off.
 	DHCP func() (dhcpd.Status, bool)
