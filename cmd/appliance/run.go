@@ -220,7 +220,7 @@ func runDaemon(args []string, _ io.Reader, _, stderr io.Writer) error {
 				con = openConsole(*console, log)
 			}
 			err := setup.Serve(ctx, setup.Options{LAN: *setupLAN, ConfigPath: *writable, StateDir: *state, ConfirmWindow: *confirm,
-				BootErrors: bootErrs, Version: version.String(), Log: log, Console: con})
+				BootErrors: bootErrs, Version: version.Version, Log: log, Console: con})
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -211,7 +211,7 @@ func (s *Server) check(ctx context.Context, iface string) time.Duration {
 	s.mu.Lock()
 	every := s.st.checkEvery
 	s.mu.Unlock()
-	offer, err := probe(ctx, iface)
+	offer, err := Probe(ctx, iface)
 	switch {
 	case ctx.Err() != nil:
 		return every

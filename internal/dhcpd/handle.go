@@ -256,9 +256,10 @@ func provisionOptions(p *config.Provision) []dhcpv4.Modifier {
 	return mods
 }
 
-// probe sends a DISCOVER from the box's own MAC on iface and returns the first offer
-// another server makes, or nil when none answers. This server ignores its own MAC.
-func probe(ctx context.Context, iface string) (*dhcpv4.DHCPv4, error) {
+// Probe sends a DISCOVER from the box's own MAC on iface and returns the first offer
+// another server makes, or nil when none answers (2 tries of 2 s). This server ignores its
+// own MAC; the setup state asks it too before it serves the LAN.
+func Probe(ctx context.Context, iface string) (*dhcpv4.DHCPv4, error) {
 	c, err := nclient4.New(iface, nclient4.WithTimeout(probeTimeout), nclient4.WithRetry(probeTries))
 	if err != nil {
 		return nil, fmt.Errorf("send a DISCOVER on %s: %w", iface, err)

@@ -22,14 +22,10 @@ import (
 // which the first config keeps, so the page's address does not change when the daemon starts.
 var LANAddress = netip.MustParsePrefix("192.168.1.1/24")
 
-// DHCP in the setup state: a DISCOVER of 2 tries in about 3 s finds another server; without
-// one the box serves the example config's pool with short leases (a PC that got one moves to
-// the office's settings soon after the first config is in force).
-const (
-	probeTimeout = 1500 * time.Millisecond
-	probeTries   = 2
-	setupLease   = 10 * time.Minute
-)
+// DHCP in the setup state: dhcpd.Probe's DISCOVER finds another server; without one the box
+// serves the example config's pool with short leases (a PC that got one moves to the office's
+// settings soon after the first config is in force).
+const setupLease = 10 * time.Minute
 
 // upLAN brings the LAN link up.
 func upLAN(dev string) error {
@@ -51,23 +47,6 @@ func addLANAddress(dev string) error {
 	return nil
 }
 
-// probeDHCP sends a DISCOVER on dev and returns the first offer, or nil when no server answers.
-func probeDHCP(ctx context.Context, dev string) (*dhcpv4.DHCPv4, error) {
-	c, err := nclient4.New(dev, nclient4.WithTimeout(probeTimeout), nclient4.WithRetry(probeTries))
-	if err != nil {
-		return nil, fmt.Errorf("setup: send a DHCP DISCOVER on %s: %w", dev, err)
-	}
-	defer c.Close()
-	offer, err := c.DiscoverOffer(ctx)
-	if errors.Is(err, nclient4.ErrNoResponse) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("setup: send a DHCP DISCOVER on %s: %w", dev, err)
-	}
-	return offer, nil
-}
-
 // runLAN gives the LAN its addresses and DHCP. It looks for a DHCP server first: with one
 // there, the box takes a lease from it (so the page is reachable on the office's network as
 // it is), calls onAddr with each address and serves no DHCP; without, it serves the setup
@@ -75,7 +54,7 @@ func probeDHCP(ctx context.Context, dev string) (*dhcpv4.DHCPv4, error) {
 // has it: an office router on 192.168.1.1 must not lose its address to the box. It returns
 // when ctx ends.
 func runLAN(ctx context.Context, dev string, log *slog.Logger, onAddr func(netip.Prefix), onServe func()) error {
-	offer, err := probeDHCP(ctx, dev)
+	offer, err := dhcpd.Probe(ctx, dev)
 	if err != nil {
 		log.Error("setup: DHCP: the LAN could not be checked for another DHCP server: serving none", "err", err)
 	}

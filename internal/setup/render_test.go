@@ -105,14 +105,7 @@ func TestRenderDHCPNoBackup(t *testing.T) {
 	a.PrimaryMode, a.PrimaryAddress, a.PrimaryGateway = "dhcp", "10.9.9.9/24", "10.9.9.1" // typed, then switched to DHCP
 	a.BackupInterface = ""
 	a.Admin = nil
-	out, err := Render(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := config.Parse("appliance.toml", out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, out := mustRender(t, a)
 	if c.Uplink.Backup != nil || strings.Contains(string(out), "[uplink.backup]") {
 		t.Errorf("a backup uplink without a port: %+v", c.Uplink.Backup)
 	}
@@ -316,16 +309,22 @@ func TestRenderKeepsServingDHCP(t *testing.T) {
 	for _, serves := range []bool{true, false} {
 		a := goodAnswers()
 		a.DHCP = serves
-		out, err := Render(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := config.Parse("appliance.toml", out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.DHCP.Enabled != serves {
+		if c, _ := mustRender(t, a); c.DHCP.Enabled != serves {
 			t.Errorf("setup state served DHCP %v: the first config's [dhcp] enabled = %v", serves, c.DHCP.Enabled)
 		}
 	}
+}
+
+// mustRender renders a and parses the result, failing the test on either's error.
+func mustRender(t *testing.T, a Answers) (*config.Config, []byte) {
+	t.Helper()
+	out, err := Render(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse("appliance.toml", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, out
 }
