@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # CI: builds the Raspberry Pi image with a site config of its own (there is no Pi in CI to boot
-# it) and reads it back: the Pi 4/5 boot files, firmware and EEPROM update on the FAT
-# partition; the arm64 appliance, the named config (byte for byte), gokrazy's UI port and no
-# DHCP client of gokrazy's in the root; a formatted /perm. And a config that `appliance check`
-# rejects must not make an image.
+# it) and reads it back: the Pi 4/5 boot files (our kernel and mainline's device trees),
+# firmware and EEPROM update on the FAT partition; the arm64 appliance, the named config
+# (byte for byte), gokrazy's UI port and no DHCP client of gokrazy's in the root; a formatted
+# /perm. And a config that `appliance check` rejects must not make an image.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 die() { echo "pi-image: FAIL: $*" >&2; exit 1; }
@@ -29,6 +29,10 @@ mdir -i "$img@@$boot" -b / >"$work/boot.ls" || die "no FAT boot partition"
 for f in vmlinuz cmdline.txt config.txt bcm2711-rpi-4-b.dtb bcm2712-rpi-5-b.dtb start4.elf fixup4.dat pieeprom.upd pieeprom.sig; do
   grep -qx "::/$f" "$work/boot.ls" || die "boot partition lacks $f"
 done
+# Our kernel (image/kernel), not gokrazy's stock one.
+mtype -i "$img@@$boot" ::/vmlinuz | cmp -s - <(gzip -dc "$root/image/kernel/Image.gz") ||
+  die "the boot partition's vmlinuz is not image/kernel's Image"
+grep -q '^arm_64bit=1' <(mtype -i "$img@@$boot" ::/config.txt) || die "config.txt is not image/kernel/boot/pi's"
 unsquashfs -o "$rootA" -l "$img" >"$work/root.ls" || die "no squashfs root"
 grep -qx 'squashfs-root/user/appliance' "$work/root.ls" || die "the appliance is not in the root"
 grep -q '^squashfs-root/gokrazy/dhcp$' "$work/root.ls" && die "gokrazy's DHCP client is in the image"

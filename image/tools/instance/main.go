@@ -1,5 +1,6 @@
 // Command instance writes a buildable gokrazy instance from one of image/'s templates: it
-// bakes the site config, the version and the update password into the template's config.json.
+// bakes the site config (none: a generic image, which boots into the setup state), the
+// version, the update password and the kernel package into the template's config.json.
 //
 // It is a program rather than sed in the build script because the site config goes into
 // config.json as a JSON string (gokrazy's ExtraFileContents), which needs proper escaping.
@@ -36,10 +37,11 @@ func run() error {
 		buildTime = flag.String("build-time", "unknown", "build time for the binary")
 		password  = flag.String("password-file", "", "file holding the password of gokrazy's update API")
 		updateURL = flag.String("update-url", "", "base URL of a running box to update (gok update), without credentials")
+		kernelPkg = flag.String("kernel-package", "", "the kernel's Go package (default: the template's, gokrazy's stock kernel)")
 	)
 	flag.Parse()
-	if *template == "" || *out == "" || *siteCfg == "" || *password == "" {
-		return fmt.Errorf("-template, -out, -config and -password-file are required")
+	if *template == "" || *out == "" || *password == "" {
+		return fmt.Errorf("-template, -out and -password-file are required")
 	}
 	raw, err := os.ReadFile(*template)
 	if err != nil {
@@ -48,10 +50,6 @@ func run() error {
 	var inst map[string]any
 	if err := json.Unmarshal(raw, &inst); err != nil {
 		return fmt.Errorf("%s: %w", *template, err)
-	}
-	site, err := os.ReadFile(*siteCfg)
-	if err != nil {
-		return err
 	}
 	pwRaw, err := os.ReadFile(*password)
 	if err != nil {
@@ -65,7 +63,16 @@ func run() error {
 	update := object(inst, "Update")
 	update["HTTPPassword"] = pw
 	pc := object(object(inst, "PackageConfig"), appliancePkg)
-	object(pc, "ExtraFileContents")[configPath] = string(site)
+	if *siteCfg != "" {
+		site, err := os.ReadFile(*siteCfg)
+		if err != nil {
+			return err
+		}
+		object(pc, "ExtraFileContents")[configPath] = string(site)
+	}
+	if *kernelPkg != "" {
+		inst["KernelPackage"] = *kernelPkg
+	}
 	pc["GoBuildFlags"] = []string{
 		"-trimpath",
 		fmt.Sprintf("-ldflags=-s -w -X %s.Version=%s -X %s.BuildTime=%s", versionPkg, *version, versionPkg, *buildTime),
