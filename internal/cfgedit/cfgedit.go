@@ -166,7 +166,7 @@ func (e *Editor) Pending() (Pending, bool) {
 // Check checks a candidate against the file in force.
 func (e *Editor) Check(candidate []byte) Check {
 	cur, _ := os.ReadFile(e.o.Path)
-	return check(e.o.Path, cur, candidate)
+	return CheckFile(e.o.Path, cur, candidate)
 }
 
 // Run puts back each change not confirmed by its deadline, until ctx ends; a change left
@@ -257,7 +257,7 @@ func (e *Editor) apply(candidate []byte, by, what string, force bool) (Pending, 
 	if err != nil {
 		return Pending{}, fmt.Errorf("cfgedit: %w", err)
 	}
-	c := check(e.o.Path, cur, candidate)
+	c := CheckFile(e.o.Path, cur, candidate)
 	if len(c.Errors) > 0 {
 		return Pending{}, &CheckError{Check: c, Err: c.err}
 	}

@@ -35,9 +35,10 @@ type Check struct {
 	err error
 }
 
-// check parses candidate as the file at path (so errors name it) and compares its
-// firewall with that of cur.
-func check(path string, cur, candidate []byte) Check {
+// CheckFile parses candidate as the file at path (so errors name it) and compares its
+// firewall with that of cur (nil or unparsable: no firewall yet, so everything widens): what
+// `appliance check`, the page and a config from the boot partition are checked with.
+func CheckFile(path string, cur, candidate []byte) Check {
 	c := Check{Changed: string(cur) != string(candidate), Errors: []Problem{}, Warnings: []string{}, Widening: []string{}}
 	next, err := config.Parse(path, candidate)
 	if err != nil {

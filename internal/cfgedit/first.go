@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/officeedge/appliance/internal/store"
 )
@@ -19,31 +18,26 @@ var ErrExists = errors.New("cfgedit: the box already has a config")
 // First writes candidate as the box's first config, at a path where no file is, as a change
 // waiting for its confirmation whose Previous is "": the setup state's config, taken by the
 // daemon that starts from it and removed again unless confirmed in time (Run moves it into
-// the history and calls Options.Unset). o.Reload is not called (no daemon runs yet); o.Path,
-// o.Dir and o.Window are used as New uses them. A refused candidate is a *CheckError.
+// the history and calls Options.Unset). o.Reload is not called (no daemon runs yet); o's
+// defaults are New's. A refused candidate is a *CheckError.
 func First(o Options, candidate []byte, by string) (Pending, error) {
-	if o.Dir == "" {
-		o.Dir = o.Path + ".history"
-	}
-	if o.Window <= 0 {
-		o.Window = DefaultWindow
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	if _, err := os.Stat(o.Path); err == nil {
 		return Pending{}, ErrExists
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return Pending{}, fmt.Errorf("cfgedit: %w", err)
 	}
-	c := check(o.Path, nil, candidate)
+	c := CheckFile(o.Path, nil, candidate)
 	if len(c.Errors) > 0 {
 		return Pending{}, &CheckError{Check: c, Err: c.err}
 	}
 	if err := os.MkdirAll(filepath.Dir(o.Path), 0o700); err != nil {
 		return Pending{}, fmt.Errorf("cfgedit: %w", err)
 	}
-	e := &Editor{o: o}
+	e, err := New(o) // o's defaults, as the daemon's editor will have them
+	if err != nil {
+		return Pending{}, err
+	}
+	o = e.o
 	now := o.Now()
 	p := Pending{ID: newID(), By: by, What: WhatFirst, Since: now, Deadline: now.Add(o.Window)}
 	// As in apply: the waiting change is on disk before the file, so a crash in between
