@@ -86,11 +86,9 @@ func (u UpdatePassword) Ensure(ctx context.Context) (bool, error) {
 
 // readSmall reads a one-line setting file.
 func readSmall(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
+	b, err := store.ReadBounded(path, 256)
+	if errors.Is(err, store.ErrTooBig) {
+		err = nil // the first line is what counts
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 256))
 	return strings.TrimSpace(string(b)), err
 }

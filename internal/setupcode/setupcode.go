@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,12 +22,7 @@ const UpdatePasswordFile = "/perm/gokr-pw.txt"
 
 // StoredUpdatePassword is the password in path, or "" (none, or not a password).
 func StoredUpdatePassword(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(io.LimitReader(f, 128))
+	b, _ := store.ReadBounded(path, 128)
 	pw := strings.TrimSpace(string(b))
 	if pw == "" || strings.ContainsAny(pw, "@:/?# \n\t") {
 		return ""
@@ -125,12 +119,7 @@ func Show(code string) string {
 // Stored is the code kept in stateDir as Show prints it, or "" when there is none (a box
 // that never was in the setup state) or it is not a code.
 func Stored(stateDir string) string {
-	f, err := os.Open(filepath.Join(stateDir, File))
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	b, _ := io.ReadAll(io.LimitReader(f, 64))
+	b, _ := store.ReadBounded(filepath.Join(stateDir, File), 64)
 	if c := strings.TrimSpace(string(b)); Valid(c) {
 		return Show(c)
 	}
