@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -78,7 +77,7 @@ func Import(o ImportOptions) (Imported, error) {
 
 // readCode is the first line of setup-code.txt, "" when there is none.
 func readCode(path string) (string, error) {
-	b, err := readBounded(path, 4096)
+	b, err := store.ReadBounded(path, 4096)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil
 	}
@@ -96,26 +95,27 @@ func readCode(path string) (string, error) {
 // importConfig takes appliance.toml if it is there; took says it became the writable config.
 func importConfig(o ImportOptions) (took bool, err error) {
 	path := filepath.Join(o.Dir, BootConfig)
-	data, err := readBounded(path, config.MaxFileSize)
+	data, err := store.ReadBounded(path, config.MaxFileSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
+	// Compared with the config it replaces (the writable one, else the image's), to say what
+	// it opens; nil on a box without one, whose first config opens everything it names.
+	cur, cerr := os.ReadFile(o.Writable)
+	if cerr != nil {
+		cur, _ = os.ReadFile(o.Baked)
+	}
 	var problems []string
+	var c cfgedit.Check
 	switch {
-	case errors.Is(err, errTooBig):
+	case errors.Is(err, store.ErrTooBig):
 		problems = []string{fmt.Sprintf("%s: the file is more than 1 MiB: a config may be at most %d bytes: is this the right file?", BootConfig, config.MaxFileSize)}
 	case err != nil:
 		return false, err
 	default:
-		if _, perr := config.Parse(BootConfig, data); perr != nil {
-			var ces config.Errors
-			if errors.As(perr, &ces) {
-				for _, e := range ces {
-					problems = append(problems, e.Error())
-				}
-			} else {
-				problems = []string{perr.Error()}
-			}
+		c = cfgedit.CheckFile(BootConfig, cur, data)
+		for _, p := range c.Errors {
+			problems = append(problems, p.Text)
 		}
 	}
 	if len(problems) > 0 {
@@ -123,6 +123,15 @@ func importConfig(o ImportOptions) (took bool, err error) {
 	}
 	if err := cfgedit.Import(o.Baked, o.Writable, data); err != nil {
 		return false, err
+	}
+	after := "from the boot partition's " + BootConfig
+	if len(cur) > 0 && len(c.Widening) > 0 {
+		// Taken all the same (whoever holds the card owns the box), but never without a word.
+		o.Log.Warn("the config from the boot partition lets more of the internet reach the office", "widening", c.Widening)
+		after += "; it lets more of the internet in: " + strings.Join(c.Widening[:min(len(c.Widening), 5)], "; ")
+		if len(c.Widening) > 5 {
+			after += fmt.Sprintf(" (and %d more)", len(c.Widening)-5)
+		}
 	}
 	// Taken: the plain file goes (it may hold a password hash and keys), and with it an
 	// earlier rejection, which this config supersedes.
@@ -134,7 +143,7 @@ func importConfig(o ImportOptions) (took bool, err error) {
 	unix.Sync()
 	o.Log.Info("config taken from the boot partition", "file", BootConfig, "to", o.Writable)
 	if err := audit.Open(filepath.Join(o.StateDir, "audit.log")).Record(audit.Entry{Who: "boot partition", From: "box",
-		Via: "config", What: "config.changed", After: "from the boot partition's " + BootConfig}); err != nil {
+		Via: "config", What: "config.changed", After: after}); err != nil {
 		o.Log.Error("audit", "err", err)
 	}
 	return true, nil
@@ -165,8 +174,8 @@ func RejectedErrors(dir string) []string {
 	if _, err := os.Stat(filepath.Join(dir, BootRejected)); err != nil {
 		return nil
 	}
-	b, err := readBounded(filepath.Join(dir, BootErrors), maxErrorsFile)
-	if err != nil && !errors.Is(err, errTooBig) {
+	b, err := store.ReadBounded(filepath.Join(dir, BootErrors), maxErrorsFile)
+	if err != nil && !errors.Is(err, store.ErrTooBig) {
 		return []string{BootRejected + ": its errors could not be read: " + err.Error()}
 	}
 	var out []string
@@ -177,31 +186,6 @@ func RejectedErrors(dir string) []string {
 		}
 	}
 	return out
-}
-
-var errTooBig = errors.New("file too big")
-
-// readBounded reads a regular file of at most max bytes: a boot partition is anyone's (a
-// link, a device node or a huge file must not be followed or fill the memory).
-func readBounded(path string, max int) ([]byte, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err != nil {
-		return nil, err
-	} else if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("setup: %s is not a plain file", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
-	if err != nil {
-		return nil, fmt.Errorf("setup: read %s: %w", path, err)
-	}
-	if len(b) > max {
-		return b[:max], errTooBig
-	}
-	return b, nil
 }
 
 // MountBoot mounts the boot partition (FAT partition 1 of the disk holding the root file
@@ -237,8 +221,8 @@ func mountBootOf(root, target string) (unmount func() error, err error) {
 
 // rootDevice is the MAJ:MIN of the file system mounted at "/", from a mountinfo file.
 func rootDevice(mountinfo string) (string, error) {
-	b, err := readBounded(mountinfo, 1<<20)
-	if err != nil && !errors.Is(err, errTooBig) {
+	b, err := store.ReadBounded(mountinfo, 1<<20)
+	if err != nil && !errors.Is(err, store.ErrTooBig) {
 		return "", fmt.Errorf("setup: find the root file system: %w", err)
 	}
 	var dev string

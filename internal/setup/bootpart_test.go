@@ -91,6 +91,20 @@ func TestBootImport(t *testing.T) {
 		t.Fatalf("history: %v", des)
 	}
 
+	// One that lets more of the internet in is taken (whoever holds the card owns the box),
+	// but never without a word: the audit says what it opens.
+	wider := strings.Replace(second, "allow_sip_from_anywhere = false", "allow_sip_from_anywhere = true", 1)
+	if wider == second {
+		t.Fatal("the example config has no allow_sip_from_anywhere = false to change")
+	}
+	writeFile(t, filepath.Join(boot, BootConfig), wider)
+	if im, err := Import(o); err != nil || !im.Config {
+		t.Fatalf("a widening config: %+v %v", im, err)
+	}
+	if a, _ := os.ReadFile(filepath.Join(o.StateDir, "audit.log")); !strings.Contains(string(a), "lets more of the internet in") {
+		t.Fatalf("the audit does not say the config from the card widens:\n%s", a)
+	}
+
 	// Hostile files: too big, a link, a bad code.
 	big := make([]byte, config.MaxFileSize+10)
 	writeFile(t, filepath.Join(boot, BootConfig), string(big))
