@@ -93,14 +93,14 @@ func TestAlertsAndDroppedInBrowser(t *testing.T) {
 		"--user-data-dir="+filepath.Join(t.TempDir(), "chromium"), "about:blank")...)
 	br.Stdout, br.Stderr = io.Discard, io.Discard
 	c := launch(t, br)
-	if err := c.open(srv.URL + "/"); err != nil {
+	if err := c.Open(srv.URL + "/"); err != nil {
 		t.Fatal(err)
 	}
 
 	// The alert: what happened, since when in the site's zone, what to do.
 	sel := `.alert.unacked`
-	labtest.WaitFor(t, "the alert to show", 60*time.Second, func() bool { return c.text(sel) != "" })
-	got := c.text(sel)
+	labtest.WaitFor(t, "the alert to show", 60*time.Second, func() bool { return c.Text(sel) != "" })
+	got := c.Text(sel)
 	for _, want := range []string{"sipguard.tollfraud/" + lab.Attacker4, "INVITE to +881", "What to do: " + alerts.Advice(alerts.KeyTollFraud), "not acknowledged"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the alert lacks %q: %q", want, got)
@@ -111,16 +111,16 @@ func TestAlertsAndDroppedInBrowser(t *testing.T) {
 	if !regexp.MustCompile(`since ` + berlin.Format("2006-01-02 15:") + `\d\d:\d\d (GMT\+[12]|CES?T) \(`).MatchString(got) {
 		t.Errorf("the alert's time is not in the site's zone (Europe/Berlin), labelled: %q", got)
 	}
-	if got := c.text("#version"); !strings.Contains(got, "times in Europe/Berlin") {
+	if got := c.Text("#version"); !strings.Contains(got, "times in Europe/Berlin") {
 		t.Errorf("the page does not say its zone: %q", got)
 	}
-	if v, _ := c.eval(`window.applianceZone && window.applianceZone.name`); string(v) != `"Europe/Berlin"` {
+	if v, _ := c.Eval(`window.applianceZone && window.applianceZone.name`); string(v) != `"Europe/Berlin"` {
 		t.Errorf("page zone %s", v)
 	}
-	if got := c.text("#alert-led"); got != "Alert LED: lit steadily — A toll-fraud attempt (calls to expensive numbers) was seen." {
+	if got := c.Text("#alert-led"); got != "Alert LED: lit steadily — A toll-fraud attempt (calls to expensive numbers) was seen." {
 		t.Errorf("alert LED line %q", got)
 	}
-	leds := c.text("#leds") // printed next to each LED, not a tooltip
+	leds := c.Text("#leds") // printed next to each LED, not a tooltip
 	for _, want := range []string{"All is well.", "The office is on the fixed line (primary).", "A toll-fraud attempt", "What to do: Tell the IT person."} {
 		if !strings.Contains(leds, want) {
 			t.Errorf("the LEDs lack %q: %q", want, leds)
@@ -132,34 +132,34 @@ func TestAlertsAndDroppedInBrowser(t *testing.T) {
 	// Log in as a person would and acknowledge.
 	c.logIn(t, "alert password 1")
 	labtest.WaitFor(t, "the Acknowledge button after login", 30*time.Second, func() bool {
-		v, _ := c.eval(`!document.getElementById("ack").classList.contains("hidden")`)
+		v, _ := c.Eval(`!document.getElementById("ack").classList.contains("hidden")`)
 		return string(v) == "true"
 	})
 	// The force buttons say which mode is in force; the countdown to failback runs.
-	if got := c.text("#force-auto"); got != "Automatic (now)" {
+	if got := c.Text("#force-auto"); got != "Automatic (now)" {
 		t.Errorf("force button %q in automatic mode", got)
 	}
-	if got := c.text("#force-backup"); got != "Force modem (backup)" {
+	if got := c.Text("#force-backup"); got != "Force modem (backup)" {
 		t.Errorf("force button %q in automatic mode", got)
 	}
 	countdown := regexp.MustCompile(`^back to the fixed line in (\d+) min (\d+) s \(at ` + failback.In(cfg.Location()).Format("2006-01-02 15:04:05") + ` `)
-	m := countdown.FindStringSubmatch(c.text("#failback"))
+	m := countdown.FindStringSubmatch(c.Text("#failback"))
 	if m == nil || (m[1] != "9" && m[1] != "10") {
-		t.Errorf("failback countdown %q", c.text("#failback"))
+		t.Errorf("failback countdown %q", c.Text("#failback"))
 	} else {
-		first := c.text("#failback")
-		labtest.WaitFor(t, "the countdown to tick", 10*time.Second, func() bool { return c.text("#failback") != first })
+		first := c.Text("#failback")
+		labtest.WaitFor(t, "the countdown to tick", 10*time.Second, func() bool { return c.Text("#failback") != first })
 	}
-	if err := c.click("#ack"); err != nil {
+	if err := c.Click("#ack"); err != nil {
 		t.Fatal(err)
 	}
 	labtest.WaitFor(t, "the alert to be greyed as acknowledged", 30*time.Second, func() bool {
-		return c.text(".alert.acked") != "" && c.text(".alert.unacked") == ""
+		return c.Text(".alert.acked") != "" && c.Text(".alert.unacked") == ""
 	})
-	if got := c.text(".alert.acked"); !strings.Contains(got, "· acknowledged") {
+	if got := c.Text(".alert.acked"); !strings.Contains(got, "· acknowledged") {
 		t.Errorf("acknowledged alert reads %q", got)
 	}
-	if got := c.text("#alert-led"); got != "Alert LED: dark — No recent attack." {
+	if got := c.Text("#alert-led"); got != "Alert LED: dark — No recent attack." {
 		t.Errorf("alert LED line after the acknowledgement %q", got)
 	}
 	shoot(t, c, "#alerts-card", "alert-acked.png")
@@ -173,30 +173,30 @@ func TestAlertsAndDroppedInBrowser(t *testing.T) {
 	}
 
 	// Who was dropped, and the firewall in words.
-	if got := c.text("#dropped-sources"); !strings.Contains(got, lab.Attacker4) {
+	if got := c.Text("#dropped-sources"); !strings.Contains(got, lab.Attacker4) {
 		t.Errorf("the dropped view lacks the attacker: %q", got)
 	}
-	if got := c.text("#dropped-udp"); !strings.Contains(got, "5099") {
+	if got := c.Text("#dropped-udp"); !strings.Contains(got, "5099") {
 		t.Errorf("dropped UDP ports %q", got)
 	}
-	if got := c.text("#dropped-tcp"); !strings.Contains(got, "2323") {
+	if got := c.Text("#dropped-tcp"); !strings.Contains(got, "2323") {
 		t.Errorf("dropped TCP ports %q", got)
 	}
 	shoot(t, c, "#dropped-card", "dropped-hour.png")
-	if err := c.click("#dropped-day"); err != nil {
+	if err := c.Click("#dropped-day"); err != nil {
 		t.Fatal(err)
 	}
-	labtest.WaitFor(t, "the day's view", 10*time.Second, func() bool { return strings.Contains(c.text("#dropped-summary"), "last day") })
-	if got := c.text("#dropped-sources"); !strings.Contains(got, lab.Attacker4) {
+	labtest.WaitFor(t, "the day's view", 10*time.Second, func() bool { return strings.Contains(c.Text("#dropped-summary"), "last day") })
+	if got := c.Text("#dropped-sources"); !strings.Contains(got, lab.Attacker4) {
 		t.Errorf("the day's dropped view lacks the attacker: %q", got)
 	}
-	input := c.text("#chain-input")
+	input := c.Text("#chain-input")
 	for _, want := range []string{"packets to the box itself", "everything else: dropped", "SSH from admin networks (from the internet, from admin networks, TCP port 22): let through"} {
 		if !strings.Contains(input, want) {
 			t.Errorf("the input chain lacks %q: %q", want, input)
 		}
 	}
-	if err := c.click(`#chain-input details.nft`); err != nil {
+	if err := c.Click(`#chain-input details.nft`); err != nil {
 		t.Fatal(err)
 	}
 	shoot(t, c, "#firewall-card", "firewall.png")

@@ -190,29 +190,29 @@ func TestBrowserInLab(t *testing.T) {
 	var brLog labtest.LogBuffer
 	br.Stdout, br.Stderr = io.Discard, &brLog
 	c := launch(t, br)
-	if err := c.open(page); err != nil {
+	if err := c.Open(page); err != nil {
 		t.Fatalf("open the page in chromium: %v\n%s", err, brLog.String())
 	}
 	labtest.WaitFor(t, "the page to show the status while its event stream is refused", 60*time.Second, func() bool {
-		return c.text("#active-uplink") == "FTTC" && strings.HasPrefix(c.text("#live"), "not live")
+		return c.Text("#active-uplink") == "FTTC" && strings.HasPrefix(c.Text("#live"), "not live")
 	})
-	if got := c.text("#tls"); !strings.Contains(got, fp) {
+	if got := c.Text("#tls"); !strings.Contains(got, fp) {
 		t.Errorf("the page shows the certificate as %q, want its fingerprint %s", got, fp)
 	}
 	closeStreams()
-	labtest.WaitFor(t, "the page to go live (server-sent events)", 60*time.Second, func() bool { return c.text("#live") == "live" })
-	if v, _ := c.eval("location.protocol"); string(v) != `"https:"` {
+	labtest.WaitFor(t, "the page to go live (server-sent events)", 60*time.Second, func() bool { return c.Text("#live") == "live" })
+	if v, _ := c.Eval("location.protocol"); string(v) != `"https:"` {
 		t.Errorf("the page is served over %s, want https:", v)
 	}
-	if got := c.text("#active-uplink"); got != "FTTC" {
+	if got := c.Text("#active-uplink"); got != "FTTC" {
 		t.Errorf("active uplink on the page = %q, want FTTC", got)
 	}
-	if _, err := c.eval("window.__noReload = 42"); err != nil {
+	if _, err := c.Eval("window.__noReload = 42"); err != nil {
 		t.Fatal(err)
 	}
 	stillSamePage := func() {
 		t.Helper()
-		if v, _ := c.eval("window.__noReload"); string(v) != "42" {
+		if v, _ := c.Eval("window.__noReload"); string(v) != "42" {
 			t.Fatal("the page was reloaded")
 		}
 	}
@@ -223,26 +223,26 @@ func TestBrowserInLab(t *testing.T) {
 		return err == nil
 	})
 	labtest.WaitFor(t, "the page to show the modem (LTE) carrying traffic", 30*time.Second, func() bool {
-		return c.text("#active-uplink") == "LTE" && strings.Contains(c.text("#mode"), "forced")
+		return c.Text("#active-uplink") == "LTE" && strings.Contains(c.Text("#mode"), "forced")
 	})
 	stillSamePage()
 
 	// Log in as a person would: type the password, click the button.
 	c.logIn(t, password)
 	labtest.WaitFor(t, "the actions to appear after login", 30*time.Second, func() bool {
-		v, _ := c.eval(`!document.getElementById("actions").classList.contains("hidden")`)
+		v, _ := c.Eval(`!document.getElementById("actions").classList.contains("hidden")`)
 		return string(v) == "true"
 	})
 
 	// Press the simulated button on the page: a short press turns forced backup back to
 	// automatic; the press and its result appear on the page.
-	if err := c.click("#press-short"); err != nil {
+	if err := c.Click("#press-short"); err != nil {
 		t.Fatal(err)
 	}
 	labtest.WaitFor(t, "the button press and automatic mode on the page", 30*time.Second, func() bool {
-		return strings.Contains(c.text("#events"), "hal.button.short") && c.text("#mode") == "automatic failover"
+		return strings.Contains(c.Text("#events"), "hal.button.short") && c.Text("#mode") == "automatic failover"
 	})
-	labtest.WaitFor(t, "failback to the fixed line on the page", 60*time.Second, func() bool { return c.text("#active-uplink") == "FTTC" })
+	labtest.WaitFor(t, "failback to the fixed line on the page", 60*time.Second, func() bool { return c.Text("#active-uplink") == "FTTC" })
 
 	// The CLI presses the same button: back to forced backup, seen on the page.
 	out, err := exec.Command(bin, "button", "press", "--control", sock).CombinedOutput()
@@ -250,25 +250,25 @@ func TestBrowserInLab(t *testing.T) {
 		t.Fatalf("appliance button press: %v\n%s", err, out)
 	}
 	labtest.WaitFor(t, "the CLI press to force the modem on the page", 30*time.Second, func() bool {
-		return c.text("#active-uplink") == "LTE" && strings.Contains(c.text("#mode"), "forced")
+		return c.Text("#active-uplink") == "LTE" && strings.Contains(c.Text("#mode"), "forced")
 	})
 	stillSamePage()
-	if got := c.text("#led-uplink .pat"); got != "slow-blink" {
+	if got := c.Text("#led-uplink .pat"); got != "slow-blink" {
 		t.Errorf("uplink LED on the page = %q, want slow-blink (forced modem)", got)
 	}
 
 	// Block an attacker from the page: the kernel's blocklist (read back over netlink) shows it.
-	if _, err := c.eval(`document.getElementById("block-addr").focus()`); err != nil {
+	if _, err := c.Eval(`document.getElementById("block-addr").focus()`); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.typeText(lab.Attacker4); err != nil {
+	if err := c.TypeText(lab.Attacker4); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.click("#block-form button"); err != nil {
+	if err := c.Click("#block-form button"); err != nil {
 		t.Fatal(err)
 	}
 	labtest.WaitFor(t, "the blocked attacker in the page's blocklist, blocked by hand", 30*time.Second, func() bool {
-		row := c.text("#blocked")
+		row := c.Text("#blocked")
 		return strings.Contains(row, lab.Attacker4) && strings.Contains(row, "manual")
 	})
 
@@ -280,10 +280,10 @@ func TestBrowserInLab(t *testing.T) {
 	if err := d.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	labtest.WaitFor(t, "the new site name on the page", 30*time.Second, func() bool { return c.text("#site") == "Lab Office (renamed)" })
+	labtest.WaitFor(t, "the new site name on the page", 30*time.Second, func() bool { return c.Text("#site") == "Lab Office (renamed)" })
 	stillSamePage()
 
-	png, err := c.screenshot()
+	png, err := c.Screenshot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package web_test
 
 import (
-	"encoding/json"
 	"os/exec"
 	"testing"
 
@@ -9,7 +8,7 @@ import (
 )
 
 // The DevTools driver is internal/web/cdptest (shared with the setup page's browser test);
-// these are its names in this package's tests.
+// cdp adds this package's login to it.
 
 // chromiumArgs are the flags of a headless Chromium the tests drive over the DevTools pipe.
 var chromiumArgs = cdptest.ChromiumArgs
@@ -23,14 +22,6 @@ func launch(t testing.TB, br *exec.Cmd) *cdp {
 	return &cdp{cdptest.Launch(t, br)}
 }
 
-func (c *cdp) call(method string, params, result any) error { return c.Call(method, params, result) }
-func (c *cdp) open(url string) error                        { return c.Open(url) }
-func (c *cdp) eval(expr string) (json.RawMessage, error)    { return c.Eval(expr) }
-func (c *cdp) text(selector string) string                  { return c.Text(selector) }
-func (c *cdp) click(selector string) error                  { return c.Click(selector) }
-func (c *cdp) typeText(s string) error                      { return c.TypeText(s) }
-func (c *cdp) screenshot() ([]byte, error)                  { return c.Screenshot() }
-
 // shoot saves a screenshot of one element in the test's artifact directory
 // (go test -artifacts -outputdir DIR keeps them).
 func shoot(t *testing.T, c *cdp, sel, name string) {
@@ -41,13 +32,13 @@ func shoot(t *testing.T, c *cdp, sel, name string) {
 // logIn types the password into the page's login form and submits it, as a person would.
 func (c *cdp) logIn(t *testing.T, password string) {
 	t.Helper()
-	if _, err := c.eval(`document.getElementById("password").focus()`); err != nil {
+	if _, err := c.Eval(`document.getElementById("password").focus()`); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.typeText(password); err != nil {
+	if err := c.TypeText(password); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.click("#login"); err != nil {
+	if err := c.Click("#login"); err != nil {
 		t.Fatal(err)
 	}
 }

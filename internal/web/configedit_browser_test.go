@@ -93,89 +93,89 @@ func TestDiagnosticsAndConfigRevertInLab(t *testing.T) {
 		"--ignore-certificate-errors-spki-list="+spki, "--user-data-dir="+filepath.Join(dir, "chromium"), "about:blank")...)
 	br.Stdout, br.Stderr = io.Discard, io.Discard
 	c := launch(t, br)
-	if err := c.open(page); err != nil {
+	if err := c.Open(page); err != nil {
 		t.Fatal(err)
 	}
-	labtest.WaitFor(t, "the page", 60*time.Second, func() bool { return c.text("#active-uplink") == "FTTC" })
+	labtest.WaitFor(t, "the page", 60*time.Second, func() bool { return c.Text("#active-uplink") == "FTTC" })
 	c.logIn(t, password)
 	visible := func(id string) func() bool {
 		return func() bool {
-			v, _ := c.eval(fmt.Sprintf(`(() => { const e = document.getElementById(%q); return !!e && !e.classList.contains("hidden"); })()`, id))
+			v, _ := c.Eval(fmt.Sprintf(`(() => { const e = document.getElementById(%q); return !!e && !e.classList.contains("hidden"); })()`, id))
 			return string(v) == "true"
 		}
 	}
 	labtest.WaitFor(t, "the Diagnostics card after login", 30*time.Second, func() bool {
-		return visible("diag-card")() && strings.Contains(c.text("#diag-uplink"), "FTTC (wan0)")
+		return visible("diag-card")() && strings.Contains(c.Text("#diag-uplink"), "FTTC (wan0)")
 	})
 
 	// A ping of the FTTC ISP's router through the fixed line: every reply shows.
-	if _, err := c.eval(`document.getElementById("diag-uplink").value = "primary"; document.getElementById("diag-target").focus()`); err != nil {
+	if _, err := c.Eval(`document.getElementById("diag-uplink").value = "primary"; document.getElementById("diag-target").focus()`); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.typeText(lab.FTTCGW4); err != nil {
+	if err := c.TypeText(lab.FTTCGW4); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.click("#diag-ping"); err != nil {
+	if err := c.Click("#diag-ping"); err != nil {
 		t.Fatal(err)
 	}
-	labtest.WaitFor(t, "the ping's replies on the page", 60*time.Second, func() bool { return strings.Contains(c.text("#diag-out"), "4 of 4 answered") })
-	out := c.text("#diag-out")
+	labtest.WaitFor(t, "the ping's replies on the page", 60*time.Second, func() bool { return strings.Contains(c.Text("#diag-out"), "4 of 4 answered") })
+	out := c.Text("#diag-out")
 	if !strings.Contains(out, "reply from "+lab.FTTCGW4) || !strings.Contains(out, "via FTTC (wan0)") {
 		t.Errorf("ping output:\n%s", out)
 	}
 	shoot(t, c, "#diag-card", "diag-ping.png")
 
 	// A traceroute to the internet's probe target: the FTTC router first, the target last.
-	if _, err := c.eval(`document.getElementById("diag-target").value = "` + lab.Probe4 + `"`); err != nil {
+	if _, err := c.Eval(`document.getElementById("diag-target").value = "` + lab.Probe4 + `"`); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.click("#diag-trace"); err != nil {
+	if err := c.Click("#diag-trace"); err != nil {
 		t.Fatal(err)
 	}
-	labtest.WaitFor(t, "the traceroute on the page", 60*time.Second, func() bool { return strings.Contains(c.text("#diag-out"), "answered") })
-	if out := c.text("#diag-out"); !strings.Contains(out, " 1  "+lab.FTTCGW4+" ") || !strings.Contains(out, "  "+lab.Probe4+"  ") {
+	labtest.WaitFor(t, "the traceroute on the page", 60*time.Second, func() bool { return strings.Contains(c.Text("#diag-out"), "answered") })
+	if out := c.Text("#diag-out"); !strings.Contains(out, " 1  "+lab.FTTCGW4+" ") || !strings.Contains(out, "  "+lab.Probe4+"  ") {
 		t.Errorf("traceroute output:\n%s", out)
 	}
 	shoot(t, c, "#diag-card", "diag-traceroute.png")
 
 	// A DNS lookup of the same name through each line gets each ISP's answer.
 	for _, via := range []struct{ role, answer string }{{"primary", dnslab.FTTCAnswer}, {"backup", dnslab.LTEAnswer}} {
-		if _, err := c.eval(`document.getElementById("diag-uplink").value = "` + via.role + `"; document.getElementById("diag-target").value = "` + dnslab.Name + `"; document.getElementById("diag-qtype").value = "A"`); err != nil {
+		if _, err := c.Eval(`document.getElementById("diag-uplink").value = "` + via.role + `"; document.getElementById("diag-target").value = "` + dnslab.Name + `"; document.getElementById("diag-qtype").value = "A"`); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.click("#diag-dns"); err != nil {
+		if err := c.Click("#diag-dns"); err != nil {
 			t.Fatal(err)
 		}
 		labtest.WaitFor(t, "the lookup through the "+via.role+" uplink", 30*time.Second, func() bool {
-			out := c.text("#diag-out")
+			out := c.Text("#diag-out")
 			return strings.Contains(out, "NOERROR") && strings.Contains(out, "\tA\t"+via.answer)
 		})
 	}
 	shoot(t, c, "#diag-card", "diag-dns.png")
-	if _, err := c.eval(`document.getElementById("diag-uplink").value = "primary"`); err != nil {
+	if _, err := c.Eval(`document.getElementById("diag-uplink").value = "primary"`); err != nil {
 		t.Fatal(err)
 	}
 
 	// A SIP OPTIONS to the trunk through the fixed line.
-	if err := c.click("#diag-sip"); err != nil {
+	if err := c.Click("#diag-sip"); err != nil {
 		t.Fatal(err)
 	}
-	labtest.WaitFor(t, "the trunk's answer on the page", 30*time.Second, func() bool { return strings.Contains(c.text("#diag-out"), "answered in") })
+	labtest.WaitFor(t, "the trunk's answer on the page", 30*time.Second, func() bool { return strings.Contains(c.Text("#diag-out"), "answered in") })
 
 	// A capture of the fixed line for 3 s (the wan part's probes cross it) downloads as pcapng.
-	if _, err := c.eval(`document.getElementById("diag-iface").value = "wan0"; document.getElementById("diag-seconds").value = "3"`); err != nil {
+	if _, err := c.Eval(`document.getElementById("diag-iface").value = "wan0"; document.getElementById("diag-seconds").value = "3"`); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.click("#diag-capture"); err != nil {
+	if err := c.Click("#diag-capture"); err != nil {
 		t.Fatal(err)
 	}
 	labtest.WaitFor(t, "the capture's download link", 60*time.Second, visible("diag-download"))
 	// Downloaded as a person would: a click on the link saves the file.
 	downloads := filepath.Join(dir, "downloads")
-	if err := c.call("Page.setDownloadBehavior", map[string]any{"behavior": "allow", "downloadPath": downloads}, nil); err != nil {
+	if err := c.Call("Page.setDownloadBehavior", map[string]any{"behavior": "allow", "downloadPath": downloads}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.click("#diag-download"); err != nil {
+	if err := c.Click("#diag-download"); err != nil {
 		t.Fatal(err)
 	}
 	var raw []byte
@@ -204,48 +204,48 @@ func TestDiagnosticsAndConfigRevertInLab(t *testing.T) {
 	if packets == 0 {
 		t.Errorf("the capture of wan0 holds no packet (%d bytes)", len(raw))
 	}
-	t.Logf("capture: %d packets, %d bytes; page says %q", packets, len(raw), c.text("#diag-out"))
+	t.Logf("capture: %d packets, %d bytes; page says %q", packets, len(raw), c.Text("#diag-out"))
 
 	// The config edit: the admin's own network goes from admin.networks. Checked first: the
 	// firewall's diff shows the admin sets emptied, and nothing is widened.
 	labtest.WaitFor(t, "the Configuration card", 30*time.Second, func() bool {
-		v, _ := c.eval(`document.getElementById("cfg-text").value.includes("[admin]")`)
+		v, _ := c.Eval(`document.getElementById("cfg-text").value.includes("[admin]")`)
 		return visible("config-card")() && string(v) == "true"
 	})
 	// A mistake first: the check names the file, line, column and field, and Apply refuses it.
-	if _, err := c.eval(`(() => { const ta = document.getElementById("cfg-text");
+	if _, err := c.Eval(`(() => { const ta = document.getElementById("cfg-text");
 		ta.value = ta.value.replace("[admin]\n", "[admin]\nssh_port = 99999\n"); ta.dispatchEvent(new Event("input")); })()`); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.click("#cfg-apply"); err != nil {
+	if err := c.Click("#cfg-apply"); err != nil {
 		t.Fatal(err)
 	}
 	line := strings.Count(cfg[:strings.Index(cfg, "[admin]\n")], "\n") + 2
 	labtest.WaitFor(t, "the mistake shown with its line and field", 30*time.Second, func() bool {
-		return strings.Contains(c.text("#cfg-errors"), fmt.Sprintf("appliance.toml:%d:12: admin.ssh_port: must be a port number", line))
+		return strings.Contains(c.Text("#cfg-errors"), fmt.Sprintf("appliance.toml:%d:12: admin.ssh_port: must be a port number", line))
 	})
 	shoot(t, c, "#config-card", "config-error.png")
 	if b, _ := os.ReadFile(conf); string(b) != cfg {
 		t.Fatal("a refused candidate changed the file")
 	}
-	if _, err := c.eval(`(() => { const ta = document.getElementById("cfg-text");
+	if _, err := c.Eval(`(() => { const ta = document.getElementById("cfg-text");
 		ta.value = ta.value.replace("ssh_port = 99999\n", "").replace('networks = ["192.0.2.30", "2001:db8:1::30"]', 'networks = []');
 		ta.dispatchEvent(new Event("input")); })()`); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.click("#cfg-check"); err != nil {
+	if err := c.Click("#cfg-check"); err != nil {
 		t.Fatal(err)
 	}
-	labtest.WaitFor(t, "the firewall diff", 30*time.Second, func() bool { return strings.Contains(c.text("#cfg-diff"), "- \t\telements = { 192.0.2.30 }") })
+	labtest.WaitFor(t, "the firewall diff", 30*time.Second, func() bool { return strings.Contains(c.Text("#cfg-diff"), "- \t\telements = { 192.0.2.30 }") })
 	if visible("cfg-widening-box")() {
-		t.Errorf("dropping an admin network is flagged as widening: %s", c.text("#cfg-widening"))
+		t.Errorf("dropping an admin network is flagged as widening: %s", c.Text("#cfg-widening"))
 	}
 	shoot(t, c, "#config-card", "config-check.png")
-	if err := c.click("#cfg-apply"); err != nil {
+	if err := c.Click("#cfg-apply"); err != nil {
 		t.Fatal(err)
 	}
 	labtest.WaitFor(t, "the page to say the change waits for confirmation", 30*time.Second, func() bool {
-		return visible("cfg-pending")() && strings.Contains(c.text("#cfg-pending-text"), "unless you confirm it")
+		return visible("cfg-pending")() && strings.Contains(c.Text("#cfg-pending-text"), "unless you confirm it")
 	})
 	shoot(t, c, "#config-card", "config-pending.png")
 	applied := time.Now()
@@ -257,23 +257,23 @@ func TestDiagnosticsAndConfigRevertInLab(t *testing.T) {
 	if b, _ := os.ReadFile(conf); string(b) != cfg {
 		t.Errorf("the old config file is not back:\n%s", b)
 	}
-	if err := c.open(page); err != nil {
+	if err := c.Open(page); err != nil {
 		t.Fatal(err)
 	}
 	labtest.WaitFor(t, "the revert alert on the page", 60*time.Second, func() bool {
-		return strings.Contains(c.text("#alerts"), "was not confirmed within 20s")
+		return strings.Contains(c.Text("#alerts"), "was not confirmed within 20s")
 	})
 	shoot(t, c, "section:has(#alerts)", "config-reverted-alert.png")
 	shoot(t, c, "#config-card", "config-reverted.png")
 
 	// The same change again, and the daemon restarts inside the window: the restarted one
 	// still puts the old file back, at the same deadline.
-	if _, err := c.eval(`(() => { const ta = document.getElementById("cfg-text");
+	if _, err := c.Eval(`(() => { const ta = document.getElementById("cfg-text");
 		ta.value = ta.value.replace('networks = ["192.0.2.30", "2001:db8:1::30"]', 'networks = []');
 		ta.dispatchEvent(new Event("input")); })()`); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.click("#cfg-apply"); err != nil {
+	if err := c.Click("#cfg-apply"); err != nil {
 		t.Fatal(err)
 	}
 	labtest.WaitFor(t, "the second change to wait for confirmation", 30*time.Second, visible("cfg-pending"))

@@ -48,7 +48,7 @@ func historyPage(t *testing.T, st *history.Store, zone string) *cdp {
 		"--user-data-dir="+filepath.Join(t.TempDir(), "chromium"), "about:blank")...)
 	br.Stdout, br.Stderr = io.Discard, io.Discard
 	c := launch(t, br)
-	if err := c.open(srv.URL + "/"); err != nil {
+	if err := c.Open(srv.URL + "/"); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -56,7 +56,7 @@ func historyPage(t *testing.T, st *history.Store, zone string) *cdp {
 
 // dataset reads a data- attribute of an element.
 func dataset(c *cdp, sel, key string) string {
-	v, err := c.eval(fmt.Sprintf(`((document.querySelector(%q) || {}).dataset || {})[%q] || ""`, sel, key))
+	v, err := c.Eval(fmt.Sprintf(`((document.querySelector(%q) || {}).dataset || {})[%q] || ""`, sel, key))
 	if err != nil {
 		return ""
 	}
@@ -104,17 +104,17 @@ func TestHistoryChartsInBrowser(t *testing.T) {
 			t.Errorf("%s draws %q failover marks, want 1", id, m)
 		}
 	}
-	if got := c.text("#history-marks"); !strings.Contains(got, "wan.failover") || !strings.Contains(got, "primary down, backup up") {
+	if got := c.Text("#history-marks"); !strings.Contains(got, "wan.failover") || !strings.Contains(got, "primary down, backup up") {
 		t.Errorf("failover list = %q", got)
 	}
-	if got := c.text("#history-zone"); got != "times in Europe/Berlin" {
+	if got := c.Text("#history-zone"); got != "times in Europe/Berlin" {
 		t.Errorf("zone shown as %q", got)
 	}
 	// A 2.4 ms target is drawn on an axis that fits it: no 10 ms floor.
 	if y, err := strconv.ParseFloat(dataset(c, "#chart-targets", "ymax"), 64); err != nil || y < 2.4 || y >= 5 {
 		t.Errorf("probe-target axis tops at %v (%v), want just above 2.4 ms", y, err)
 	}
-	if got := c.text("#budget-backup"); !strings.Contains(got, "21 GB of 20 GB used (105 %)") || !strings.Contains(got, "OVER BUDGET") ||
+	if got := c.Text("#budget-backup"); !strings.Contains(got, "21 GB of 20 GB used (105 %)") || !strings.Contains(got, "OVER BUDGET") ||
 		!strings.Contains(got, "projected 40 GB") {
 		t.Errorf("budget card = %q", got)
 	}
@@ -122,15 +122,15 @@ func TestHistoryChartsInBrowser(t *testing.T) {
 	shoot(t, c, "#budget-card", "budget.png")
 
 	// The 1 h button: 10-second points, still with the failover.
-	if err := c.click(`#history-card button[data-span="1h"]`); err != nil {
+	if err := c.Click(`#history-card button[data-span="1h"]`); err != nil {
 		t.Fatal(err)
 	}
-	labtest.WaitFor(t, "the 1 h view", 30*time.Second, func() bool { return strings.HasPrefix(c.text("#history-state"), "last 1 h, one point per 10 s") })
+	labtest.WaitFor(t, "the 1 h view", 30*time.Second, func() bool { return strings.HasPrefix(c.Text("#history-state"), "last 1 h, one point per 10 s") })
 	if m := dataset(c, "#chart-rtt", "marks"); m != "1" {
 		t.Errorf("1 h view draws %q marks", m)
 	}
 	// Dragging across the chart zooms to that stretch.
-	v, _ := c.eval(`(() => { const e = document.querySelector("#chart-rtt .u-over"); e.scrollIntoView({block: "center"});
+	v, _ := c.Eval(`(() => { const e = document.querySelector("#chart-rtt .u-over"); e.scrollIntoView({block: "center"});
 		const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })()`)
 	var r []float64
 	if json.Unmarshal(v, &r) != nil || len(r) != 4 {
@@ -142,14 +142,14 @@ func TestHistoryChartsInBrowser(t *testing.T) {
 		x       float64
 		buttons int
 	}{{"mouseMoved", r[0] + r[2]*0.2, 0}, {"mousePressed", r[0] + r[2]*0.2, 1}, {"mouseMoved", r[0] + r[2]*0.5, 1}, {"mouseMoved", r[0] + r[2]*0.7, 1}, {"mouseReleased", r[0] + r[2]*0.7, 0}} {
-		if err := c.call("Input.dispatchMouseEvent", map[string]any{"type": ev.typ, "x": ev.x, "y": y, "button": "left", "buttons": ev.buttons, "clickCount": 1}, nil); err != nil {
+		if err := c.Call("Input.dispatchMouseEvent", map[string]any{"type": ev.typ, "x": ev.x, "y": y, "button": "left", "buttons": ev.buttons, "clickCount": 1}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.HasPrefix(c.text("#history-state"), "zoomed: 30 min") {
+	for !strings.HasPrefix(c.Text("#history-state"), "zoomed: 30 min") {
 		if time.Now().After(deadline) {
-			t.Fatalf("after a drag across half the chart, the view is %q, want zoomed to 30 min", c.text("#history-state"))
+			t.Fatalf("after a drag across half the chart, the view is %q, want zoomed to 30 min", c.Text("#history-state"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

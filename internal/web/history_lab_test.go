@@ -151,19 +151,19 @@ func TestHistoryAndBudgetInLab(t *testing.T) {
 	c := launch(t, br)
 	openCharts := func(what string) {
 		t.Helper()
-		if err := c.open(page); err != nil {
+		if err := c.Open(page); err != nil {
 			t.Fatal(err)
 		}
 		labtest.WaitFor(t, "the history panel's 15 min view", 60*time.Second, func() bool {
-			return c.click(`#history-card button[data-span="15m"]`) == nil && strings.HasPrefix(c.text("#history-state"), "last 15 min")
+			return c.Click(`#history-card button[data-span="15m"]`) == nil && strings.HasPrefix(c.Text("#history-state"), "last 15 min")
 		})
 		labtest.WaitFor(t, what, 60*time.Second, func() bool {
 			return num(dataset(c, "#chart-rtt", "marks")) >= 1 && num(dataset(c, "#chart-rtt", "points")) > 0 &&
-				strings.Contains(c.text("#history-marks"), "wan.failover")
+				strings.Contains(c.Text("#history-marks"), "wan.failover")
 		})
 	}
 	openCharts("the failover drawn on the round-trip chart")
-	if got := c.text("#budget-backup"); !strings.Contains(got, "of 1.0 MB used") || !strings.Contains(got, "OVER BUDGET") {
+	if got := c.Text("#budget-backup"); !strings.Contains(got, "of 1.0 MB used") || !strings.Contains(got, "OVER BUDGET") {
 		t.Errorf("budget card = %q", got)
 	}
 	shoot(t, c, "#history-card", "lab-history-failover.png")

@@ -49,24 +49,24 @@ func TestLeasesPanelInBrowser(t *testing.T) {
 		"--user-data-dir="+filepath.Join(t.TempDir(), "chromium"), "about:blank")...)
 	br.Stdout, br.Stderr = io.Discard, io.Discard
 	c := launch(t, br)
-	if err := c.open(srv.URL + "/"); err != nil {
+	if err := c.Open(srv.URL + "/"); err != nil {
 		t.Fatal(err)
 	}
-	labtest.WaitFor(t, "the Leases panel to fill", 60*time.Second, func() bool { return c.text("#leases-count") == "(2)" })
-	if got := c.text("#dhcp-state"); !strings.Contains(got, "another DHCP server (192.168.1.2)") {
+	labtest.WaitFor(t, "the Leases panel to fill", 60*time.Second, func() bool { return c.Text("#leases-count") == "(2)" })
+	if got := c.Text("#dhcp-state"); !strings.Contains(got, "another DHCP server (192.168.1.2)") {
 		t.Errorf("state shown as %q", got)
 	}
-	rows := c.text("#leases")
+	rows := c.Text("#leases")
 	for _, want := range []string{"192.168.1.10", "00:15:65:00:00:10", "pbx", "static", "not seen yet", "192.168.1.100", "<b>pc</b>", "pool"} {
 		if !strings.Contains(rows, want) {
 			t.Errorf("the leases table lacks %q: %q", want, rows)
 		}
 	}
-	if v, _ := c.eval(`document.querySelectorAll("#leases b").length`); string(v) != "0" {
+	if v, _ := c.Eval(`document.querySelectorAll("#leases b").length`); string(v) != "0" {
 		t.Errorf("a host name became markup: %s", v)
 	}
 	if os.Getenv("LEASES_SCREENSHOT") != "" {
-		if png, err := c.screenshot(); err == nil {
+		if png, err := c.Screenshot(); err == nil {
 			_ = os.WriteFile(os.Getenv("LEASES_SCREENSHOT"), png, 0o644)
 		}
 	}

@@ -53,52 +53,52 @@ func TestLoggedInCardsInBrowser(t *testing.T) {
 		"--user-data-dir="+filepath.Join(t.TempDir(), "chromium"), "about:blank")...)
 	br.Stdout, br.Stderr = io.Discard, io.Discard
 	c := launch(t, br)
-	if err := c.open(srv.URL + "/"); err != nil {
+	if err := c.Open(srv.URL + "/"); err != nil {
 		t.Fatal(err)
 	}
 	// The page's scripts have run (the status is drawn), so the login form is theirs.
-	labtest.WaitFor(t, "the page drawn", 60*time.Second, func() bool { return c.text("#site") == "Example Office" })
+	labtest.WaitFor(t, "the page drawn", 60*time.Second, func() bool { return c.Text("#site") == "Example Office" })
 	for _, card := range []string{"vpn-card", "crowdsec-card"} {
-		if b, _ := c.eval(`document.getElementById("` + card + `").classList.contains("hidden")`); string(b) != "true" {
+		if b, _ := c.Eval(`document.getElementById("` + card + `").classList.contains("hidden")`); string(b) != "true" {
 			t.Errorf("%s shows before the login", card)
 		}
 	}
 	c.logIn(t, password)
-	labtest.WaitFor(t, "the VPN card after the login", 30*time.Second, func() bool { return strings.Contains(c.text("#vpn-peers"), "alice_mobile") })
-	rows := c.text("#vpn-peers")
+	labtest.WaitFor(t, "the VPN card after the login", 30*time.Second, func() bool { return strings.Contains(c.Text("#vpn-peers"), "alice_mobile") })
+	rows := c.Text("#vpn-peers")
 	for _, want := range []string{"10.99.0.2", "not connected", "never", "sip, rtp, provisioning", "config", "QR code"} {
 		if !strings.Contains(rows, want) {
 			t.Errorf("the VPN table lacks %q: %q", want, rows)
 		}
 	}
-	if got := c.text("#vpn-state"); !strings.Contains(got, "office.example.net:51820") || !strings.Contains(got, v.PublicKey().String()) {
+	if got := c.Text("#vpn-state"); !strings.Contains(got, "office.example.net:51820") || !strings.Contains(got, v.PublicKey().String()) {
 		t.Errorf("VPN state shown as %q", got)
 	}
 	labtest.WaitFor(t, "the fleet-sharing card after the login", 30*time.Second, func() bool {
-		return strings.Contains(c.text("#crowdsec"), "1204 address(es)") && strings.Contains(c.text("#crowdsec"), "3 since start") &&
-			strings.Contains(c.text("#crowdsec-state"), "https://lapi.example.net:8080")
+		return strings.Contains(c.Text("#crowdsec"), "1204 address(es)") && strings.Contains(c.Text("#crowdsec"), "3 since start") &&
+			strings.Contains(c.Text("#crowdsec-state"), "https://lapi.example.net:8080")
 	})
-	if _, err := c.eval(`document.querySelector("#vpn-peers button").click()`); err != nil {
+	if _, err := c.Eval(`document.querySelector("#vpn-peers button").click()`); err != nil {
 		t.Fatal(err)
 	}
 	labtest.WaitFor(t, "the QR code to load", 30*time.Second, func() bool {
-		b, _ := c.eval(`(document.querySelector("#vpn-qr img") || {}).naturalWidth > 0`)
+		b, _ := c.Eval(`(document.querySelector("#vpn-qr img") || {}).naturalWidth > 0`)
 		return string(b) == "true"
 	})
 	// "Rotate key", confirmed by a second click: the new key is the peer's and shown.
 	before, _ := v.ClientConfig("alice_mobile")
 	for i := 0; i < 2; i++ {
-		if _, err := c.eval(`document.querySelector("#vpn-peers .vpn-rotate").click()`); err != nil {
+		if _, err := c.Eval(`document.querySelector("#vpn-peers .vpn-rotate").click()`); err != nil {
 			t.Fatal(err)
 		}
 	}
-	labtest.WaitFor(t, "the rotation to be shown", 30*time.Second, func() bool { return strings.Contains(c.text("#vpn-msg"), "has a new key") })
-	if after, _ := v.ClientConfig("alice_mobile"); after == before || !strings.Contains(c.text("#vpn-msg"), v.Status().Peers[0].PublicKey) {
-		t.Errorf("the page's rotation: %q; alice's config changed: %v", c.text("#vpn-msg"), after != before)
+	labtest.WaitFor(t, "the rotation to be shown", 30*time.Second, func() bool { return strings.Contains(c.Text("#vpn-msg"), "has a new key") })
+	if after, _ := v.ClientConfig("alice_mobile"); after == before || !strings.Contains(c.Text("#vpn-msg"), v.Status().Peers[0].PublicKey) {
+		t.Errorf("the page's rotation: %q; alice's config changed: %v", c.Text("#vpn-msg"), after != before)
 	}
 	if p := os.Getenv("VPN_SCREENSHOT"); p != "" {
-		if _, err := c.eval(`document.getElementById("vpn-card").scrollIntoView()`); err == nil {
-			if png, err := c.screenshot(); err == nil {
+		if _, err := c.Eval(`document.getElementById("vpn-card").scrollIntoView()`); err == nil {
+			if png, err := c.Screenshot(); err == nil {
 				_ = os.WriteFile(p, png, 0o644)
 			}
 		}
